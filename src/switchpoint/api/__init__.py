@@ -1,0 +1,1 @@
+"""HTTP surface: app assembly, the client dialects (OpenAI, Anthropic), admin."""

@@ -1,0 +1,159 @@
+"""The ``switchpoint`` command: serve, check-config, simulate."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from switchpoint import config as config_mod
+from switchpoint import defaults
+from switchpoint.errors import ConfigError
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="switchpoint: one endpoint in front of many LLM providers.")
+err_console = Console(stderr=True)
+out = Console()
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(host: str, port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.2)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"the simulator did not start on {host}:{port}")
+
+
+def start_simulator_thread(host: str = "127.0.0.1", port: int | None = None) -> str:
+    """Run the simulated provider in a daemon thread; returns its base URL."""
+    from switchpoint.simulator import run as run_simulator
+
+    port = port or _free_port(host)
+    thread = threading.Thread(target=run_simulator, args=(host, port, None), kwargs={"quiet": True},
+                              name="switchpoint-simulator", daemon=True)
+    thread.start()
+    _wait_listening(host, port)
+    return f"http://{host}:{port}"
+
+
+def _load(path: Path | None) -> config_mod.Config:
+    if path is not None:
+        return config_mod.load(path)
+    sim_base = None
+    if defaults.needs_simulator():
+        sim_base = os.environ.get("SWITCHPOINT_SIM_BASE") or start_simulator_thread()
+        os.environ["SWITCHPOINT_SIM_BASE"] = sim_base  # workers rebuild the same config
+    return defaults.embedded(sim_base)
+
+
+def _banner(cfg: config_mod.Config, host: str, port: int, workers: int) -> None:
+    out.print(f"[bold]switchpoint[/bold] listening on http://{host}:{port}  (workers: {workers})")
+    out.print(f"config: {cfg.source}")
+    if cfg.simulated:
+        out.print(
+            "[bold yellow]SIMULATED PROVIDERS[/bold yellow]: no provider key is set "
+            "(OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, DEEPSEEK_API_KEY, OLLAMA_HOST), "
+            "so answers come from the built-in simulator and say so."
+        )
+    aliases = ", ".join(f"{a} → {'/'.join(d)}" for a, d in cfg.aliases.items()) or "(none)"
+    out.print(f"models: {aliases}")
+    out.print(f"deployments: {', '.join(cfg.deployments) or '(none)'}")
+    if cfg.master_key is None:
+        err_console.print(
+            "[bold red]WARNING: no master key configured — this gateway is OPEN to anyone who can reach it.[/bold red] "
+            "Set SWITCHPOINT_MASTER_KEY or server.master_key."
+        )
+
+
+@cli.command()
+def serve(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (default: embedded defaults)")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default from config: 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from config: 4000)")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
+) -> None:
+    """Start the gateway."""
+    import uvicorn
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = _load(config)
+    except ConfigError as exc:
+        _print_problems(str(config) if config else "embedded defaults", exc)
+        raise typer.Exit(2) from None
+    bind_host = host or cfg.host
+    bind_port = port or cfg.port
+    _banner(cfg, bind_host, bind_port, workers)
+    common = {"host": bind_host, "port": bind_port, "log_level": log_level, "access_log": False,
+              "lifespan": "on", "timeout_graceful_shutdown": 30}
+    if workers > 1:
+        if config is not None:
+            os.environ["SWITCHPOINT_CONFIG"] = str(config.resolve())
+        uvicorn.run("switchpoint.api.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+        return
+    from switchpoint.api.app import create_app
+
+    uvicorn.run(create_app(cfg), **common)  # type: ignore[arg-type]
+
+
+def _print_problems(source: str, exc: ConfigError) -> None:
+    err_console.print(f"[bold red]{source}: {len(exc.problems)} problem(s)[/bold red]")
+    for p in exc.problems:
+        err_console.print(f"  - {p}", markup=False, highlight=False)
+
+
+@cli.command("check-config")
+def check_config(path: Annotated[Path, typer.Argument(help="YAML config file")]) -> None:
+    """Validate a config file; print every problem with its path. Exit 0 if valid, 1 if not."""
+    try:
+        cfg = config_mod.load(path)
+    except ConfigError as exc:
+        _print_problems(str(path), exc)
+        raise typer.Exit(1) from None
+    out.print(
+        f"[green]{path}: OK[/green] — {len(cfg.providers)} provider(s), {len(cfg.deployments)} deployment(s), "
+        f"{len(cfg.aliases)} alias(es)"
+    )
+
+
+@cli.command()
+def simulate(
+    host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8090,
+) -> None:
+    """Run the simulated provider alone (OpenAI, Anthropic and Gemini wire formats)."""
+    from switchpoint.simulator import run as run_simulator
+
+    out.print(f"[bold]switchpoint simulator[/bold] on http://{host}:{port}")
+    out.print(f"  OpenAI:    http://{host}:{port}/openai/v1")
+    out.print(f"  Anthropic: http://{host}:{port}/anthropic")
+    out.print(f"  Gemini:    http://{host}:{port}/gemini/v1beta")
+    run_simulator(host, port, None)
+
+
+def main() -> None:
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
