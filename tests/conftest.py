@@ -51,8 +51,9 @@ def network_guard() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def simulator_url() -> Iterator[str]:
     """The simulated provider, served over real HTTP on a loopback port."""
-    from servers import serve_in_thread
     from switchpoint.simulator import create_app
+
+    from servers import serve_in_thread
 
     with serve_in_thread(create_app()) as url:
         yield url
@@ -61,10 +62,11 @@ def simulator_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def gateway(simulator_url: str) -> Iterator[Any]:
     """The gateway over real HTTP on loopback, in front of the simulator (all three families)."""
-    from gateway_harness import ENV, RecordingTransport, e2e_document
-    from servers import serve_in_thread
     from switchpoint.api.app import create_app
     from switchpoint.config import parse
+
+    from gateway_harness import ENV, RecordingTransport, e2e_document
+    from servers import serve_in_thread
 
     transport = RecordingTransport()
     cfg = parse(e2e_document(simulator_url), env=ENV)

@@ -68,8 +68,12 @@ def e2e_document(sim: str) -> dict[str, Any]:
             "p-openai": {"family": "openai", "base_url": f"{sim}/openai/v1", "api_key": key},
             "p-anthropic": {"family": "anthropic", "base_url": f"{sim}/anthropic", "api_key": key},
             "p-gemini": {"family": "gemini", "base_url": f"{sim}/gemini/v1beta", "api_key": key},
-            "p-dead": {"family": "openai", "base_url": f"http://127.0.0.1:{closed_port()}/v1", "api_key": key,
-                       "connect_timeout_s": 2},
+            "p-dead": {
+                "family": "openai",
+                "base_url": f"http://127.0.0.1:{closed_port()}/v1",
+                "api_key": key,
+                "connect_timeout_s": 2,
+            },
         },
         "deployments": {
             "d-openai": {"provider": "p-openai", "model": "sim-gpt", "price": price},

@@ -19,8 +19,12 @@ def serve_in_thread(app: Any, *, graceful_s: float = 2.0) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, loop="asyncio",
-        lifespan="on", timeout_graceful_shutdown=int(graceful_s) or 1,
+        app,
+        log_level="warning",
+        access_log=False,
+        loop="asyncio",
+        lifespan="on",
+        timeout_graceful_shutdown=int(graceful_s) or 1,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

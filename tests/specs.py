@@ -48,7 +48,7 @@ def _openapi(family: str) -> Any:
 
 @functools.cache
 def _schema_validator(family: str, name: str) -> Any:
-    from jsonschema import Draft202012Validator, Draft4Validator
+    from jsonschema import Draft4Validator, Draft202012Validator
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT4, DRAFT202012
 
@@ -76,11 +76,13 @@ def _relative(family: str, url: str) -> tuple[str, str, dict[str, str]]:
     if family == "anthropic":
         spec_path = path
     else:
-        spec_path = path[len(base_path):] if path.startswith(base_path) else path
+        spec_path = path[len(base_path) :] if path.startswith(base_path) else path
     return SERVERS[family].removesuffix(base_path), base_path + spec_path, dict(parse_qsl(parts.query))
 
 
-def check_request(family: str, method: str, url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None) -> None:
+def check_request(
+    family: str, method: str, url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
     """Raise if ``body`` sent to ``url`` is not a valid request in ``family``'s spec."""
     from openapi_core.testing import MockRequest
 

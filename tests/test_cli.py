@@ -84,10 +84,17 @@ def test_serve_on_embedded_defaults_answers(tmp_path: Path) -> None:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k not in ("OLLAMA_HOST", "SWITCHPOINT_MASTER_KEY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_API_KEY") and k not in ("OLLAMA_HOST", "SWITCHPOINT_MASTER_KEY")
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "switchpoint.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -102,7 +109,8 @@ def test_serve_on_embedded_defaults_answers(tmp_path: Path) -> None:
             time.sleep(0.2)
         r = httpx.post(
             f"http://127.0.0.1:{port}/v1/chat/completions",
-            json={"model": "smart", "messages": [{"role": "user", "content": "hello"}]}, timeout=10,
+            json={"model": "smart", "messages": [{"role": "user", "content": "hello"}]},
+            timeout=10,
         )
         assert r.status_code == 200, r.text
         assert r.json()["choices"][0]["message"]["content"].startswith("[simulated")

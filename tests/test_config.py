@@ -17,13 +17,26 @@ def good() -> dict[str, Any]:
     return {
         "server": {"port": 4100, "master_key": "env:OPENAI_API_KEY"},
         "providers": {
-            "openai": {"family": "openai", "base_url": "https://api.openai.com/v1/", "api_key": "env:OPENAI_API_KEY"},
-            "anthropic": {"family": "anthropic", "base_url": "https://api.anthropic.com", "api_key": "env:ANTHROPIC_API_KEY"},
+            "openai": {
+                "family": "openai",
+                "base_url": "https://api.openai.com/v1/",
+                "api_key": "env:OPENAI_API_KEY",
+            },
+            "anthropic": {
+                "family": "anthropic",
+                "base_url": "https://api.anthropic.com",
+                "api_key": "env:ANTHROPIC_API_KEY",
+            },
             "local": {"family": "openai", "base_url": "http://127.0.0.1:11434/v1"},
         },
         "deployments": {
-            "gpt": {"provider": "openai", "model": "gpt-5.5", "context_window": 400000,
-                    "capabilities": ["tools", "vision", "streaming"], "price": {"input": 1.25, "output": 10}},
+            "gpt": {
+                "provider": "openai",
+                "model": "gpt-5.5",
+                "context_window": 400000,
+                "capabilities": ["tools", "vision", "streaming"],
+                "price": {"input": 1.25, "output": 10},
+            },
             "claude": {"provider": "anthropic", "model": "claude-opus-4-7"},
             "llama": {"provider": "local", "model": "llama3.2"},
         },
@@ -84,7 +97,10 @@ def test_every_problem_is_reported_with_its_path() -> None:
 def test_missing_environment_secret() -> None:
     with pytest.raises(ConfigError) as exc:
         parse(good(), env={"OPENAI_API_KEY": "x"})
-    assert any("ANTHROPIC_API_KEY is not set" in p and "$.providers.anthropic.api_key" in p for p in exc.value.problems)
+    assert any(
+        "ANTHROPIC_API_KEY is not set" in p and "$.providers.anthropic.api_key" in p
+        for p in exc.value.problems
+    )
 
 
 def test_master_key_from_environment() -> None:

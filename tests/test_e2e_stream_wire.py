@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway_harness import GATEWAY_KEY, validate_sent
 
 import specs
+from gateway_harness import GATEWAY_KEY, validate_sent
 
 UPSTREAMS = ["openai", "anthropic", "gemini"]
 
@@ -40,22 +40,34 @@ def _frames(r: httpx.Response) -> list[tuple[str | None, str]]:
     return frames
 
 
-TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {
-    "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+        },
+    }
+]
 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 @pytest.mark.parametrize("tools", [False, True])
 def test_openai_stream_events_match_schema(gateway: Any, upstream: str, tools: bool) -> None:
     body: dict[str, Any] = {
-        "model": f"up-{upstream}", "stream": True, "stream_options": {"include_usage": True},
+        "model": f"up-{upstream}",
+        "stream": True,
+        "stream_options": {"include_usage": True},
         "messages": [{"role": "user", "content": "stream please"}],
     }
     if tools:
         body["tools"] = TOOLS
-    with httpx.Client(base_url=gateway.url, timeout=30) as c, c.stream(
-        "POST", "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {GATEWAY_KEY}"}
-    ) as r:
+    with (
+        httpx.Client(base_url=gateway.url, timeout=30) as c,
+        c.stream(
+            "POST", "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {GATEWAY_KEY}"}
+        ) as r,
+    ):
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         frames = _frames(r)
@@ -73,13 +85,18 @@ def test_openai_stream_events_match_schema(gateway: Any, upstream: str, tools: b
 @pytest.mark.parametrize("tools", [False, True])
 def test_anthropic_stream_events_match_schema(gateway: Any, upstream: str, tools: bool) -> None:
     body: dict[str, Any] = {
-        "model": f"up-{upstream}", "stream": True, "max_tokens": 100,
+        "model": f"up-{upstream}",
+        "stream": True,
+        "max_tokens": 100,
         "messages": [{"role": "user", "content": "stream please"}],
     }
     if tools:
         body["tools"] = [{"name": "lookup", "input_schema": TOOLS[0]["function"]["parameters"]}]  # type: ignore[index]
     headers = {"x-api-key": GATEWAY_KEY, "anthropic-version": "2023-06-01"}
-    with httpx.Client(base_url=gateway.url, timeout=30) as c, c.stream("POST", "/v1/messages", json=body, headers=headers) as r:
+    with (
+        httpx.Client(base_url=gateway.url, timeout=30) as c,
+        c.stream("POST", "/v1/messages", json=body, headers=headers) as r,
+    ):
         assert r.status_code == 200
         frames = _frames(r)
     types = []

@@ -33,7 +33,9 @@ class DeploymentTotals(msgspec.Struct, kw_only=True):
 
 
 class Accounting:
-    def __init__(self, deployments: Mapping[str, Deployment], *, queue_size: int = 10_000, keep: int = 1_000) -> None:
+    def __init__(
+        self, deployments: Mapping[str, Deployment], *, queue_size: int = 10_000, keep: int = 1_000
+    ) -> None:
         self._deployments = deployments
         self._queue: asyncio.Queue[RequestRecord] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None

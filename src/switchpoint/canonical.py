@@ -67,6 +67,11 @@ class ThinkingPart(msgspec.Struct, tag="thinking", kw_only=True, omit_defaults=T
 
 Part: TypeAlias = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart
 
+#: Key under which the Anthropic dialect keeps blocks the canonical model has no part for
+#: (documents, search results, server-tool blocks) in ``Message.extra`` / ``ToolResultPart.extra``,
+#: as ``[[position, block], ...]``. Only an Anthropic upstream can receive them.
+ANTHROPIC_BLOCKS = "anthropic_blocks"
+
 Role: TypeAlias = Literal["system", "developer", "user", "assistant", "tool"]
 
 
@@ -267,7 +272,7 @@ CONTENT_EVENTS = (TextDelta, ThinkingDelta, ToolCallDelta, Finish)
 class Accumulator:
     """Builds the final :class:`ChatResponse` from stream events (one per stream)."""
 
-    __slots__ = ("id", "model", "created", "texts", "thinking", "tools", "usage", "finish", "stop_sequence")
+    __slots__ = ("created", "finish", "id", "model", "stop_sequence", "texts", "thinking", "tools", "usage")
 
     def __init__(self) -> None:
         self.id = ""
@@ -295,7 +300,12 @@ class Accumulator:
             if event.arguments:
                 slot.append(event.arguments)
         elif isinstance(event, ThinkingDelta):
-            if not self.thinking or (self.thinking[-1].signature is not None and event.text):
+            last_part = self.thinking[-1] if self.thinking else None
+            if (
+                last_part is None
+                or (last_part.signature is not None and event.text)
+                or (event.redacted and (last_part.text or last_part.signature or last_part.redacted))
+            ):
                 self.thinking.append(ThinkingPart())
             last = self.thinking[-1]
             last.text += event.text
@@ -328,3 +338,20 @@ class Accumulator:
             usage=self.usage,
             created=self.created,
         )
+
+
+def anthropic_only_blocks(messages: list[Message]) -> list[tuple[str, list[str]]]:
+    """Where ``messages`` carry blocks only an Anthropic upstream understands: (param, types)."""
+    found: list[tuple[str, list[str]]] = []
+    for i, m in enumerate(messages):
+        blocks = (m.extra or {}).get(ANTHROPIC_BLOCKS)
+        if blocks:
+            found.append((f"messages[{i}].content", [str(b[1].get("type")) for b in blocks]))
+        for j, p in enumerate(m.parts):
+            if isinstance(p, ToolResultPart):
+                inner = (p.extra or {}).get(ANTHROPIC_BLOCKS)
+                if inner:
+                    found.append(
+                        (f"messages[{i}].content[{j}].content", [str(b[1].get("type")) for b in inner])
+                    )
+    return found

@@ -18,7 +18,11 @@ from switchpoint import config as config_mod
 from switchpoint import defaults
 from switchpoint.errors import ConfigError
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help="switchpoint: one endpoint in front of many LLM providers.")
+cli = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="switchpoint: one endpoint in front of many LLM providers.",
+)
 err_console = Console(stderr=True)
 out = Console()
 
@@ -45,8 +49,13 @@ def start_simulator_thread(host: str = "127.0.0.1", port: int | None = None) -> 
     from switchpoint.simulator import run as run_simulator
 
     port = port or _free_port(host)
-    thread = threading.Thread(target=run_simulator, args=(host, port, None), kwargs={"quiet": True},
-                              name="switchpoint-simulator", daemon=True)
+    thread = threading.Thread(
+        target=run_simulator,
+        args=(host, port, None),
+        kwargs={"quiet": True},
+        name="switchpoint-simulator",
+        daemon=True,
+    )
     thread.start()
     _wait_listening(host, port)
     return f"http://{host}:{port}"
@@ -83,7 +92,9 @@ def _banner(cfg: config_mod.Config, host: str, port: int, workers: int) -> None:
 
 @cli.command()
 def serve(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (default: embedded defaults)")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML config file (default: embedded defaults)")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (default from config: 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from config: 4000)")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
@@ -101,8 +112,14 @@ def serve(
     bind_host = host or cfg.host
     bind_port = port or cfg.port
     _banner(cfg, bind_host, bind_port, workers)
-    common = {"host": bind_host, "port": bind_port, "log_level": log_level, "access_log": False,
-              "lifespan": "on", "timeout_graceful_shutdown": 30}
+    common = {
+        "host": bind_host,
+        "port": bind_port,
+        "log_level": log_level,
+        "access_log": False,
+        "lifespan": "on",
+        "timeout_graceful_shutdown": 30,
+    }
     if workers > 1:
         if config is not None:
             os.environ["SWITCHPOINT_CONFIG"] = str(config.resolve())

@@ -181,14 +181,10 @@ def _path_of(msg: str, prefix: str) -> str:
     return f"{prefix}{m.group(1)}: {msg[: m.start()]}"
 
 
-def _resolve_secret(
-    ref: str, path: str, problems: list[str], env: Mapping[str, str]
-) -> Secret | None:
+def _resolve_secret(ref: str, path: str, problems: list[str], env: Mapping[str, str]) -> Secret | None:
     m = _SECRET_RE.match(ref)
     if not m:
-        problems.append(
-            f"{path}: secrets must be references like 'env:OPENAI_API_KEY', not literal values"
-        )
+        problems.append(f"{path}: secrets must be references like 'env:OPENAI_API_KEY', not literal values")
         return None
     value = env.get(m.group(1))
     if not value:

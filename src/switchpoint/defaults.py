@@ -16,19 +16,37 @@ from switchpoint.config import Config, parse
 #: (env var, provider name, family, base URL, [(deployment, upstream model, window, max out)])
 _DETECTED: tuple[tuple[str, str, str, str, list[tuple[str, str, int, int]]], ...] = (
     (
-        "OPENAI_API_KEY", "openai", "openai", "https://api.openai.com/v1",
+        "OPENAI_API_KEY",
+        "openai",
+        "openai",
+        "https://api.openai.com/v1",
         [("gpt-5.5", "gpt-5.5", 400_000, 128_000), ("gpt-5.5-mini", "gpt-5.5-mini", 400_000, 128_000)],
     ),
     (
-        "ANTHROPIC_API_KEY", "anthropic", "anthropic", "https://api.anthropic.com",
-        [("claude-opus-4-7", "claude-opus-4-7", 200_000, 32_000), ("claude-haiku-4-5", "claude-haiku-4-5", 200_000, 64_000)],
+        "ANTHROPIC_API_KEY",
+        "anthropic",
+        "anthropic",
+        "https://api.anthropic.com",
+        [
+            ("claude-opus-4-7", "claude-opus-4-7", 200_000, 32_000),
+            ("claude-haiku-4-5", "claude-haiku-4-5", 200_000, 64_000),
+        ],
     ),
     (
-        "GEMINI_API_KEY", "gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta",
-        [("gemini-3-pro", "gemini-3-pro-preview", 1_048_576, 65_536), ("gemini-3-flash", "gemini-3-flash-preview", 1_048_576, 65_536)],
+        "GEMINI_API_KEY",
+        "gemini",
+        "gemini",
+        "https://generativelanguage.googleapis.com/v1beta",
+        [
+            ("gemini-3-pro", "gemini-3-pro-preview", 1_048_576, 65_536),
+            ("gemini-3-flash", "gemini-3-flash-preview", 1_048_576, 65_536),
+        ],
     ),
     (
-        "DEEPSEEK_API_KEY", "deepseek", "openai", "https://api.deepseek.com/v1",
+        "DEEPSEEK_API_KEY",
+        "deepseek",
+        "openai",
+        "https://api.deepseek.com/v1",
         [("deepseek-chat", "deepseek-chat", 128_000, 8_192)],
     ),
 )
@@ -49,7 +67,12 @@ def detected_document(env: Mapping[str, str]) -> dict[str, Any] | None:
             continue
         providers[name] = {"family": family, "base_url": base_url, "api_key": f"env:{var}"}
         for dep, model, window, max_out in models:
-            deployments[dep] = {"provider": name, "model": model, "context_window": window, "max_output_tokens": max_out}
+            deployments[dep] = {
+                "provider": name,
+                "model": model,
+                "context_window": window,
+                "max_output_tokens": max_out,
+            }
     if env.get("OLLAMA_HOST"):
         host = env["OLLAMA_HOST"]
         if not host.startswith(("http://", "https://")):
@@ -64,10 +87,12 @@ def detected_document(env: Mapping[str, str]) -> dict[str, Any] | None:
         }
     if not providers:
         return None
-    models = {
-        alias: [d for d in order if d in deployments] for alias, order in _ALIASES.items()
+    aliases = {alias: [d for d in order if d in deployments] for alias, order in _ALIASES.items()}
+    return {
+        "providers": providers,
+        "deployments": deployments,
+        "models": {k: v for k, v in aliases.items() if v},
     }
-    return {"providers": providers, "deployments": deployments, "models": {k: v for k, v in models.items() if v}}
 
 
 def simulated_document(sim_base: str) -> dict[str, Any]:
@@ -75,28 +100,52 @@ def simulated_document(sim_base: str) -> dict[str, Any]:
     return {
         "providers": {
             "sim-openai": {
-                "family": "openai", "base_url": f"{sim_base}/openai/v1", "simulated": True,
+                "family": "openai",
+                "base_url": f"{sim_base}/openai/v1",
+                "simulated": True,
                 "headers": {"authorization": "Bearer simulated"},
             },
             "sim-anthropic": {
-                "family": "anthropic", "base_url": f"{sim_base}/anthropic", "simulated": True,
+                "family": "anthropic",
+                "base_url": f"{sim_base}/anthropic",
+                "simulated": True,
                 "headers": {"x-api-key": "simulated"},
             },
             "sim-gemini": {
-                "family": "gemini", "base_url": f"{sim_base}/gemini/v1beta", "simulated": True,
+                "family": "gemini",
+                "base_url": f"{sim_base}/gemini/v1beta",
+                "simulated": True,
                 "headers": {"x-goog-api-key": "simulated"},
             },
         },
         "deployments": {
-            "sim-gpt": {"provider": "sim-openai", "model": "sim-gpt", "context_window": 400_000, "max_output_tokens": 16_384,
-                        "price": {"input": 1.25, "cached_input": 0.125, "output": 10.0}},
-            "sim-claude": {"provider": "sim-anthropic", "model": "sim-claude", "context_window": 200_000,
-                           "max_output_tokens": 16_384,
-                           "price": {"input": 5.0, "cached_input": 0.5, "cache_write": 6.25, "output": 25.0}},
-            "sim-gemini": {"provider": "sim-gemini", "model": "sim-gemini", "context_window": 1_048_576,
-                           "max_output_tokens": 16_384, "price": {"input": 0.3, "cached_input": 0.03, "output": 2.5}},
-            "sim-embed": {"provider": "sim-openai", "model": "sim-embed", "kind": "embedding",
-                          "price": {"input": 0.02, "output": 0.0}},
+            "sim-gpt": {
+                "provider": "sim-openai",
+                "model": "sim-gpt",
+                "context_window": 400_000,
+                "max_output_tokens": 16_384,
+                "price": {"input": 1.25, "cached_input": 0.125, "output": 10.0},
+            },
+            "sim-claude": {
+                "provider": "sim-anthropic",
+                "model": "sim-claude",
+                "context_window": 200_000,
+                "max_output_tokens": 16_384,
+                "price": {"input": 5.0, "cached_input": 0.5, "cache_write": 6.25, "output": 25.0},
+            },
+            "sim-gemini": {
+                "provider": "sim-gemini",
+                "model": "sim-gemini",
+                "context_window": 1_048_576,
+                "max_output_tokens": 16_384,
+                "price": {"input": 0.3, "cached_input": 0.03, "output": 2.5},
+            },
+            "sim-embed": {
+                "provider": "sim-openai",
+                "model": "sim-embed",
+                "kind": "embedding",
+                "price": {"input": 0.02, "output": 0.0},
+            },
         },
         "models": {
             "smart": ["sim-claude", "sim-gpt"],

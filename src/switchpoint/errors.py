@@ -175,9 +175,7 @@ class AllCandidatesFailed(SwitchpointError):
     def __init__(self, errors: Sequence[SwitchpointError]) -> None:
         self.errors = list(errors)
         last = self.errors[-1]
-        summary = "; ".join(
-            f"{getattr(e, 'deployment', None) or '?'}: {e.message}" for e in self.errors
-        )
+        summary = "; ".join(f"{getattr(e, 'deployment', None) or '?'}: {e.message}" for e in self.errors)
         super().__init__(
             f"all {len(self.errors)} attempt(s) failed: {summary}",
             retry_after=last.retry_after,

@@ -10,7 +10,7 @@ from __future__ import annotations
 class SSEFrame:
     """One SSE event: its ``event`` name (or ``None``), its ``data`` and its original bytes."""
 
-    __slots__ = ("event", "data", "raw")
+    __slots__ = ("data", "event", "raw")
 
     def __init__(self, event: str | None, data: bytes, raw: bytes) -> None:
         self.event = event

@@ -102,8 +102,15 @@ def _internal(exc: BaseException, rid: str) -> InternalError:
 
 
 def _record(
-    ctx: RequestContext, *, dialect: str, endpoint: str, model: str, stream: bool,
-    status: int, error: str | None, principal: str | None,
+    ctx: RequestContext,
+    *,
+    dialect: str,
+    endpoint: str,
+    model: str,
+    stream: bool,
+    status: int,
+    error: str | None,
+    principal: str | None,
 ) -> RequestRecord:
     return RequestRecord(
         request_id=ctx.request_id,
@@ -151,27 +158,53 @@ def _chat_handler(gw: Gateway, dialect: Dialect, endpoint: str) -> Handler:
             result = await gw.executor.chat(creq, decision, ctx)
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
             out = dialect.encode_chat(result, creq)
-            gw.accounting.submit(_record(ctx, dialect=dialect.name, endpoint=endpoint, model=model,
-                                         stream=False, status=200, error=None, principal=principal))
+            gw.accounting.submit(
+                _record(
+                    ctx,
+                    dialect=dialect.name,
+                    endpoint=endpoint,
+                    model=model,
+                    stream=False,
+                    status=200,
+                    error=None,
+                    principal=principal,
+                )
+            )
             return Response(out, headers=headers, media_type=_JSON)
         except Exception as exc:
             err = exc if isinstance(exc, SwitchpointError) else _internal(exc, rid)
             if ctx.deployment:
                 headers["x-switchpoint-deployment"] = ctx.deployment
-            gw.accounting.submit(_record(ctx, dialect=dialect.name, endpoint=endpoint, model=model,
-                                         stream=stream, status=err.status, error=err.kind, principal=principal))
+            gw.accounting.submit(
+                _record(
+                    ctx,
+                    dialect=dialect.name,
+                    endpoint=endpoint,
+                    model=model,
+                    stream=stream,
+                    status=err.status,
+                    error=err.kind,
+                    principal=principal,
+                )
+            )
             return _error_response(dialect, err, headers)
 
     return handle
 
 
 async def _stream_body(
-    gw: Gateway, dialect: Dialect, creq: ChatRequest, committed: CommittedStream,
-    ctx: RequestContext, endpoint: str, principal: str | None,
+    gw: Gateway,
+    dialect: Dialect,
+    creq: ChatRequest,
+    committed: CommittedStream,
+    ctx: RequestContext,
+    endpoint: str,
+    principal: str | None,
 ) -> AsyncIterator[bytes]:
     encoder = dialect.stream_encoder(creq)
     encoder.commit(committed.family)
-    status, error = 499, "client_disconnected"
+    status: int = 499
+    error: str | None = "client_disconnected"
     try:
         async for events, frame in committed.items():
             out = encoder.encode(events, frame)
@@ -181,16 +214,23 @@ async def _stream_body(
         status, error = 200, None
         if tail:
             yield tail
-    except SwitchpointError as err:
-        status, error = err.status, err.kind
-        yield encoder.error(err)
     except Exception as exc:
-        err = _internal(exc, ctx.request_id)
-        status, error = err.status, err.kind
-        yield encoder.error(err)
+        failure = exc if isinstance(exc, SwitchpointError) else _internal(exc, ctx.request_id)
+        status, error = failure.status, failure.kind
+        yield encoder.error(failure)
     finally:
-        gw.accounting.submit(_record(ctx, dialect=dialect.name, endpoint=endpoint, model=creq.model,
-                                     stream=True, status=status, error=error, principal=principal))
+        gw.accounting.submit(
+            _record(
+                ctx,
+                dialect=dialect.name,
+                endpoint=endpoint,
+                model=creq.model,
+                stream=True,
+                status=status,
+                error=error,
+                principal=principal,
+            )
+        )
 
 
 def _embeddings_handler(gw: Gateway) -> Handler:
@@ -208,13 +248,33 @@ def _embeddings_handler(gw: Gateway) -> Handler:
             result = await gw.executor.embeddings(ereq, deployments, ctx)
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
             out = OPENAI.encode_embeddings(result, ereq)
-            gw.accounting.submit(_record(ctx, dialect="openai", endpoint="embeddings", model=model,
-                                         stream=False, status=200, error=None, principal=principal))
+            gw.accounting.submit(
+                _record(
+                    ctx,
+                    dialect="openai",
+                    endpoint="embeddings",
+                    model=model,
+                    stream=False,
+                    status=200,
+                    error=None,
+                    principal=principal,
+                )
+            )
             return Response(out, headers=headers, media_type=_JSON)
         except Exception as exc:
             err = exc if isinstance(exc, SwitchpointError) else _internal(exc, rid)
-            gw.accounting.submit(_record(ctx, dialect="openai", endpoint="embeddings", model=model,
-                                         stream=False, status=err.status, error=err.kind, principal=principal))
+            gw.accounting.submit(
+                _record(
+                    ctx,
+                    dialect="openai",
+                    endpoint="embeddings",
+                    model=model,
+                    stream=False,
+                    status=err.status,
+                    error=err.kind,
+                    principal=principal,
+                )
+            )
             return _error_response(OPENAI, err, headers)
 
     return handle
@@ -262,57 +322,68 @@ def _models_handler(gw: Gateway) -> Handler:
                 {"type": "model", "id": n, "display_name": n, "created_at": stamp} for n in names
             ]
             doc: dict[str, Any] = {
-                "data": data, "has_more": False,
-                "first_id": names[0] if names else None, "last_id": names[-1] if names else None,
+                "data": data,
+                "has_more": False,
+                "first_id": names[0] if names else None,
+                "last_id": names[-1] if names else None,
             }
         else:
             doc = {
                 "object": "list",
-                "data": [{"id": n, "object": "model", "created": created, "owned_by": "switchpoint"} for n in names],
+                "data": [
+                    {"id": n, "object": "model", "created": created, "owned_by": "switchpoint"} for n in names
+                ],
             }
         return Response(msgspec.json.encode(doc), headers=headers, media_type=_JSON)
 
     return handle
 
 
-def _health(request: Request) -> Coroutine[Any, Any, Response]:
-    async def ok() -> Response:
-        return Response(b'{"status":"ok"}', media_type=_JSON)
-
-    return ok()
+async def _health(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', headers={"x-request-id": _request_id(request)}, media_type=_JSON)
 
 
 def _ready_handler(gw: Gateway) -> Handler:
     async def handle(request: Request) -> Response:
+        headers = {"x-request-id": _request_id(request)}
         if not gw.ready:
-            return Response(b'{"status":"starting"}', status_code=503, media_type=_JSON)
-        body = {"status": "ready", "simulated": gw.config.simulated, "deployments": len(gw.config.deployments)}
-        return Response(msgspec.json.encode(body), media_type=_JSON)
+            return Response(b'{"status":"starting"}', status_code=503, headers=headers, media_type=_JSON)
+        body = {
+            "status": "ready",
+            "simulated": gw.config.simulated,
+            "deployments": len(gw.config.deployments),
+        }
+        return Response(msgspec.json.encode(body), headers=headers, media_type=_JSON)
 
     return handle
 
 
 def _stats_handler(gw: Gateway) -> Handler:
     async def handle(request: Request) -> Response:
+        headers = {"x-request-id": _request_id(request)}
         try:
             gw.auth.check(request.headers)
         except SwitchpointError as err:
-            return _error_response(OPENAI, err, {})
+            return _error_response(OPENAI, err, headers)
         await gw.accounting.flush()
-        return Response(msgspec.json.encode(gw.accounting.snapshot()), media_type=_JSON)
+        return Response(msgspec.json.encode(gw.accounting.snapshot()), headers=headers, media_type=_JSON)
 
     return handle
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     err = NotFound(f"No route for {request.method} {request.url.path}")
-    return _error_response(_dialect_of(request), err, {})
+    return _error_response(_dialect_of(request), err, {"x-request-id": _request_id(request)})
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     err = BadRequest(f"Method {request.method} is not allowed on {request.url.path}")
-    status, body = _dialect_of(request).render_error(err)
-    return Response(body, status_code=405, media_type=_JSON)
+    _, body = _dialect_of(request).render_error(err)
+    headers = {"x-request-id": _request_id(request)}
+    allow = (getattr(exc, "headers", None) or {}).get("Allow")
+    if allow:
+        headers["allow"] = allow
+    return Response(body, status_code=405, headers=headers, media_type=_JSON)
 
 
 def create_app(config: Config, *, transport: Transport | None = None) -> Starlette:

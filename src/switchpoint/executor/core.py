@@ -9,7 +9,7 @@ API layer writes the dialect's error event): output is never duplicated or inter
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, TypeAlias
 
 from switchpoint.canonical import (
@@ -95,7 +95,7 @@ class CommittedStream:
         self,
         deployment: Deployment,
         pending: list[Item],
-        rest: AsyncIterator[Item],
+        rest: AsyncGenerator[Item, None],
         ctx: RequestContext,
         t0: float,
         ttft_ms: float,
@@ -125,7 +125,9 @@ class CommittedStream:
                 self._see(item[0])
                 yield item
         except SwitchpointError as err:
-            ctx.attempts.append(_attempt(dep, self._t0, err=_tag(err, dep), usage=self.usage, ttft_ms=self._ttft_ms))
+            ctx.attempts.append(
+                _attempt(dep, self._t0, err=_tag(err, dep), usage=self.usage, ttft_ms=self._ttft_ms)
+            )
             ctx.usage = self.usage
             raise
         finally:
@@ -134,9 +136,7 @@ class CommittedStream:
         ctx.usage = self.usage
 
     async def aclose(self) -> None:
-        closer = getattr(self._rest, "aclose", None)
-        if closer is not None:
-            await closer()
+        await self._rest.aclose()
 
 
 class Executor:
@@ -159,7 +159,9 @@ class Executor:
             try:
                 upstream = adapter.build_chat(request, dep)
                 resp = await self.transport.send(
-                    upstream, timeout_s=dep.provider.timeout_s, connect_timeout_s=dep.provider.connect_timeout_s
+                    upstream,
+                    timeout_s=dep.provider.timeout_s,
+                    connect_timeout_s=dep.provider.connect_timeout_s,
                 )
                 if resp.status >= 400:
                     raise adapter.classify(resp, dep)
@@ -186,7 +188,9 @@ class Executor:
             try:
                 upstream = adapter.build_embeddings(request, dep)
                 resp = await self.transport.send(
-                    upstream, timeout_s=dep.provider.timeout_s, connect_timeout_s=dep.provider.connect_timeout_s
+                    upstream,
+                    timeout_s=dep.provider.timeout_s,
+                    connect_timeout_s=dep.provider.connect_timeout_s,
                 )
                 if resp.status >= 400:
                     raise adapter.classify(resp, dep)
@@ -205,7 +209,9 @@ class Executor:
 
     # --- streaming -------------------------------------------------------------------------
 
-    async def chat_stream(self, request: ChatRequest, decision: Decision, ctx: RequestContext) -> CommittedStream:
+    async def chat_stream(
+        self, request: ChatRequest, decision: Decision, ctx: RequestContext
+    ) -> CommittedStream:
         errors: list[SwitchpointError] = []
         for cand in decision.candidates:
             dep = cand.deployment
@@ -237,7 +243,7 @@ class Executor:
             return CommittedStream(dep, pending, gen, ctx, t0, ttft_ms)
         raise _failure(errors)
 
-    async def _attempt_stream(self, request: ChatRequest, dep: Deployment) -> AsyncIterator[Item]:
+    async def _attempt_stream(self, request: ChatRequest, dep: Deployment) -> AsyncGenerator[Item, None]:
         adapter = self.adapter(dep.family)
         upstream = adapter.build_chat(request, dep)
         stream = await self.transport.open_stream(
@@ -246,7 +252,9 @@ class Executor:
         try:
             if stream.status >= 400:
                 body = await stream.read()
-                raise adapter.classify(UpstreamResponse(status=stream.status, headers=stream.headers, body=body), dep)
+                raise adapter.classify(
+                    UpstreamResponse(status=stream.status, headers=stream.headers, body=body), dep
+                )
             parser = adapter.stream_parser(request, dep)
             decoder = SSEDecoder()
             async for chunk in stream.chunks():
@@ -264,6 +272,11 @@ class Executor:
 def describe_attempts(attempts: list[Attempt]) -> list[dict[str, Any]]:
     """A compact, secret-free view of attempts (for logs and admin views)."""
     return [
-        {"deployment": a.deployment, "status": a.status, "error": a.error, "latency_ms": round(a.latency_ms, 2)}
+        {
+            "deployment": a.deployment,
+            "status": a.status,
+            "error": a.error,
+            "latency_ms": round(a.latency_ms, 2),
+        }
         for a in attempts
     ]

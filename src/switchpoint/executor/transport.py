@@ -7,7 +7,6 @@ so the executor sees one error type.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -29,7 +28,9 @@ class UpstreamStream(Protocol):
 
 
 class Transport(Protocol):
-    async def send(self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float) -> UpstreamResponse: ...
+    async def send(
+        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float
+    ) -> UpstreamResponse: ...
 
     async def open_stream(
         self, request: UpstreamRequest, *, connect_timeout_s: float, read_timeout_s: float
@@ -54,15 +55,17 @@ class _AiohttpStream:
         try:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
-        except (TimeoutError, asyncio.TimeoutError) as exc:
-            raise ProviderError("timeout", "upstream stream stalled (no data within the read timeout)") from exc
+        except TimeoutError as exc:
+            raise ProviderError(
+                "timeout", "upstream stream stalled (no data within the read timeout)"
+            ) from exc
         except aiohttp.ClientError as exc:
             raise ProviderError("connection", f"upstream stream broke: {type(exc).__name__}") from exc
 
     async def read(self) -> bytes:
         try:
             return await self._resp.read()
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise ProviderError("timeout", "upstream did not finish its error body in time") from exc
         except aiohttp.ClientError as exc:
             raise ProviderError("connection", f"upstream connection broke: {type(exc).__name__}") from exc
@@ -95,7 +98,9 @@ class AiohttpTransport:
             )
         return self._session
 
-    async def send(self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float) -> UpstreamResponse:
+    async def send(
+        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float
+    ) -> UpstreamResponse:
         timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         try:
             async with self._get().request(
@@ -103,10 +108,12 @@ class AiohttpTransport:
             ) as resp:
                 body = await resp.read()
                 return UpstreamResponse(status=resp.status, headers=_lower_headers(resp.headers), body=body)
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise ProviderError("timeout", f"upstream did not answer within {timeout_s:g} s") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise ProviderError("connection", f"cannot connect to upstream ({exc.os_error.__class__.__name__})") from exc
+            raise ProviderError(
+                "connection", f"cannot connect to upstream ({exc.os_error.__class__.__name__})"
+            ) from exc
         except aiohttp.ClientError as exc:
             raise ProviderError("connection", f"upstream connection failed: {type(exc).__name__}") from exc
 
@@ -118,10 +125,12 @@ class AiohttpTransport:
             resp = await self._get().request(
                 request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
             )
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise ProviderError("timeout", f"upstream did not answer within {read_timeout_s:g} s") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise ProviderError("connection", f"cannot connect to upstream ({exc.os_error.__class__.__name__})") from exc
+            raise ProviderError(
+                "connection", f"cannot connect to upstream ({exc.os_error.__class__.__name__})"
+            ) from exc
         except aiohttp.ClientError as exc:
             raise ProviderError("connection", f"upstream connection failed: {type(exc).__name__}") from exc
         return _AiohttpStream(resp)

@@ -24,10 +24,24 @@ from switchpoint.canonical import (
     EmbeddingRequest,
     EmbeddingResponse,
     StreamEvent,
+    anthropic_only_blocks,
 )
 from switchpoint.config import Deployment
 from switchpoint.errors import ProviderError
 from switchpoint.streaming import SSEFrame
+
+
+def reject_anthropic_only_blocks(request: ChatRequest, family: str) -> None:
+    """Translation to a non-Anthropic family fails clearly on blocks it cannot carry."""
+    found = anthropic_only_blocks(request.messages)
+    if found:
+        param, types = found[0]
+        raise ProviderError(
+            "bad_request",
+            f"{param} has block type(s) {', '.join(sorted(set(types)))} that only Anthropic models accept; "
+            f"this request was routed to a {family} model",
+            param=param,
+        )
 
 
 class UpstreamRequest(msgspec.Struct, kw_only=True):
