@@ -120,3 +120,11 @@ def test_serve_on_embedded_defaults_answers(tmp_path: Path) -> None:
         output = proc.communicate(timeout=20)[0]
     assert "SIMULATED" in output
     assert "OPEN" in output
+
+
+def test_simulate_rejects_a_bad_behaviour_file(tmp_path: Path) -> None:
+    p = tmp_path / "sim.yaml"
+    p.write_text("default: {latency_ms: -5}\n")
+    result = runner.invoke(cli, ["simulate", "--config", str(p)])
+    assert result.exit_code == 2
+    assert "latency_ms" in result.output

@@ -154,15 +154,30 @@ def check_config(path: Annotated[Path, typer.Argument(help="YAML config file")])
 def simulate(
     host: Annotated[str, typer.Option(help="Address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8090,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML: default and per-model behaviour, seed …")
+    ] = None,
 ) -> None:
     """Run the simulated provider alone (OpenAI, Anthropic and Gemini wire formats)."""
+    import msgspec
+    import yaml
+
+    from switchpoint.simulator import SimConfig
     from switchpoint.simulator import run as run_simulator
+
+    sim_config = None
+    if config is not None:
+        try:
+            sim_config = msgspec.convert(yaml.safe_load(config.read_text()) or {}, SimConfig)
+        except (OSError, yaml.YAMLError, msgspec.ValidationError) as exc:
+            err_console.print(f"[bold red]{config}: {exc}[/bold red]", highlight=False)
+            raise typer.Exit(2) from None
 
     out.print(f"[bold]switchpoint simulator[/bold] on http://{host}:{port}")
     out.print(f"  OpenAI:    http://{host}:{port}/openai/v1")
     out.print(f"  Anthropic: http://{host}:{port}/anthropic")
     out.print(f"  Gemini:    http://{host}:{port}/gemini/v1beta")
-    run_simulator(host, port, None)
+    run_simulator(host, port, sim_config)
 
 
 def main() -> None:

@@ -76,6 +76,46 @@ class ProviderSpec(_Base):
     simulated: bool = False
 
 
+class Timeouts(_Base, frozen=True, omit_defaults=True):
+    """Seconds. ``None`` = not set at this level (the next level down decides)."""
+
+    connect_s: float | None = None
+    #: Streams: until the first content event.
+    ttft_s: float | None = None
+    #: Streams: longest silence between two chunks.
+    stall_s: float | None = None
+    #: The whole attempt.
+    total_s: float | None = None
+
+
+class RetryPolicy(_Base, frozen=True, omit_defaults=True):
+    #: Attempts on the same deployment for a retryable error (1 = no retry).
+    attempts: int | None = None
+    backoff_base_s: float | None = None
+    backoff_max_s: float | None = None
+    #: Total attempts across all candidates for one request.
+    max_total_attempts: int | None = None
+    #: Overall deadline for one request, seconds.
+    deadline_s: float | None = None
+
+
+class Hedging(_Base, frozen=True, omit_defaults=True):
+    enabled: bool = False
+    #: Start the next candidate after this delay without a first token; ``None`` = the
+    #: first candidate's observed p95 time to first token.
+    delay_ms: float | None = None
+    max_extra: int = 1
+
+
+class ExecutionOptions(_Base, frozen=True, omit_defaults=True):
+    """How the candidates of one decision are executed; set by a routing rule, read by the
+    executor. Every field overrides the deployment's own setting when set."""
+
+    timeouts: Timeouts | None = None
+    retry: RetryPolicy | None = None
+    hedging: Hedging | None = None
+
+
 class PriceSpec(_Base):
     """USD per million tokens."""
 

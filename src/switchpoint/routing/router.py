@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from switchpoint.canonical import ChatRequest, ImagePart, Message
-from switchpoint.config import Config, Deployment
+from switchpoint.config import Config, Deployment, ExecutionOptions
 from switchpoint.errors import BadRequest, ModelNotFound
 
 
@@ -23,6 +23,8 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     candidates: tuple[Candidate, ...]
     #: Candidates left out, with why (capabilities the deployment lacks).
     skipped: tuple[tuple[str, str], ...] = ()
+    #: How to execute the candidates (from the matched rule); None = deployment defaults.
+    options: ExecutionOptions | None = None
 
     def header(self) -> str:
         """Short form for the ``x-switchpoint-route`` response header."""
