@@ -50,6 +50,10 @@ class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
 
+class _Frozen(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True, omit_defaults=True):
+    pass
+
+
 class ServerSpec(_Base):
     host: str = "127.0.0.1"
     port: int = 4000
@@ -76,7 +80,7 @@ class ProviderSpec(_Base):
     simulated: bool = False
 
 
-class Timeouts(_Base, frozen=True, omit_defaults=True):
+class Timeouts(_Frozen):
     """Seconds. ``None`` = not set at this level (the next level down decides)."""
 
     connect_s: float | None = None
@@ -88,7 +92,7 @@ class Timeouts(_Base, frozen=True, omit_defaults=True):
     total_s: float | None = None
 
 
-class RetryPolicy(_Base, frozen=True, omit_defaults=True):
+class RetryPolicy(_Frozen):
     #: Attempts on the same deployment for a retryable error (1 = no retry).
     attempts: int | None = None
     backoff_base_s: float | None = None
@@ -99,7 +103,7 @@ class RetryPolicy(_Base, frozen=True, omit_defaults=True):
     deadline_s: float | None = None
 
 
-class Hedging(_Base, frozen=True, omit_defaults=True):
+class Hedging(_Frozen):
     enabled: bool = False
     #: Start the next candidate after this delay without a first token; ``None`` = the
     #: first candidate's observed p95 time to first token.
@@ -107,7 +111,7 @@ class Hedging(_Base, frozen=True, omit_defaults=True):
     max_extra: int = 1
 
 
-class ExecutionOptions(_Base, frozen=True, omit_defaults=True):
+class ExecutionOptions(_Frozen):
     """How the candidates of one decision are executed; set by a routing rule, read by the
     executor. Every field overrides the deployment's own setting when set."""
 
