@@ -80,7 +80,7 @@ class ProviderSpec(_Base):
     simulated: bool = False
 
 
-class Timeouts(_Frozen):
+class Timeouts(_Frozen, frozen=True):
     """Seconds. ``None`` = not set at this level (the next level down decides)."""
 
     connect_s: float | None = None
@@ -92,7 +92,7 @@ class Timeouts(_Frozen):
     total_s: float | None = None
 
 
-class RetryPolicy(_Frozen):
+class RetryPolicy(_Frozen, frozen=True):
     #: Attempts on the same deployment for a retryable error (1 = no retry).
     attempts: int | None = None
     backoff_base_s: float | None = None
@@ -103,7 +103,7 @@ class RetryPolicy(_Frozen):
     deadline_s: float | None = None
 
 
-class Hedging(_Frozen):
+class Hedging(_Frozen, frozen=True):
     enabled: bool = False
     #: Start the next candidate after this delay without a first token; ``None`` = the
     #: first candidate's observed p95 time to first token.
@@ -111,7 +111,7 @@ class Hedging(_Frozen):
     max_extra: int = 1
 
 
-class ExecutionOptions(_Frozen):
+class ExecutionOptions(_Frozen, frozen=True):
     """How the candidates of one decision are executed; set by a routing rule, read by the
     executor. Every field overrides the deployment's own setting when set."""
 
