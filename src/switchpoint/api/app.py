@@ -32,6 +32,7 @@ from switchpoint.errors import (
     SwitchpointError,
 )
 from switchpoint.executor import AiohttpTransport, CommittedStream, Executor, RequestContext, Transport
+from switchpoint.health import HealthRegistry
 from switchpoint.records import RequestRecord
 from switchpoint.routing import Router
 
@@ -53,7 +54,8 @@ class Gateway:
         self.router = Router(config)
         self.auth = Authenticator(config.master_key)
         self.transport = transport or AiohttpTransport(pool_size=config.pool_size)
-        self.executor = Executor(self.transport)
+        self.health = HealthRegistry()
+        self.executor = Executor(self.transport, health=self.health)
         self.accounting = Accounting(config.deployments)
         self.ready = False
         self.started = time.time()

@@ -25,6 +25,7 @@ from switchpoint.canonical import (
 from switchpoint.config import Deployment
 from switchpoint.errors import AllCandidatesFailed, ProviderError, SwitchpointError
 from switchpoint.executor.transport import Transport
+from switchpoint.health import HealthRegistry
 from switchpoint.providers import Adapter, UpstreamResponse, adapter_for
 from switchpoint.records import Attempt
 from switchpoint.routing import Decision
@@ -140,9 +141,16 @@ class CommittedStream:
 
 
 class Executor:
-    def __init__(self, transport: Transport, adapters: Mapping[str, Adapter] | None = None) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        adapters: Mapping[str, Adapter] | None = None,
+        *,
+        health: HealthRegistry | None = None,
+    ) -> None:
         self.transport = transport
         self._adapters: Mapping[str, Adapter] = adapters or {}
+        self.health = health or HealthRegistry()
 
     def adapter(self, family: str) -> Adapter:
         found = self._adapters.get(family)
