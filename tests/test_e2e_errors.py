@@ -74,14 +74,16 @@ def test_missing_and_wrong_key(http: httpx.Client) -> None:
 
 
 def test_sdks_raise_their_own_auth_error(gateway: Any) -> None:
-    with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="wrong", max_retries=0).chat.completions.create(
-            model="up-openai", messages=[{"role": "user", "content": "hi"}]
-        )
-    with pytest.raises(anthropic.AuthenticationError):
-        anthropic.Anthropic(base_url=gateway.url, api_key="wrong", max_retries=0).messages.create(
-            model="up-openai", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
-        )
+    with (
+        openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="wrong", max_retries=0) as oai,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        oai.chat.completions.create(model="up-openai", messages=[{"role": "user", "content": "hi"}])
+    with (
+        anthropic.Anthropic(base_url=gateway.url, api_key="wrong", max_retries=0) as ant,
+        pytest.raises(anthropic.AuthenticationError),
+    ):
+        ant.messages.create(model="up-openai", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
 
 
 def test_malformed_json(http: httpx.Client) -> None:
@@ -125,15 +127,17 @@ def test_anthropic_validation_errors(http: httpx.Client, body: dict[str, Any]) -
 
 
 def test_unknown_model_is_404_in_both_dialects(gateway: Any) -> None:
-    with pytest.raises(openai.NotFoundError) as e1:
-        openai.OpenAI(
-            base_url=f"{gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0
-        ).chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    with (
+        openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0) as oai,
+        pytest.raises(openai.NotFoundError) as e1,
+    ):
+        oai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
     assert "no-such-model" in str(e1.value)
-    with pytest.raises(anthropic.NotFoundError):
-        anthropic.Anthropic(base_url=gateway.url, api_key=GATEWAY_KEY, max_retries=0).messages.create(
-            model="no-such-model", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
-        )
+    with (
+        anthropic.Anthropic(base_url=gateway.url, api_key=GATEWAY_KEY, max_retries=0) as ant,
+        pytest.raises(anthropic.NotFoundError),
+    ):
+        ant.messages.create(model="no-such-model", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
 
 
 def test_body_over_limit_is_413(http: httpx.Client) -> None:
@@ -210,12 +214,12 @@ def test_stream_cut_midway_ends_with_error_event(http: httpx.Client, upstream: s
 
 
 def test_stream_fails_over_before_first_content(gateway: Any) -> None:
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0)
-    raw = client.chat.completions.with_raw_response.create(
-        model="failover", messages=[{"role": "user", "content": "hi"}], stream=True
-    )
-    assert raw.headers["x-switchpoint-deployment"] == "d-openai"
-    text = "".join((c.choices[0].delta.content or "") for c in raw.parse() if c.choices)
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="failover", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert raw.headers["x-switchpoint-deployment"] == "d-openai"
+        text = "".join((c.choices[0].delta.content or "") for c in raw.parse() if c.choices)
     assert text.startswith("[simulated")
     gateway.sent.pop(0)  # the dead upstream's request
 

@@ -62,9 +62,18 @@ MESSAGES_BODY = msgspec.json.encode(
 )
 OPENAI_RESPONSE = msgspec.json.encode(
     {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "A short answer. " * 10, "refusal": None},
-                     "finish_reason": "stop", "logprobs": None}],
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "A short answer. " * 10, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
         "usage": {"prompt_tokens": 120, "completion_tokens": 40, "total_tokens": 160},
     }
 )
@@ -73,10 +82,17 @@ OPENAI_RESPONSE = msgspec.json.encode(
 def _openai_stream(n: int = 20) -> bytes:
     out = []
     for i in range(n):
-        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                 "choices": [{"index": 0, "delta": {"content": f" word{i}"}, "finish_reason": None}]}
+        chunk = {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": f" word{i}"}, "finish_reason": None}],
+        }
         out.append(b"data: " + msgspec.json.encode(chunk) + b"\n\n")
-    out.append(b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    out.append(
+        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    )
     out.append(b"data: [DONE]\n\n")
     return b"".join(out)
 
@@ -94,8 +110,9 @@ def test_decode_request(benchmark: Any, dialect: str) -> None:
 @pytest.mark.parametrize("family", ["openai", "anthropic", "gemini"])
 @pytest.mark.parametrize("ingress", ["openai", "anthropic"])
 def test_build_upstream(benchmark: Any, family: str, ingress: str) -> None:
-    request: ChatRequest = (OPENAI.decode_chat(CHAT_BODY, {}) if ingress == "openai"
-                            else ANTHROPIC.decode_chat(MESSAGES_BODY, {}))
+    request: ChatRequest = (
+        OPENAI.decode_chat(CHAT_BODY, {}) if ingress == "openai" else ANTHROPIC.decode_chat(MESSAGES_BODY, {})
+    )
     adapter, dep = adapter_for(family), CFG.deployments[family]
     up = benchmark(adapter.build_chat, request, dep)
     assert up.body

@@ -45,6 +45,10 @@ class Accounting:
         self.failed = 0
         self.dropped = 0
 
+    def use_deployments(self, deployments: Mapping[str, Deployment]) -> None:
+        """Price later records with a reloaded config's deployments."""
+        self._deployments = deployments
+
     def submit(self, record: RequestRecord) -> None:
         try:
             self._queue.put_nowait(record)

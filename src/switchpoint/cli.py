@@ -1,15 +1,16 @@
-"""The ``switchpoint`` command: serve, check-config, simulate."""
+"""The ``switchpoint`` command: serve, check-config, simulate, explain."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -99,6 +100,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default from config: 4000)")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "warning",
+    shutdown_timeout: Annotated[
+        float, typer.Option(help="Seconds in-flight requests and streams get to finish on shutdown")
+    ] = 30.0,
 ) -> None:
     """Start the gateway."""
     import uvicorn
@@ -118,16 +122,17 @@ def serve(
         "log_level": log_level,
         "access_log": False,
         "lifespan": "on",
-        "timeout_graceful_shutdown": 30,
+        "timeout_graceful_shutdown": max(1, math.ceil(shutdown_timeout)),
     }
     if workers > 1:
+        os.environ["SWITCHPOINT_SHUTDOWN_TIMEOUT"] = str(shutdown_timeout)
         if config is not None:
             os.environ["SWITCHPOINT_CONFIG"] = str(config.resolve())
         uvicorn.run("switchpoint.api.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
         return
     from switchpoint.api.app import create_app
 
-    uvicorn.run(create_app(cfg), **common)  # type: ignore[arg-type]
+    uvicorn.run(create_app(cfg, shutdown_timeout_s=shutdown_timeout), **common)  # type: ignore[arg-type]
 
 
 def _print_problems(source: str, exc: ConfigError) -> None:
@@ -178,6 +183,81 @@ def simulate(
     out.print(f"  Anthropic: http://{host}:{port}/anthropic")
     out.print(f"  Gemini:    http://{host}:{port}/gemini/v1beta")
     run_simulator(host, port, sim_config)
+
+
+def _explain_table(trace: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    task = trace["task"] if trace["task"] is not None else "-"
+    out.print(
+        f"model [bold]{trace['model']}[/bold]  rule [bold]{trace['rule'] or '(direct)'}[/bold]  "
+        f"task [bold]{task}[/bold] ({trace['task_source'] or '-'})  strategy [bold]{trace['strategy']}[/bold]",
+        highlight=False,
+    )
+    exact = "counted" if trace["prompt_tokens_exact"] else "estimated"
+    out.print(f"prompt ~{trace['prompt_tokens']} tokens ({exact}), output {trace['output_tokens']} tokens")
+    table = Table("#", "deployment", "upstream model", f"est. cost ({trace['currency']})", "why here")
+    for i, c in enumerate(trace["candidates"], 1):
+        cost = "-" if c["est_cost"] is None else f"{c['est_cost']:.6f}"
+        table.add_row(str(i), c["deployment"], c["upstream_model"], cost, c["reason"])
+    out.print(table)
+    for s in trace["skipped"]:
+        out.print(f"skipped {s['deployment']}: {s['reason']}", markup=False, highlight=False)
+    if trace["presets"]:
+        out.print("presets applied: " + ", ".join(trace["presets"]))
+    if trace.get("trimmed"):
+        out.print(f"context trimmed: {trace['trimmed']}")
+
+
+@cli.command()
+def explain(
+    request_file: Annotated[Path, typer.Argument(help="JSON body of a chat request (OpenAI or Anthropic)")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file")],
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="Request header 'name: value' (repeatable)")
+    ] = None,
+    dialect: Annotated[str | None, typer.Option(help="openai or anthropic (default: from the body)")] = None,
+    principal: Annotated[str, typer.Option(help="Caller to route as")] = "master",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full trace as JSON")] = False,
+) -> None:
+    """Dry run: print the routing decision for a request, without calling any model."""
+    import msgspec
+
+    from switchpoint.api import route_admin
+    from switchpoint.errors import SwitchpointError
+    from switchpoint.routing import Router
+
+    try:
+        cfg = config_mod.load(config)
+    except ConfigError as exc:
+        _print_problems(str(config), exc)
+        raise typer.Exit(2) from None
+    headers: dict[str, str] = {}
+    for item in header or ():
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            err_console.print(
+                f"--header must look like 'name: value', got {item!r}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(2)
+        headers[name.strip().lower()] = value.strip()
+    try:
+        body = request_file.read_bytes()
+        wire = route_admin.dialect_for(body, headers, dialect)
+        decision = Router(cfg).route(wire.decode_chat(body, headers), headers=headers, principal=principal)
+    except OSError as exc:
+        err_console.print(f"{request_file}: cannot read ({exc.strerror})", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except SwitchpointError as exc:
+        err_console.print(
+            f"[bold red]{exc.status} {exc.kind}[/bold red]: {exc.message}", highlight=False, soft_wrap=True
+        )
+        raise typer.Exit(1) from None
+    if as_json:
+        out.print_json(msgspec.json.encode(decision.trace()).decode())
+        return
+    _explain_table(decision.trace())
+    out.print(f"x-switchpoint-route: {decision.header()}", markup=False, highlight=False, soft_wrap=True)
 
 
 def main() -> None:

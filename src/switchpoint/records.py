@@ -5,6 +5,8 @@ Accounting never calls back into the request path; these records are all it sees
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from switchpoint.canonical import Usage
@@ -43,3 +45,5 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     usage: Usage | None = None
     attempts: tuple[Attempt, ...] = ()
     principal: str | None = None
+    #: The routing decision's full explanation (``Decision.trace()``).
+    route: dict[str, Any] | None = None

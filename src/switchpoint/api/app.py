@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from switchpoint import tokens
 from switchpoint.accounting import Accounting
+from switchpoint.api import route_admin
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.dialect import Dialect
 from switchpoint.api.openai import OpenAIDialect
@@ -27,12 +32,20 @@ from switchpoint.canonical import ChatRequest
 from switchpoint.config import Config
 from switchpoint.errors import (
     BadRequest,
+    ConfigError,
     InternalError,
     NotFound,
     PayloadTooLarge,
     SwitchpointError,
 )
-from switchpoint.executor import AiohttpTransport, CommittedStream, Executor, RequestContext, Transport
+from switchpoint.executor import (
+    AiohttpTransport,
+    CommittedStream,
+    Executor,
+    RequestContext,
+    Transport,
+    limits_from_headers,
+)
 from switchpoint.health import HealthRegistry
 from switchpoint.records import RequestRecord
 from switchpoint.routing import Router
@@ -50,13 +63,20 @@ ANTHROPIC = AnthropicDialect()
 class Gateway:
     """Everything a request needs, built once from a frozen config."""
 
-    def __init__(self, config: Config, transport: Transport | None = None) -> None:
+    def __init__(
+        self, config: Config, transport: Transport | None = None, *, shutdown_timeout_s: float = 30.0
+    ) -> None:
         self.config = config
         self.router = Router(config)
         self.auth = Authenticator(config.master_key)
         self.transport = transport or AiohttpTransport(pool_size=config.pool_size)
         self.health = HealthRegistry()
-        self.executor = Executor(self.transport, health=self.health)
+        self.executor = Executor(self.transport, health=self.health, resilience=config.resilience)
+        self.shutdown_timeout_s = shutdown_timeout_s
+        #: HTTP requests being served (streams until their last byte); see :class:`_Tracker`.
+        self.inflight = 0
+        self.draining = False
+        self._idle = asyncio.Event()
         self.accounting = Accounting(config.deployments)
         self.ready = False
         self.started = time.time()
@@ -65,8 +85,31 @@ class Gateway:
         self.accounting.start()
         self.ready = True
 
-    async def shutdown(self) -> None:
+    def begin_drain(self) -> None:
+        """Shutdown has begun: report not ready (load balancers stop sending new requests)."""
+        self.draining = True
         self.ready = False
+
+    def left(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+
+    async def drained(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight; False when ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while self.inflight > 0:
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return False
+        return True
+
+    async def shutdown(self) -> None:
+        self.begin_drain()
+        if not await self.drained(self.shutdown_timeout_s):
+            log.warning("shutting down with %d request(s) still in flight", self.inflight)
         await self.accounting.stop()
         await self.transport.close()
 
@@ -120,6 +163,7 @@ def _record(
     status: int,
     error: str | None,
     principal: str | None,
+    route: dict[str, Any] | None = None,
 ) -> RequestRecord:
     return RequestRecord(
         request_id=ctx.request_id,
@@ -136,6 +180,7 @@ def _record(
         usage=ctx.usage,
         attempts=tuple(ctx.attempts),
         principal=principal,
+        route=route,
     )
 
 
@@ -148,23 +193,33 @@ def _chat_handler(gw: Gateway, dialect: Dialect, endpoint: str) -> Handler:
         ctx = RequestContext(rid)
         headers = {"x-request-id": rid}
         model, stream, principal = "", False, None
+        route: dict[str, Any] | None = None
         try:
             principal = gw.auth.check(request.headers)
+            ctx.limits = limits_from_headers(request.headers)
             body = await _read_body(request, gw.config.max_body_bytes)
             creq = dialect.decode_chat(body, request.headers)
             model, stream = creq.model, creq.stream
-            decision = gw.router.route(creq)
+            router = gw.router
+            decision = await router.aroute(
+                creq, headers=request.headers, principal=principal, health=gw.health
+            )
             headers["x-switchpoint-route"] = decision.header()
+            route = decision.trace()
+            xreq = decision.request or creq  # presets applied, context trimmed
             if creq.stream:
-                committed = await gw.executor.chat_stream(creq, decision, ctx)
+                committed = await gw.executor.chat_stream(xreq, decision, ctx)
+                router.pin(decision, committed.deployment.name)
                 headers["x-switchpoint-deployment"] = committed.deployment.name
                 headers.update(_SSE_HEADERS)
                 return StreamingResponse(
-                    _stream_body(gw, dialect, creq, committed, ctx, endpoint, principal),
+                    _stream_body(gw, dialect, creq, committed, ctx, endpoint, principal, route),
                     media_type="text/event-stream",
                     headers=headers,
                 )
-            result = await gw.executor.chat(creq, decision, ctx)
+            result = await gw.executor.chat(xreq, decision, ctx)
+            if ctx.deployment:
+                router.pin(decision, ctx.deployment)
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
             out = dialect.encode_chat(result, creq)
             gw.accounting.submit(
@@ -177,6 +232,7 @@ def _chat_handler(gw: Gateway, dialect: Dialect, endpoint: str) -> Handler:
                     status=200,
                     error=None,
                     principal=principal,
+                    route=route,
                 )
             )
             return Response(out, headers=headers, media_type=_JSON)
@@ -194,6 +250,7 @@ def _chat_handler(gw: Gateway, dialect: Dialect, endpoint: str) -> Handler:
                     status=err.status,
                     error=err.kind,
                     principal=principal,
+                    route=route,
                 )
             )
             return _error_response(dialect, err, headers)
@@ -209,6 +266,7 @@ async def _stream_body(
     ctx: RequestContext,
     endpoint: str,
     principal: str | None,
+    route: dict[str, Any] | None = None,
 ) -> AsyncIterator[bytes]:
     encoder = dialect.stream_encoder(creq)
     encoder.commit(committed.family)
@@ -238,6 +296,7 @@ async def _stream_body(
                 status=status,
                 error=error,
                 principal=principal,
+                route=route,
             )
         )
 
@@ -323,7 +382,11 @@ def _models_handler(gw: Gateway) -> Handler:
             gw.auth.check(request.headers)
         except SwitchpointError as err:
             return _error_response(ANTHROPIC if anthropic else OPENAI, err, headers)
-        names = [*gw.config.aliases, *gw.config.deployments]
+        names = [
+            *(["auto"] if gw.config.routing is not None else []),
+            *gw.config.aliases,
+            *gw.config.deployments,
+        ]
         created = int(gw.started)
         if anthropic:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
@@ -356,7 +419,8 @@ def _ready_handler(gw: Gateway) -> Handler:
     async def handle(request: Request) -> Response:
         headers = {"x-request-id": _request_id(request)}
         if not gw.ready:
-            return Response(b'{"status":"starting"}', status_code=503, headers=headers, media_type=_JSON)
+            state = b'{"status":"draining"}' if gw.draining else b'{"status":"starting"}'
+            return Response(state, status_code=503, headers=headers, media_type=_JSON)
         body = {
             "status": "ready",
             "simulated": gw.config.simulated,
@@ -367,15 +431,115 @@ def _ready_handler(gw: Gateway) -> Handler:
     return handle
 
 
-def _stats_handler(gw: Gateway) -> Handler:
+def _admin_json(gw: Gateway, produce: Callable[[], Coroutine[Any, Any, Any]]) -> Handler:
+    """An admin view: master key required, JSON out."""
+
     async def handle(request: Request) -> Response:
         headers = {"x-request-id": _request_id(request)}
         try:
             gw.auth.check(request.headers)
         except SwitchpointError as err:
             return _error_response(OPENAI, err, headers)
+        return Response(msgspec.json.encode(await produce()), headers=headers, media_type=_JSON)
+
+    return handle
+
+
+def _stats_handler(gw: Gateway) -> Handler:
+    async def stats() -> Any:
         await gw.accounting.flush()
-        return Response(msgspec.json.encode(gw.accounting.snapshot()), headers=headers, media_type=_JSON)
+        return gw.accounting.snapshot()
+
+    return _admin_json(gw, stats)
+
+
+def _breakers_handler(gw: Gateway) -> Handler:
+    async def breakers() -> Any:
+        return {"deployments": gw.health.breakers(), "counters": gw.executor.stats.as_dict()}
+
+    return _admin_json(gw, breakers)
+
+
+def _metrics_handler(gw: Gateway) -> Handler:
+    async def handle(request: Request) -> Response:
+        lines = [*gw.health.prometheus(), *gw.executor.stats.prometheus()]
+        lines += [
+            "# HELP switchpoint_requests_inflight HTTP requests being served.",
+            "# TYPE switchpoint_requests_inflight gauge",
+            f"switchpoint_requests_inflight {gw.inflight}",
+        ]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return handle
+
+
+class _Tracker:
+    """Counts HTTP requests in flight (a stream until its last byte), for a graceful drain."""
+
+    def __init__(self, app: Any, gw: Gateway) -> None:
+        self.app = app
+        self.gw = gw
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gw = self.gw
+        gw.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            gw.left()
+
+
+def _drain_on_sigterm(gw: Gateway) -> None:
+    """Flip readiness as soon as SIGTERM arrives, then let the server's own handler run."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        gw.begin_drain()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _route_handler(gw: Gateway) -> Handler:
+    """``POST /v1/route``: the routing decision for a chat body, without calling a model."""
+
+    async def handle(request: Request) -> Response:
+        headers = {"x-request-id": _request_id(request)}
+        dialect: Dialect = OPENAI
+        try:
+            principal = gw.auth.check(request.headers)
+            body = await _read_body(request, gw.config.max_body_bytes)
+            dialect = route_admin.dialect_for(body, request.headers, request.query_params.get("dialect"))
+            out = route_admin.dry_run(gw, body, request.headers, principal, dialect)
+            return Response(out, headers=headers, media_type=_JSON)
+        except Exception as exc:
+            err = exc if isinstance(exc, SwitchpointError) else _internal(exc, headers["x-request-id"])
+            return _error_response(dialect, err, headers)
+
+    return handle
+
+
+def _reload_handler(gw: Gateway, reloader: route_admin.Reloader) -> Handler:
+    """``POST /admin/reload`` (master key): re-read the config file; a bad one is rejected."""
+
+    async def handle(request: Request) -> Response:
+        headers = {"x-request-id": _request_id(request)}
+        try:
+            reloader.check_admin(gw.auth.check(request.headers))
+            out = await reloader.reload()
+            return Response(msgspec.json.encode(out), headers=headers, media_type=_JSON)
+        except ConfigError as exc:
+            return Response(route_admin.rejected(exc), status_code=400, headers=headers, media_type=_JSON)
+        except Exception as exc:
+            err = exc if isinstance(exc, SwitchpointError) else _internal(exc, headers["x-request-id"])
+            return _error_response(OPENAI, err, headers)
 
     return handle
 
@@ -395,15 +559,22 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     return Response(body, status_code=405, headers=headers, media_type=_JSON)
 
 
-def create_app(config: Config, *, transport: Transport | None = None) -> Starlette:
-    gw = Gateway(config, transport)
+def create_app(
+    config: Config, *, transport: Transport | None = None, shutdown_timeout_s: float = 30.0
+) -> Starlette:
+    """The gateway app. ``shutdown_timeout_s``: how long shutdown waits for requests in flight."""
+    gw = Gateway(config, transport, shutdown_timeout_s=shutdown_timeout_s)
+    reloader = route_admin.Reloader(gw)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gw.startup()
+        _drain_on_sigterm(gw)
+        reloader.install_sighup()
         try:
             yield
         finally:
+            await reloader.close()
             await gw.shutdown()
 
     routes = [
@@ -414,11 +585,16 @@ def create_app(config: Config, *, transport: Transport | None = None) -> Starlet
         Route("/v1/models", _models_handler(gw), methods=["GET"]),
         Route("/health", _health, methods=["GET"]),
         Route("/ready", _ready_handler(gw), methods=["GET"]),
+        Route("/v1/route", _route_handler(gw), methods=["POST"]),
+        Route("/admin/reload", _reload_handler(gw, reloader), methods=["POST"]),
         Route("/admin/stats", _stats_handler(gw), methods=["GET"]),
+        Route("/admin/breakers", _breakers_handler(gw), methods=["GET"]),
+        Route("/metrics", _metrics_handler(gw), methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(_Tracker, gw=gw)],
         exception_handlers={404: _not_found, 405: _method_not_allowed},
     )
     app.state.gateway = gw
@@ -438,4 +614,4 @@ def app_from_env() -> Starlette:
 
     path = os.environ.get("SWITCHPOINT_CONFIG")
     cfg = config_mod.load(path) if path else defaults.embedded(os.environ.get("SWITCHPOINT_SIM_BASE"))
-    return create_app(cfg)
+    return create_app(cfg, shutdown_timeout_s=float(os.environ.get("SWITCHPOINT_SHUTDOWN_TIMEOUT", "30")))

@@ -1,45 +1,45 @@
-"""The executor: try candidates in order, translate through adapters, keep every attempt.
+"""The executor: try candidates, translate through adapters, keep every attempt.
 
-Non-streaming: first success wins; a retryable failure moves on to the next candidate.
-Streaming: a stream is committed to a candidate only when its first content event arrives;
-failures before that move on invisibly. After commit, failures end the client's stream (the
-API layer writes the dialect's error event): output is never duplicated or interleaved.
+Which candidate comes next, after how long, and when to give up is the per-request
+:class:`~switchpoint.executor.policy.Plan`'s call (actions per error kind, retries with
+backoff, budgets, deadline, breakers). Non-streaming: the first success wins. Streaming: a
+stream is committed to a candidate only when its first content event arrives; failures before
+that move on invisibly. After commit, failures end the client's stream (the API layer writes
+the dialect's error event): output is never duplicated or interleaved. Hedging
+(:mod:`~switchpoint.executor.hedging`) races a second candidate against a slow first one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from switchpoint.canonical import (
-    CONTENT_EVENTS,
-    ChatRequest,
-    ChatResponse,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    StreamEvent,
-    Usage,
-    UsageUpdate,
-)
-from switchpoint.config import Deployment
-from switchpoint.errors import AllCandidatesFailed, ProviderError, SwitchpointError
+from switchpoint.canonical import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
+from switchpoint.config import Deployment, ExecutionOptions, Resilience, TimeoutLimits
+from switchpoint.errors import ProviderError
+from switchpoint.executor.hedging import Race, hedge_delay
+from switchpoint.executor.policy import Plan, ResilienceStats, Step
+from switchpoint.executor.stream import CommittedStream, Opened, make_attempt, peek, upstream_items
+from switchpoint.executor.timeouts import RequestLimits, attempt_limits
 from switchpoint.executor.transport import Transport
 from switchpoint.health import HealthRegistry
-from switchpoint.providers import Adapter, UpstreamResponse, adapter_for
+from switchpoint.providers import Adapter, UpstreamRequest, UpstreamResponse, adapter_for
 from switchpoint.records import Attempt
 from switchpoint.routing import Decision
-from switchpoint.streaming import SSEDecoder, SSEFrame
 
-Item: TypeAlias = tuple[list[StreamEvent], SSEFrame | None]
+T = TypeVar("T")
+Once = Callable[[Deployment, TimeoutLimits, float], Awaitable[T]]
 
 
 class RequestContext:
     """Mutable per-request state the executor fills in; the API turns it into a record."""
 
-    __slots__ = ("attempts", "deployment", "request_id", "start", "started_at", "ttft_ms", "usage")
+    __slots__ = ("attempts", "deployment", "limits", "request_id", "start", "started_at", "ttft_ms", "usage")
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, limits: RequestLimits | None = None) -> None:
         self.request_id = request_id
         self.start = time.perf_counter()
         self.started_at = time.time()
@@ -47,97 +47,11 @@ class RequestContext:
         self.deployment: str | None = None
         self.ttft_ms: float | None = None
         self.usage: Usage | None = None
+        #: Timeouts the client asked for (headers), if any.
+        self.limits = limits
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.start) * 1000.0
-
-
-def _attempt(
-    dep: Deployment,
-    t0: float,
-    *,
-    err: SwitchpointError | None = None,
-    status: int | None = None,
-    usage: Usage | None = None,
-    ttft_ms: float | None = None,
-) -> Attempt:
-    upstream = getattr(err, "upstream_status", None) if err is not None else status
-    return Attempt(
-        deployment=dep.name,
-        provider=dep.provider.name,
-        family=dep.family,
-        status=upstream,
-        error=err.kind if err is not None else None,
-        error_message=err.message[:300] if err is not None else None,
-        latency_ms=(time.perf_counter() - t0) * 1000.0,
-        ttft_ms=ttft_ms,
-        usage=usage,
-    )
-
-
-def _failure(errors: list[SwitchpointError]) -> SwitchpointError:
-    return errors[0] if len(errors) == 1 else AllCandidatesFailed(errors)
-
-
-def _tag(err: SwitchpointError, dep: Deployment) -> SwitchpointError:
-    if isinstance(err, ProviderError) and err.deployment is None:
-        err.deployment = dep.name
-    return err
-
-
-class CommittedStream:
-    """A stream that has produced its first content event on one deployment.
-
-    Iterate :meth:`items` once: it yields the buffered first items, then the rest, keeps
-    usage, and records the attempt when the upstream ends (or fails).
-    """
-
-    def __init__(
-        self,
-        deployment: Deployment,
-        pending: list[Item],
-        rest: AsyncGenerator[Item, None],
-        ctx: RequestContext,
-        t0: float,
-        ttft_ms: float,
-    ) -> None:
-        self.deployment = deployment
-        self.family = deployment.family
-        self._pending = pending
-        self._rest = rest
-        self._ctx = ctx
-        self._t0 = t0
-        self._ttft_ms = ttft_ms
-        self.usage = Usage()
-
-    def _see(self, events: list[StreamEvent]) -> None:
-        for e in events:
-            if isinstance(e, UsageUpdate):
-                self.usage = self.usage.merge(e.usage)
-
-    async def items(self) -> AsyncIterator[Item]:
-        ctx, dep = self._ctx, self.deployment
-        try:
-            for item in self._pending:
-                self._see(item[0])
-                yield item
-            self._pending = []
-            async for item in self._rest:
-                self._see(item[0])
-                yield item
-        except SwitchpointError as err:
-            ctx.attempts.append(
-                _attempt(dep, self._t0, err=_tag(err, dep), usage=self.usage, ttft_ms=self._ttft_ms)
-            )
-            ctx.usage = self.usage
-            raise
-        finally:
-            await self.aclose()
-        ctx.attempts.append(_attempt(dep, self._t0, status=200, usage=self.usage, ttft_ms=self._ttft_ms))
-        ctx.usage = self.usage
-
-    async def aclose(self) -> None:
-        await self._rest.aclose()
 
 
 class Executor:
@@ -147,134 +61,175 @@ class Executor:
         adapters: Mapping[str, Adapter] | None = None,
         *,
         health: HealthRegistry | None = None,
+        resilience: Resilience | None = None,
+        seed: int | None = None,
     ) -> None:
         self.transport = transport
         self._adapters: Mapping[str, Adapter] = adapters or {}
         self.health = health or HealthRegistry()
+        self.resilience = resilience or Resilience()
+        self.stats = ResilienceStats()
+        self._rng = random.Random(seed)
+
+    def configure(self, resilience: Resilience) -> None:
+        """New gateway-wide settings (a reloaded config); deployments carry their own."""
+        self.resilience = resilience
 
     def adapter(self, family: str) -> Adapter:
         found = self._adapters.get(family)
         return found if found is not None else adapter_for(family)
 
-    # --- non-streaming ---------------------------------------------------------------------
+    # --- the attempt loop ----------------------------------------------------------------------
 
-    async def chat(self, request: ChatRequest, decision: Decision, ctx: RequestContext) -> ChatResponse:
-        errors: list[SwitchpointError] = []
-        for cand in decision.candidates:
-            dep = cand.deployment
-            adapter = self.adapter(dep.family)
+    def limits_for(self, dep: Deployment, plan: Plan, ctx: RequestContext) -> TimeoutLimits:
+        return attempt_limits(dep.timeouts, plan.timeouts, ctx.limits, plan.remaining())
+
+    def failed(self, plan: Plan, step: Step, err: ProviderError, ctx: RequestContext, t0: float) -> None:
+        """Book a failed attempt: health, record, plan."""
+        name = step.deployment.name
+        self.health.on_end(name)
+        self.health.on_failure(name, err.kind, retry_after=err.retry_after)
+        ctx.attempts.append(make_attempt(step.deployment, t0, err=err))
+        plan.failed(step, err)
+
+    async def _run(
+        self,
+        candidates: Sequence[Deployment],
+        options: ExecutionOptions | None,
+        ctx: RequestContext,
+        model: str,
+        once: Once[T],
+        *,
+        streamed: bool,
+        request: ChatRequest | None = None,
+        prompt_tokens: int = 0,
+    ) -> tuple[T, Deployment, float]:
+        """Attempts until one succeeds (result, deployment, its start time) or the plan ends."""
+        limits = ctx.limits
+        plan = Plan(
+            candidates,
+            health=self.health,
+            actions=self.resilience.actions,
+            options=options,
+            stats=self.stats,
+            rng=self._rng,
+            deadline_s=limits.deadline_s if limits is not None else None,
+        )
+        hedging = options.hedging if options is not None and options.hedging is not None else None
+        if hedging is None:
+            hedging = self.resilience.hedging
+        while True:
+            step = plan.next()
+            if step is None:
+                raise plan.failure(model)
+            dep = step.deployment
+            if step.delay_s:
+                await asyncio.sleep(step.delay_s)
+            if hedging.enabled:
+                delay = hedge_delay(self, dep, hedging, streamed)
+                if delay is not None:
+                    race = Race(self, plan, ctx, once, request, prompt_tokens)
+                    won = await race.run(step, delay, hedging)
+                    if won is not None:
+                        return won
+                    continue
+            attempt_limits_ = self.limits_for(dep, plan, ctx)
+            plan.started(step)
+            self.health.on_start(dep.name)
             t0 = time.perf_counter()
             try:
-                upstream = adapter.build_chat(request, dep)
-                resp = await self.transport.send(
-                    upstream,
-                    timeout_s=dep.provider.timeout_s,
-                    connect_timeout_s=dep.provider.connect_timeout_s,
-                )
-                if resp.status >= 400:
-                    raise adapter.classify(resp, dep)
-                result = adapter.parse_chat(resp, dep)
+                result = await once(dep, attempt_limits_, t0)
             except ProviderError as err:
-                ctx.attempts.append(_attempt(dep, t0, err=_tag(err, dep)))
-                errors.append(err)
-                if not err.retryable:
-                    break
+                self.failed(plan, step, err, ctx, t0)
                 continue
-            ctx.attempts.append(_attempt(dep, t0, status=resp.status, usage=result.usage))
-            ctx.deployment = dep.name
-            ctx.usage = result.usage
-            return result
-        raise _failure(errors)
+            except BaseException:
+                self.health.on_end(dep.name)
+                self.health.on_release(dep.name)
+                ctx.attempts.append(make_attempt(dep, t0, error="cancelled"))
+                raise
+            return result, dep, t0
+
+    def _succeeded(self, ctx: RequestContext, dep: Deployment, t0: float, usage: Usage | None) -> None:
+        attempt = make_attempt(dep, t0, status=200, usage=usage)
+        ctx.attempts.append(attempt)
+        ctx.deployment = dep.name
+        ctx.usage = usage
+        self.health.on_end(dep.name)
+        self.health.on_first_token(dep.name, attempt.latency_ms, streamed=False)
+        self.health.on_success(dep.name, attempt.latency_ms)
+
+    # --- non-streaming ---------------------------------------------------------------------
+
+    async def _send(
+        self, adapter: Adapter, dep: Deployment, upstream: UpstreamRequest, limits: TimeoutLimits
+    ) -> UpstreamResponse:
+        """One non-streaming call; a non-2xx answer becomes the adapter's classified error."""
+        resp = await self.transport.send(
+            upstream,
+            timeout_s=limits.total_s,
+            connect_timeout_s=limits.connect_s,
+            read_timeout_s=limits.stall_s,
+        )
+        if resp.status >= 400:
+            raise adapter.classify(resp, dep)
+        return resp
+
+    async def chat(self, request: ChatRequest, decision: Decision, ctx: RequestContext) -> ChatResponse:
+        async def once(dep: Deployment, limits: TimeoutLimits, t0: float) -> ChatResponse:
+            adapter = self.adapter(dep.family)
+            resp = await self._send(adapter, dep, adapter.build_chat(request, dep), limits)
+            return adapter.parse_chat(resp, dep)
+
+        deps = [c.deployment for c in decision.candidates]
+        result, dep, t0 = await self._run(
+            deps,
+            decision.options,
+            ctx,
+            decision.model,
+            once,
+            streamed=False,
+            request=request,
+            prompt_tokens=getattr(decision, "prompt_tokens", 0),
+        )
+        self._succeeded(ctx, dep, t0, result.usage)
+        return result
 
     async def embeddings(
         self, request: EmbeddingRequest, deployments: tuple[Deployment, ...], ctx: RequestContext
     ) -> EmbeddingResponse:
-        errors: list[SwitchpointError] = []
-        for dep in deployments:
+        async def once(dep: Deployment, limits: TimeoutLimits, t0: float) -> EmbeddingResponse:
             adapter = self.adapter(dep.family)
-            t0 = time.perf_counter()
-            try:
-                upstream = adapter.build_embeddings(request, dep)
-                resp = await self.transport.send(
-                    upstream,
-                    timeout_s=dep.provider.timeout_s,
-                    connect_timeout_s=dep.provider.connect_timeout_s,
-                )
-                if resp.status >= 400:
-                    raise adapter.classify(resp, dep)
-                result = adapter.parse_embeddings(resp, dep)
-            except ProviderError as err:
-                ctx.attempts.append(_attempt(dep, t0, err=_tag(err, dep)))
-                errors.append(err)
-                if not err.retryable:
-                    break
-                continue
-            ctx.attempts.append(_attempt(dep, t0, status=resp.status, usage=result.usage))
-            ctx.deployment = dep.name
-            ctx.usage = result.usage
-            return result
-        raise _failure(errors)
+            resp = await self._send(adapter, dep, adapter.build_embeddings(request, dep), limits)
+            return adapter.parse_embeddings(resp, dep)
+
+        result, dep, t0 = await self._run(deployments, None, ctx, request.model, once, streamed=False)
+        self._succeeded(ctx, dep, t0, result.usage)
+        return result
 
     # --- streaming -------------------------------------------------------------------------
 
     async def chat_stream(
         self, request: ChatRequest, decision: Decision, ctx: RequestContext
     ) -> CommittedStream:
-        errors: list[SwitchpointError] = []
-        for cand in decision.candidates:
-            dep = cand.deployment
-            t0 = time.perf_counter()
-            gen = self._attempt_stream(request, dep)
-            pending: list[Item] = []
-            try:
-                while True:
-                    try:
-                        item = await gen.__anext__()
-                    except StopAsyncIteration:
-                        break
-                    pending.append(item)
-                    if any(isinstance(e, CONTENT_EVENTS) for e in item[0]):
-                        break
-            except ProviderError as err:
-                await gen.aclose()
-                ctx.attempts.append(_attempt(dep, t0, err=_tag(err, dep)))
-                errors.append(err)
-                if not err.retryable:
-                    break
-                continue
-            except BaseException:
-                await gen.aclose()
-                raise
-            ttft_ms = (time.perf_counter() - t0) * 1000.0
-            ctx.deployment = dep.name
-            ctx.ttft_ms = ctx.elapsed_ms()
-            return CommittedStream(dep, pending, gen, ctx, t0, ttft_ms)
-        raise _failure(errors)
+        async def once(dep: Deployment, limits: TimeoutLimits, t0: float) -> Opened:
+            gen = upstream_items(self.transport, self.adapter(dep.family), request, dep, limits)
+            return await peek(gen, dep, t0, limits.ttft_s)
 
-    async def _attempt_stream(self, request: ChatRequest, dep: Deployment) -> AsyncGenerator[Item, None]:
-        adapter = self.adapter(dep.family)
-        upstream = adapter.build_chat(request, dep)
-        stream = await self.transport.open_stream(
-            upstream, connect_timeout_s=dep.provider.connect_timeout_s, read_timeout_s=dep.provider.timeout_s
+        deps = [c.deployment for c in decision.candidates]
+        opened, dep, _ = await self._run(
+            deps,
+            decision.options,
+            ctx,
+            decision.model,
+            once,
+            streamed=True,
+            request=request,
+            prompt_tokens=getattr(decision, "prompt_tokens", 0),
         )
-        try:
-            if stream.status >= 400:
-                body = await stream.read()
-                raise adapter.classify(
-                    UpstreamResponse(status=stream.status, headers=stream.headers, body=body), dep
-                )
-            parser = adapter.stream_parser(request, dep)
-            decoder = SSEDecoder()
-            async for chunk in stream.chunks():
-                for frame in decoder.feed(chunk):
-                    yield parser.feed(frame), frame
-            for frame in decoder.flush():
-                yield parser.feed(frame), frame
-            tail = parser.close()
-            if tail:
-                yield tail, None
-        finally:
-            stream.close()
+        ctx.deployment = dep.name
+        ctx.ttft_ms = ctx.elapsed_ms()
+        self.health.on_first_token(dep.name, opened.ttft_ms)
+        return CommittedStream(opened, ctx, self.health)
 
 
 def describe_attempts(attempts: list[Attempt]) -> list[dict[str, Any]]:

@@ -3,6 +3,12 @@
 Adapters produce :class:`UpstreamRequest` values; only this module touches sockets. Every
 transport failure becomes a :class:`ProviderError` here (kinds ``connection`` / ``timeout``),
 so the executor sees one error type.
+
+Timeouts (seconds, ``None`` = off): ``connect_timeout_s`` for the TCP (and TLS) connect,
+``timeout_s`` / ``total_timeout_s`` for the whole call (a stream included), ``read_timeout_s``
+for the longest silence on the connection (the stall timeout; the clock restarts on every byte).
+aiohttp rounds timers of 5 s and more up to a whole second unless told otherwise; here they
+are never rounded, so a timeout fires when it is set to.
 """
 
 from __future__ import annotations
@@ -29,25 +35,49 @@ class UpstreamStream(Protocol):
 
 class Transport(Protocol):
     async def send(
-        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float
+        self,
+        request: UpstreamRequest,
+        *,
+        timeout_s: float | None,
+        connect_timeout_s: float,
+        read_timeout_s: float | None = None,
     ) -> UpstreamResponse: ...
 
     async def open_stream(
-        self, request: UpstreamRequest, *, connect_timeout_s: float, read_timeout_s: float
+        self,
+        request: UpstreamRequest,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float | None,
+        total_timeout_s: float | None = None,
     ) -> UpstreamStream: ...
 
     async def close(self) -> None: ...
+
+
+#: Timers are never rounded up to whole seconds (aiohttp does so from 5 s by default).
+_NO_CEIL = 1e9
 
 
 def _lower_headers(raw: aiohttp.typedefs.LooseHeaders) -> dict[str, str]:
     return {k.lower(): v for k, v in raw.items()}  # type: ignore[union-attr]
 
 
-class _AiohttpStream:
-    __slots__ = ("_resp", "headers", "status")
+def _timeout_error(exc: TimeoutError, connect_s: float, total_s: float | None) -> ProviderError:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ProviderError("timeout", f"could not connect to the upstream within {connect_s:g} s")
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return ProviderError("timeout", "upstream sent nothing within the stall timeout")
+    return ProviderError("timeout", f"upstream did not answer within {total_s or 0:g} s")
 
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+
+class _AiohttpStream:
+    __slots__ = ("_resp", "_stall_s", "_total_s", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse, stall_s: float | None, total_s: float | None) -> None:
         self._resp = resp
+        self._stall_s = stall_s
+        self._total_s = total_s
         self.status = resp.status
         self.headers = _lower_headers(resp.headers)
 
@@ -56,9 +86,11 @@ class _AiohttpStream:
             async for chunk in self._resp.content.iter_any():
                 yield chunk
         except TimeoutError as exc:
-            raise ProviderError(
-                "timeout", "upstream stream stalled (no data within the read timeout)"
-            ) from exc
+            if isinstance(exc, aiohttp.ServerTimeoutError):
+                message = f"upstream stream stalled (no data for {self._stall_s or 0:g} s)"
+            else:
+                message = f"upstream stream exceeded its total timeout of {self._total_s or 0:g} s"
+            raise ProviderError("timeout", message) from exc
         except aiohttp.ClientError as exc:
             raise ProviderError("connection", f"upstream stream broke: {type(exc).__name__}") from exc
 
@@ -99,9 +131,16 @@ class AiohttpTransport:
         return self._session
 
     async def send(
-        self, request: UpstreamRequest, *, timeout_s: float, connect_timeout_s: float
+        self,
+        request: UpstreamRequest,
+        *,
+        timeout_s: float | None,
+        connect_timeout_s: float,
+        read_timeout_s: float | None = None,
     ) -> UpstreamResponse:
-        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        timeout = aiohttp.ClientTimeout(
+            total=timeout_s, sock_connect=connect_timeout_s, sock_read=read_timeout_s, ceil_threshold=_NO_CEIL
+        )
         try:
             async with self._get().request(
                 request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
@@ -109,7 +148,7 @@ class AiohttpTransport:
                 body = await resp.read()
                 return UpstreamResponse(status=resp.status, headers=_lower_headers(resp.headers), body=body)
         except TimeoutError as exc:
-            raise ProviderError("timeout", f"upstream did not answer within {timeout_s:g} s") from exc
+            raise _timeout_error(exc, connect_timeout_s, timeout_s) from exc
         except aiohttp.ClientConnectorError as exc:
             raise ProviderError(
                 "connection", f"cannot connect to upstream ({exc.os_error.__class__.__name__})"
@@ -118,22 +157,32 @@ class AiohttpTransport:
             raise ProviderError("connection", f"upstream connection failed: {type(exc).__name__}") from exc
 
     async def open_stream(
-        self, request: UpstreamRequest, *, connect_timeout_s: float, read_timeout_s: float
+        self,
+        request: UpstreamRequest,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float | None,
+        total_timeout_s: float | None = None,
     ) -> UpstreamStream:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s)
+        timeout = aiohttp.ClientTimeout(
+            total=total_timeout_s,
+            sock_connect=connect_timeout_s,
+            sock_read=read_timeout_s,
+            ceil_threshold=_NO_CEIL,
+        )
         try:
             resp = await self._get().request(
                 request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
             )
         except TimeoutError as exc:
-            raise ProviderError("timeout", f"upstream did not answer within {read_timeout_s:g} s") from exc
+            raise _timeout_error(exc, connect_timeout_s, total_timeout_s) from exc
         except aiohttp.ClientConnectorError as exc:
             raise ProviderError(
                 "connection", f"cannot connect to upstream ({exc.os_error.__class__.__name__})"
             ) from exc
         except aiohttp.ClientError as exc:
             raise ProviderError("connection", f"upstream connection failed: {type(exc).__name__}") from exc
-        return _AiohttpStream(resp)
+        return _AiohttpStream(resp, read_timeout_s, total_timeout_s)
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

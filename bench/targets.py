@@ -1,0 +1,408 @@
+"""Targets under benchmark: installing them, starting them, checking they answer, stopping them."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench"
+WORK = BENCH / ".work"
+LOGS = WORK / "logs"
+
+MASTER_KEY = "sk-bench-master-key"
+UPSTREAM_KEY = "sk-bench-upstream-key"
+GATEWAYS = ("switchpoint", "litellm", "portkey")
+ALL_TARGETS = ("direct", *GATEWAYS)
+NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+APT_PACKAGES = ("nginx-light", "libnginx-mod-http-js", "wrk")
+PORTKEY_SERVER = "node_modules/@portkey-ai/gateway/build/start-server.js"
+
+
+class TargetFailed(RuntimeError):
+    pass
+
+
+# --- tools and peers ------------------------------------------------------------------------
+
+
+def _run(argv: list[str], **kw: object) -> None:
+    print("  $", " ".join(argv), flush=True)
+    subprocess.run(argv, check=True, **kw)  # type: ignore[call-overload]
+
+
+def ensure_tools() -> None:
+    """nginx with njs, and wrk, from Debian's packages (installed once)."""
+    if shutil.which("nginx") and shutil.which("wrk") and NJS_MODULE.exists():
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"nginx, njs and wrk are missing; run: apt-get install {' '.join(APT_PACKAGES)}")
+    print("installing nginx, njs and wrk from Debian's packages", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _run(["apt-get", "update", "-q"], env=env)
+    # Keep the package scripts from starting a system nginx on port 80.
+    policy = Path("/usr/sbin/policy-rc.d")
+    added_policy = not policy.exists()
+    if added_policy:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *APT_PACKAGES], env=env)
+    finally:
+        if added_policy:
+            policy.unlink()
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ensure_litellm() -> Path:
+    """LiteLLM's proxy in its own venv from the frozen requirement set; returns its ``litellm``."""
+    venv = WORK / "litellm-venv"
+    req = BENCH / "peers" / "litellm-proxy-requirements.txt"
+    marker = venv / ".bench-installed"
+    exe = venv / "bin" / "litellm"
+    if exe.exists() and marker.exists() and marker.read_text() == _digest(req):
+        return exe
+    print("installing LiteLLM into", venv, flush=True)
+    _run([sys.executable, "-m", "venv", "--clear", str(venv)])
+    pip = str(venv / "bin" / "pip")
+    _run([pip, "install", "-q", "--disable-pip-version-check", "--no-deps", "-r", str(req)])
+    marker.write_text(_digest(req))
+    return exe
+
+
+def ensure_portkey() -> Path:
+    """Portkey's gateway in its own npm dir, with the pinned overrides; returns its directory."""
+    home = WORK / "portkey"
+    pkg = BENCH / "peers" / "portkey-package.json"
+    marker = home / ".bench-installed"
+    if (home / PORTKEY_SERVER).exists() and marker.exists() and marker.read_text() == _digest(pkg):
+        return home
+    print("installing Portkey into", home, flush=True)
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pkg, home / "package.json")
+    _run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=home)
+    marker.write_text(_digest(pkg))
+    return home
+
+
+def versions() -> dict[str, str]:
+    """Versions of what this run measured (best effort)."""
+    out: dict[str, str] = {"python": sys.version.split()[0]}
+
+    def cmd(key: str, argv: list[str], pick: int | None = None) -> None:
+        try:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except OSError:
+            return
+        text = (res.stdout + res.stderr).strip().splitlines()
+        if text:
+            first = text[0].strip()
+            out[key] = first.split()[pick] if pick is not None and len(first.split()) > pick else first
+
+    cmd("nginx", ["nginx", "-v"], pick=2)
+    cmd("wrk", ["wrk", "-v"], pick=1)
+    cmd("node", ["node", "--version"])
+    lite = WORK / "litellm-venv" / "bin" / "python"
+    if lite.exists():
+        cmd("litellm", [str(lite), "-c", "import importlib.metadata as m; print(m.version('litellm'))"])
+    pk = WORK / "portkey" / "node_modules" / "@portkey-ai" / "gateway" / "package.json"
+    if pk.exists():
+        cmd("portkey", ["node", "-p", f"require({str(pk)!r}).version"])
+    sp = REPO / ".venv" / "bin" / "python"
+    if sp.exists():
+        cmd("switchpoint", [str(sp), "-c", "import importlib.metadata as m; print(m.version('switchpoint'))"])
+    return out
+
+
+def machine() -> dict[str, str]:
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
+        "kernel": os.uname().release,
+    }
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """The caller's environment less any proxy settings (all traffic here is loopback)."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Running:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+class Processes:
+    """Every process the benchmark starts, each in its own process group, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self._running: list[Running] = []
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], cwd: Path) -> Running:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        log = LOGS / f"{name}.log"
+        with log.open("wb") as fh:
+            proc = subprocess.Popen(
+                argv, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        run = Running(name, proc, log)
+        self._running.append(run)
+        return run
+
+    def stop(self, run: Running, grace_s: float = 5.0) -> None:
+        if run in self._running:
+            self._running.remove(run)
+        pgid = run.proc.pid  # start_new_session: the group id is the leader's pid
+        for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and _group_alive(pgid):
+                time.sleep(0.05)
+                run.proc.poll()
+            if not _group_alive(pgid):
+                break
+        run.proc.poll()
+
+    def stop_all(self) -> None:
+        for run in reversed(list(self._running)):
+            self.stop(run)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Only zombies left (the leader not yet reaped) count as gone.
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+# --- the fake upstream ----------------------------------------------------------------------
+
+
+def start_upstream(procs: Processes, port: int) -> Running:
+    work = WORK / "nginx"
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (work / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+    template = (BENCH / "upstream" / "nginx.conf.template").read_text()
+    conf = work / "nginx.conf"
+    values = {
+        "njs_module": str(NJS_MODULE),
+        "work": str(work),
+        "upstream_dir": str(BENCH / "upstream"),
+        "port": str(port),
+    }
+    for key, value in values.items():
+        template = template.replace("{" + key + "}", value)
+    conf.write_text(template)
+    return procs.spawn("nginx", ["nginx", "-p", str(work), "-c", str(conf)], clean_env({}), work)
+
+
+# --- gateways -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How clients reach a target."""
+
+    name: str
+    port: int
+    model: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def direct_endpoint(upstream_port: int) -> Endpoint:
+    return Endpoint("direct", upstream_port, "gpt-4o-mini", {"Authorization": f"Bearer {UPSTREAM_KEY}"})
+
+
+def _render(template: Path, upstream_port: int) -> Path:
+    out = WORK / "configs" / template.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(template.read_text().replace("${UPSTREAM_PORT}", str(upstream_port)))
+    return out
+
+
+def launch(procs: Processes, name: str, upstream_port: int) -> tuple[Running, Endpoint]:
+    """Install (if needed) and start one gateway; returns its process and endpoint."""
+    port = free_port()
+    bearer = {"Authorization": f"Bearer {MASTER_KEY}"}
+    if name == "switchpoint":
+        exe = REPO / ".venv" / "bin" / "switchpoint"
+        if not exe.exists():
+            raise TargetFailed(f"switchpoint: {exe} not found (install the project into .venv first)")
+        cfg = _render(BENCH / "configs" / "switchpoint.yaml", upstream_port)
+        env = clean_env({"SWITCHPOINT_MASTER_KEY": MASTER_KEY, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY})
+        argv = [str(exe), "serve", "--config", str(cfg), "--port", str(port)]
+        return procs.spawn(name, argv, env, REPO), Endpoint(name, port, "bench", bearer)
+    if name == "litellm":
+        exe = ensure_litellm()
+        cfg = _render(BENCH / "configs" / "litellm.yaml", upstream_port)
+        env = clean_env(
+            {
+                "LITELLM_MASTER_KEY": MASTER_KEY,
+                "BENCH_UPSTREAM_KEY": UPSTREAM_KEY,
+                "LITELLM_LOG": "ERROR",
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "DISABLE_ADMIN_UI": "True",
+            }
+        )
+        argv = [
+            str(exe),
+            "--config",
+            str(cfg),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ]
+        return procs.spawn(name, argv, env, WORK), Endpoint(name, port, "bench", bearer)
+    if name == "portkey":
+        home = ensure_portkey()
+        preload = BENCH / "peers" / "portkey-loopback.cjs"
+        argv = ["node", "--require", str(preload), PORTKEY_SERVER, f"--port={port}", "--headless"]
+        headers = {
+            "Authorization": f"Bearer {UPSTREAM_KEY}",
+            "x-portkey-provider": "openai",
+            "x-portkey-custom-host": f"http://127.0.0.1:{upstream_port}/v1",
+        }
+        return procs.spawn(name, argv, clean_env({}), home), Endpoint(name, port, "gpt-4o-mini", headers)
+    raise TargetFailed(f"unknown target {name!r}")
+
+
+# --- readiness ------------------------------------------------------------------------------
+
+
+def post(ep: Endpoint, stream: bool, timeout_s: float = 10.0) -> tuple[int, bytes]:
+    body = (
+        f'{{"model":"{ep.model}","messages":[{{"role":"user","content":"Say hello."}}],'
+        f'"max_tokens":32,"stream":{"true" if stream else "false"}}}'
+    )
+    conn = http.client.HTTPConnection("127.0.0.1", ep.port, timeout=timeout_s)
+    try:
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            body=body,
+            headers={"Content-Type": "application/json", **ep.headers},
+        )
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+UPSTREAM_TEXT = "fixed reply from the benchmark upstream"
+
+
+def upstream_requests(port: int) -> int:
+    """Requests nginx has served so far (from its stub_status page)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/_bench_status")
+        return parse_stub_status(conn.getresponse().read().decode())
+    finally:
+        conn.close()
+
+
+def parse_stub_status(text: str) -> int:
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("server accepts handled requests"):
+            return int(lines[i + 1].split()[2])
+    raise ValueError(f"not an nginx stub_status page: {text[:200]!r}")
+
+
+def wait_ready(run: Running, ep: Endpoint, timeout_s: float) -> None:
+    """Poll with a real completion until it answers 200, the process dies, or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        code = run.proc.poll()
+        if code is not None:
+            raise TargetFailed(f"{ep.name} exited with code {code} while starting\n{_tail(run)}")
+        try:
+            status, body = post(ep, stream=False, timeout_s=5.0)
+        except OSError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if status == 200 and UPSTREAM_TEXT in body.decode(errors="replace"):
+                return
+            if status == 200:
+                raise TargetFailed(f"{ep.name}: the answer did not come from the upstream: {body[:300]!r}")
+            last = f"HTTP {status}: {body[:300].decode(errors='replace')}"
+        time.sleep(0.5)
+    raise TargetFailed(f"{ep.name} did not become ready in {timeout_s:g} s (last: {last})\n{_tail(run)}")
+
+
+def check_stream(ep: Endpoint) -> int:
+    """One streamed completion must answer 200 and end with ``[DONE]``; returns its data frame count."""
+    status, body = post(ep, stream=True)
+    text = body.decode(errors="replace")
+    if status != 200 or "[DONE]" not in text or " benchmark" not in text:
+        raise TargetFailed(f"{ep.name}: streaming check failed: HTTP {status}: {text[:500]}")
+    return sum(1 for line in text.splitlines() if line.startswith("data:"))
+
+
+def _tail(run: Running) -> str:
+    return f"--- last lines of {run.log} ---\n{log_tail(run.log)}"
