@@ -1,0 +1,245 @@
+"""Loading: YAML → checked, resolved :class:`Config`; every problem with its path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from switchpoint import catalog
+from switchpoint.config.base import _SECRET_RE, Secret, error_path
+from switchpoint.config.model import (
+    Config,
+    Deployment,
+    DeploymentSpec,
+    FileSpec,
+    Provider,
+    ProviderSpec,
+    ServerSpec,
+    _resolve_price,
+)
+from switchpoint.config.resilience import (
+    BreakerSettings,
+    BreakerSpec,
+    ResilienceSpec,
+    RetryPolicy,
+    RetrySettings,
+    TimeoutLimits,
+    Timeouts,
+    _layered,
+    _resolve_resilience,
+    check_breaker,
+    check_retry,
+    check_timeouts,
+)
+from switchpoint.config.routing import (
+    _check_routing,
+    _routing_section,
+)
+from switchpoint.errors import ConfigError
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _resolve_secret(ref: str, path: str, problems: list[str], env: Mapping[str, str]) -> Secret | None:
+    m = _SECRET_RE.match(ref)
+    if not m:
+        problems.append(f"{path}: secrets must be references like 'env:OPENAI_API_KEY', not literal values")
+        return None
+    value = env.get(m.group(1))
+    if not value:
+        problems.append(f"{path}: environment variable {m.group(1)} is not set")
+        return None
+    return Secret(value, ref)
+
+
+def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    """Validate a decoded YAML document and resolve it. Raises :class:`ConfigError`."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"$: expected a mapping at the top level, got {type(data).__name__}"])
+
+    known = set(FileSpec.__struct_fields__)
+    for key in data:
+        if key not in known:
+            problems.append(f"$.{key}: unknown key (expected one of: {', '.join(sorted(known))})")
+
+    def section(name: str, typ: Any) -> Any:
+        try:
+            return msgspec.convert(data.get(name, {}), typ, strict=True)
+        except msgspec.ValidationError as exc:
+            problems.append(error_path(str(exc), f"$.{name}"))
+            return None
+
+    server = section("server", ServerSpec) or ServerSpec()
+    routing, rule_index = _routing_section(data.get("routing"), problems)
+    res_spec = section("resilience", ResilienceSpec) if data.get("resilience") is not None else None
+    resilience = _resolve_resilience(res_spec, problems)
+    prices = catalog.bundled() if routing is None or routing.catalog.enabled else None
+
+    def rows(name: str, typ: Any) -> dict[str, Any]:
+        raw = data.get(name, {}) or {}
+        if not isinstance(raw, dict):
+            problems.append(f"$.{name}: expected a mapping of name -> entry")
+            return {}
+        out = {}
+        for key, value in raw.items():
+            try:
+                out[str(key)] = msgspec.convert(value, typ, strict=True)
+            except msgspec.ValidationError as exc:
+                problems.append(error_path(str(exc), f"$.{name}.{key}"))
+        return out
+
+    provider_specs: dict[str, ProviderSpec] = rows("providers", ProviderSpec)
+    deployment_specs: dict[str, DeploymentSpec] = rows("deployments", DeploymentSpec)
+    aliases_raw = data.get("models", {}) or {}
+    if not isinstance(aliases_raw, dict):
+        problems.append("$.models: expected a mapping of alias -> deployment name(s)")
+        aliases_raw = {}
+
+    if server.master_key is not None:
+        master = _resolve_secret(server.master_key, "$.server.master_key", problems, env)
+    elif env.get("SWITCHPOINT_MASTER_KEY"):
+        master = Secret(env["SWITCHPOINT_MASTER_KEY"], "env:SWITCHPOINT_MASTER_KEY")
+    else:
+        master = None
+    if not 0 < server.port < 65536:
+        problems.append(f"$.server.port: {server.port} is not a valid TCP port")
+    if server.max_body_bytes <= 0:
+        problems.append("$.server.max_body_bytes: must be positive")
+
+    providers: dict[str, Provider] = {}
+    for name, p in provider_specs.items():
+        path = f"$.providers.{name}"
+        if not p.base_url.startswith(("http://", "https://")):
+            problems.append(f"{path}.base_url: must start with http:// or https://")
+        if p.connect_timeout_s is not None and p.connect_timeout_s <= 0:
+            problems.append(f"{path}.connect_timeout_s: must be positive")
+        if p.timeout_s is not None and p.timeout_s < 0:
+            problems.append(f"{path}.timeout_s: must be positive (or 0 for off)")
+        key = _resolve_secret(p.api_key, f"{path}.api_key", problems, env) if p.api_key else None
+        headers: list[tuple[str, str | Secret]] = []
+        for h, v in p.headers.items():
+            if v.startswith("env:"):
+                s = _resolve_secret(v, f"{path}.headers.{h}", problems, env)
+                if s is not None:
+                    headers.append((h.lower(), s))
+            else:
+                headers.append((h.lower(), v))
+        providers[name] = Provider(
+            name=name,
+            family=p.family,
+            base_url=p.base_url.rstrip("/"),
+            api_key=key,
+            headers=tuple(headers),
+            azure_api_version=p.azure_api_version,
+            anthropic_version=p.anthropic_version,
+            timeout_s=600.0 if p.timeout_s is None else p.timeout_s,
+            connect_timeout_s=10.0 if p.connect_timeout_s is None else p.connect_timeout_s,
+            simulated=p.simulated,
+        )
+
+    deployments: dict[str, Deployment] = {}
+    for name, d in deployment_specs.items():
+        path = f"$.deployments.{name}"
+        prov = providers.get(d.provider)
+        if prov is None:
+            if d.provider not in provider_specs:
+                problems.append(f"{path}.provider: no provider named '{d.provider}'")
+            continue
+        if d.kind == "embedding" and prov.family == "anthropic":
+            problems.append(f"{path}.kind: the anthropic family has no embeddings API")
+        if d.context_window <= 0 or d.max_output_tokens <= 0:
+            problems.append(f"{path}: context_window and max_output_tokens must be positive")
+        if not 0 < d.usable_fraction <= 1:
+            problems.append(f"{path}.usable_fraction: must be above 0 and at most 1")
+        price = _resolve_price(d, prices, path, problems)
+        caps = set(d.capabilities)
+        if d.kind == "embedding":
+            caps.add("embeddings")
+        deployments[name] = Deployment(
+            name=name,
+            provider=prov,
+            model=d.model,
+            context_window=d.context_window,
+            max_output_tokens=d.max_output_tokens,
+            capabilities=frozenset(caps),
+            price=price,
+            kind=d.kind,
+            usable_fraction=d.usable_fraction,
+            tags=tuple(d.tags),
+            **_deployment_resilience(d, provider_specs[d.provider], res_spec, path, problems),
+        )
+
+    aliases: dict[str, tuple[str, ...]] = {}
+    for alias, target in aliases_raw.items():
+        path = f"$.models.{alias}"
+        names = [target] if isinstance(target, str) else target
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            problems.append(f"{path}: expected a deployment name or a non-empty list of them")
+            continue
+        if alias in deployment_specs:
+            problems.append(f"{path}: alias has the same name as a deployment")
+        for i, n in enumerate(names):
+            if n not in deployment_specs:
+                where = path if isinstance(target, str) else f"{path}[{i}]"
+                problems.append(f"{where}: alias points to unknown deployment '{n}'")
+        aliases[str(alias)] = tuple(n for n in names if n in deployments)
+
+    if routing is not None:
+        _check_routing(routing, rule_index, deployment_specs, aliases, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        host=server.host,
+        port=server.port,
+        master_key=master,
+        max_body_bytes=server.max_body_bytes,
+        pool_size=server.pool_size,
+        providers=providers,
+        deployments=deployments,
+        aliases=aliases,
+        source=source,
+        routing=routing,
+        resilience=resilience,
+    )
+
+
+def _deployment_resilience(
+    d: DeploymentSpec, p: ProviderSpec, spec: ResilienceSpec | None, path: str, problems: list[str]
+) -> dict[str, Any]:
+    """Resolved ``timeouts``, ``retry`` and ``breaker`` of one deployment."""
+    check_timeouts(d.timeouts, f"{path}.timeouts", problems)
+    check_retry(d.retry, f"{path}.retry", problems)
+    check_breaker(d.breaker, f"{path}.breaker", problems)
+    own = Timeouts(connect_s=p.connect_timeout_s, stall_s=p.timeout_s)
+    t = _layered(Timeouts.__struct_fields__, d.timeouts, own, spec.timeouts if spec else None)
+    t = {k: (None if v == 0 else v) for k, v in t.items()}
+    r = _layered(RetryPolicy.__struct_fields__, d.retry, spec.retry if spec else None)
+    if r.get("deadline_s") == 0:
+        r["deadline_s"] = None
+    b = _layered(BreakerSpec.__struct_fields__, d.breaker, spec.breaker if spec else None)
+    return {"timeouts": TimeoutLimits(**t), "retry": RetrySettings(**r), "breaker": BreakerSettings(**b)}
+
+
+def load(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    return parse(data, source=str(p), env=env)

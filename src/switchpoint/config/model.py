@@ -1,0 +1,223 @@
+"""The file's shape (closed structs) and the resolved, frozen configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import msgspec
+
+from switchpoint import catalog
+from switchpoint.config.base import ALL_CAPABILITIES, Capability, Family, Secret, _Base
+from switchpoint.config.resilience import (
+    BreakerSettings,
+    BreakerSpec,
+    Resilience,
+    ResilienceSpec,
+    RetryPolicy,
+    RetrySettings,
+    TimeoutLimits,
+    Timeouts,
+)
+from switchpoint.config.routing import (
+    RoutingSpec,
+)
+
+
+class ServerSpec(_Base):
+    host: str = "127.0.0.1"
+    port: int = 4000
+    #: ``env:NAME`` reference to the master key; unset = open gateway (warned at start-up).
+    master_key: str | None = None
+    max_body_bytes: int = 32 * 1024 * 1024
+    #: Upstream connection pool size per host.
+    pool_size: int = 256
+
+
+class ProviderSpec(_Base):
+    family: Family
+    base_url: str
+    #: ``env:NAME`` reference; omitted for keyless upstreams (a local vLLM or Ollama).
+    api_key: str | None = None
+    #: Extra headers sent on every request to this provider (values may be ``env:`` refs).
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Azure OpenAI: the ``api-version`` query value; switches to Azure's URL layout and header.
+    azure_api_version: str | None = None
+    #: Anthropic: the ``anthropic-version`` header.
+    anthropic_version: str = "2023-06-01"
+    #: Longest silence on a connection (a non-streamed call's whole answer, the gap between
+    #: stream chunks) and the connect timeout of this provider's deployments (docs/resilience.md).
+    timeout_s: float | None = None
+    connect_timeout_s: float | None = None
+    simulated: bool = False
+
+
+class PriceSpec(_Base):
+    """USD per million tokens. Fields given override the catalog's; the rest come from it."""
+
+    input: float | None = None
+    cached_input: float | None = None
+    cache_write: float | None = None
+    output: float | None = None
+    reasoning: float | None = None
+    batch_discount: float | None = None
+
+
+class DeploymentSpec(_Base):
+    provider: str
+    #: The upstream's own model id.
+    model: str
+    context_window: int = 128_000
+    max_output_tokens: int = 16_384
+    capabilities: list[Capability] = msgspec.field(default_factory=lambda: list(ALL_CAPABILITIES))
+    price: PriceSpec | None = None
+    #: Gemini/OpenAI embeddings models are deployments too, with kind ``embedding``.
+    kind: Literal["chat", "embedding"] = "chat"
+    #: Share of ``context_window`` the model handles well; routing never plans past it.
+    usable_fraction: float = 1.0
+    #: Free labels (shown in route explanations).
+    tags: list[str] = msgspec.field(default_factory=list)
+    #: Catalog key for the price, when the upstream id is not one (default: ``model``).
+    catalog_model: str | None = None
+    #: Over ``resilience`` defaults (see docs/resilience.md).
+    timeouts: Timeouts | None = None
+    retry: RetryPolicy | None = None
+    breaker: BreakerSpec | None = None
+
+
+class FileSpec(_Base):
+    server: ServerSpec = msgspec.field(default_factory=ServerSpec)
+    providers: dict[str, ProviderSpec] = msgspec.field(default_factory=dict)
+    deployments: dict[str, DeploymentSpec] = msgspec.field(default_factory=dict)
+    #: Alias -> one deployment name or a list in priority order.
+    models: dict[str, str | list[str]] = msgspec.field(default_factory=dict)
+    routing: RoutingSpec | None = None
+    resilience: ResilienceSpec | None = None
+
+
+# --- the resolved, frozen configuration -----------------------------------------------------
+
+
+class Provider(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    family: Family
+    base_url: str
+    api_key: Secret | None
+    headers: tuple[tuple[str, str | Secret], ...]
+    azure_api_version: str | None
+    anthropic_version: str
+    timeout_s: float
+    connect_timeout_s: float
+    simulated: bool
+
+
+class Price(msgspec.Struct, frozen=True, kw_only=True):
+    input: float
+    cached_input: float
+    cache_write: float
+    output: float
+    reasoning: float
+    batch_discount: float = 0.0
+    #: Where it came from: ``config``, ``catalog:<version>:<key>`` or both joined by ``+``.
+    source: str = "config"
+    #: The whole request is billed at ``long_context`` once its prompt passes this many tokens.
+    long_context_above: int | None = None
+    long_context: Price | None = None
+
+
+class Deployment(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    provider: Provider
+    model: str
+    context_window: int
+    max_output_tokens: int
+    capabilities: frozenset[str]
+    price: Price | None
+    kind: str
+    usable_fraction: float = 1.0
+    tags: tuple[str, ...] = ()
+    timeouts: TimeoutLimits = TimeoutLimits()
+    retry: RetrySettings = RetrySettings()
+    breaker: BreakerSettings = BreakerSettings()
+
+    @property
+    def family(self) -> Family:
+        return self.provider.family
+
+    @property
+    def usable_window(self) -> int:
+        """Tokens (prompt plus output) routing plans for: the window times its usable fraction."""
+        return int(self.context_window * self.usable_fraction)
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    host: str
+    port: int
+    master_key: Secret | None
+    max_body_bytes: int
+    pool_size: int
+    providers: Mapping[str, Provider]
+    deployments: Mapping[str, Deployment]
+    #: Alias -> deployment names in priority order.
+    aliases: Mapping[str, tuple[str, ...]]
+    source: str = "<defaults>"
+    #: The routing policy; None = aliases in priority order only.
+    routing: RoutingSpec | None = None
+    resilience: Resilience = Resilience()
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.providers) and all(p.simulated for p in self.providers.values())
+
+    def candidates(self, model: str) -> tuple[Deployment, ...] | None:
+        """Deployments for a client-facing model name (alias, else a deployment name)."""
+        names = self.aliases.get(model)
+        if names is not None:
+            return tuple(self.deployments[n] for n in names)
+        dep = self.deployments.get(model)
+        return (dep,) if dep is not None else None
+
+
+def _rates(spec: PriceSpec | None, entry: catalog.Rates | None) -> Price:
+    def pick(name: str) -> float | None:
+        given = getattr(spec, name) if spec is not None else None
+        return given if given is not None else (getattr(entry, name) if entry is not None else None)
+
+    inp, out = pick("input") or 0.0, pick("output") or 0.0
+    cached, write, reasoning = pick("cached_input"), pick("cache_write"), pick("reasoning")
+    return Price(
+        input=inp,
+        cached_input=inp if cached is None else cached,
+        cache_write=inp if write is None else write,
+        output=out,
+        reasoning=out if reasoning is None else reasoning,
+    )
+
+
+def _resolve_price(
+    d: DeploymentSpec, prices: catalog.Catalog | None, path: str, problems: list[str]
+) -> Price | None:
+    """The deployment's price. A ``price`` with ``input`` or ``output`` is a price of its own
+    (the other rates default from those two); otherwise the catalog entry for the model, with
+    any other ``price`` fields given overriding it."""
+    found = catalog.lookup(d.catalog_model or d.model, prices) if prices is not None else None
+    if d.catalog_model is not None and found is None:
+        problems.append(f"{path}.catalog_model: '{d.catalog_model}' is not in the price catalog")
+    own = d.price is not None and (d.price.input is not None or d.price.output is not None)
+    if found is None or own:
+        if d.price is None:
+            return None
+        return msgspec.structs.replace(_rates(d.price, None), batch_discount=d.price.batch_discount or 0.0)
+    key, entry = found
+    assert prices is not None
+    origin = f"catalog:{prices.version}:{key}"
+    spec = d.price
+    discount = spec.batch_discount if spec is not None and spec.batch_discount is not None else None
+    tier = entry.long_context
+    return msgspec.structs.replace(
+        _rates(spec, entry),
+        batch_discount=entry.batch_discount if discount is None else discount,
+        source=f"config+{origin}" if spec is not None else origin,
+        long_context_above=tier.above if tier is not None else None,
+        long_context=_rates(None, tier) if tier is not None else None,
+    )
