@@ -273,8 +273,9 @@ async def _stream_body(
     status: int = 499
     error: str | None = "client_disconnected"
     try:
-        async for events, frame in committed.items():
-            out = encoder.encode(events, frame)
+        encode = encoder.encode
+        async for batch in committed.batches():
+            out = b"".join([encode(events, frame) for events, frame in batch])
             if out:
                 yield out
         tail = encoder.finish()

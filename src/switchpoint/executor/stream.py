@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from switchpoint.executor.core import RequestContext
 
 Item: TypeAlias = tuple[list[StreamEvent], SSEFrame | None]
+#: The items of one upstream read: written to the client together, in one write.
+Batch: TypeAlias = list[Item]
 
 
 def make_attempt(
@@ -61,8 +63,9 @@ def make_attempt(
 
 async def upstream_items(
     transport: Transport, adapter: Adapter, request: ChatRequest, dep: Deployment, limits: TimeoutLimits
-) -> AsyncGenerator[Item, None]:
-    """Canonical events (with the frame they came from) of one upstream stream."""
+) -> AsyncGenerator[Batch, None]:
+    """Canonical events (with the frame they came from) of one upstream stream, one batch per
+    upstream read: what arrived together leaves together, in one write to the client."""
     upstream = adapter.build_chat(request, dep)
     stream = await transport.open_stream(
         upstream,
@@ -79,13 +82,15 @@ async def upstream_items(
         parser = adapter.stream_parser(request, dep)
         decoder = SSEDecoder()
         async for chunk in stream.chunks():
-            for frame in decoder.feed(chunk):
-                yield parser.feed(frame), frame
-        for frame in decoder.flush():
-            yield parser.feed(frame), frame
+            frames = decoder.feed(chunk)
+            if frames:
+                yield [(parser.feed(frame), frame) for frame in frames]
+        batch: Batch = [(parser.feed(frame), frame) for frame in decoder.flush()]
         tail = parser.close()
         if tail:
-            yield tail, None
+            batch.append((tail, None))
+        if batch:
+            yield batch
     finally:
         stream.close()
 
@@ -96,7 +101,7 @@ class Opened:
     __slots__ = ("deployment", "gen", "pending", "t0", "ttft_ms")
 
     def __init__(
-        self, deployment: Deployment, pending: list[Item], gen: AsyncGenerator[Item, None], t0: float
+        self, deployment: Deployment, pending: Batch, gen: AsyncGenerator[Batch, None], t0: float
     ) -> None:
         self.deployment = deployment
         self.pending = pending
@@ -105,18 +110,18 @@ class Opened:
         self.ttft_ms = (time.perf_counter() - t0) * 1000.0
 
 
-async def peek(gen: AsyncGenerator[Item, None], dep: Deployment, t0: float, ttft_s: float | None) -> Opened:
-    """Read ``gen`` until its first content event; the TTFT timer runs from ``t0``."""
-    pending: list[Item] = []
+async def peek(gen: AsyncGenerator[Batch, None], dep: Deployment, t0: float, ttft_s: float | None) -> Opened:
+    """Read ``gen`` until the batch with its first content event; the TTFT timer runs from ``t0``."""
+    pending: Batch = []
     timer: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
     if ttft_s:
         left = ttft_s - (time.perf_counter() - t0)
         timer = asyncio.timeout_at(asyncio.get_running_loop().time() + left)
     try:
         async with timer:
-            async for item in gen:
-                pending.append(item)
-                if any(isinstance(e, CONTENT_EVENTS) for e in item[0]):
+            async for batch in gen:
+                pending.extend(batch)
+                if any(isinstance(e, CONTENT_EVENTS) for events, _ in batch for e in events):
                     break
     except TimeoutError:
         await gen.aclose()
@@ -161,16 +166,29 @@ class CommittedStream:
                 self.usage = self.usage.merge(e.usage)
 
     async def items(self) -> AsyncIterator[Item]:
+        """One item at a time (see :meth:`batches`)."""
+        batches = self.batches()
+        try:
+            async for batch in batches:
+                for item in batch:
+                    yield item
+        finally:
+            await batches.aclose()
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        """The buffered first items as one batch, then one batch per upstream read."""
         ctx, dep, opened = self._ctx, self.deployment, self._opened
         finished = False
         try:
             pending, opened.pending = opened.pending, []
-            for item in pending:
-                self._see(item[0])
-                yield item
-            async for item in opened.gen:
-                self._see(item[0])
-                yield item
+            if pending:
+                for events, _ in pending:
+                    self._see(events)
+                yield pending
+            async for batch in opened.gen:
+                for events, _ in batch:
+                    self._see(events)
+                yield batch
             finished = True
         except SwitchpointError as err:
             ctx.attempts.append(
