@@ -175,7 +175,7 @@ class CommittedStream:
         finally:
             await batches.aclose()
 
-    async def batches(self) -> AsyncIterator[Batch]:
+    async def batches(self) -> AsyncGenerator[Batch, None]:
         """The buffered first items as one batch, then one batch per upstream read."""
         ctx, dep, opened = self._ctx, self.deployment, self._opened
         finished = False
