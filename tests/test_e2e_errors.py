@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import openai
 import pytest
 
 import specs
-from gateway_harness import GATEWAY_KEY, UPSTREAM_KEY, validate_sent
+from gateway_harness import FAMILIES, GATEWAY_KEY, UPSTREAM_KEY, validate_sent
 
 UPSTREAMS = ["openai", "anthropic", "gemini"]
 
@@ -279,3 +280,30 @@ def test_document_blocks_cannot_go_to_other_families(http: httpx.Client) -> None
     body["model"] = "up-anthropic"
     r = http.post("/v1/messages", json=body, headers=ANT)
     assert r.status_code == 200, r.text
+
+
+def test_secrets_never_reach_the_logs(
+    gateway: Any, http: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Upstream failures, auth failures and successes log nothing that holds a key."""
+    with caplog.at_level(logging.DEBUG):
+        http.post(
+            "/v1/chat/completions",
+            json={"model": "up-openai", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"authorization": "Bearer sk-wrong-client-key"},
+        )
+        for directive in ("[[sim status=401]]", "[[sim malformed=true]]", "[[sim status=500]]"):
+            http.post(
+                "/v1/chat/completions",
+                headers=AUTH,
+                json={"model": "up-anthropic", "messages": [{"role": "user", "content": f"hi {directive}"}]},
+            )
+        http.post(
+            "/v1/chat/completions",
+            headers=AUTH,
+            json={"model": "failover", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    # the failover attempt at the dead upstream never reached a spec'd server
+    gateway.sent[:] = [r for r in gateway.sent if any(f"/{f}/" in r.url for f in FAMILIES)]
+    text = caplog.text + "".join(str(r.args) for r in caplog.records)
+    assert UPSTREAM_KEY not in text and GATEWAY_KEY not in text and "sk-wrong-client-key" not in text
