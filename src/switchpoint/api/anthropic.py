@@ -28,6 +28,7 @@ from typing import Any, Literal, NoReturn
 import msgspec
 
 from switchpoint.canonical import (
+    ANTHROPIC_BLOCKS,
     ChatRequest,
     ChatResponse,
     FinishReason,
@@ -56,7 +57,7 @@ from switchpoint.streaming import SSEFrame, encode
 
 from .dialect import Dialect, StreamEncoder
 
-EXTRA_KEY = "anthropic_blocks"
+EXTRA_KEY = ANTHROPIC_BLOCKS
 
 _STOP_REASONS: dict[str, str] = {
     "stop": "end_turn",

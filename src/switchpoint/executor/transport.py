@@ -106,6 +106,17 @@ class _AiohttpStream:
         self._resp.close()
 
 
+def _request_error(
+    exc: TimeoutError | aiohttp.ClientError, connect_timeout_s: float, total_s: float | None
+) -> ProviderError:
+    """A failure before an answer arrived, as the one error type the executor handles."""
+    if isinstance(exc, TimeoutError):
+        return _timeout_error(exc, connect_timeout_s, total_s)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ProviderError("connection", f"cannot connect to upstream ({exc.os_error.__class__.__name__})")
+    return ProviderError("connection", f"upstream connection failed: {type(exc).__name__}")
+
+
 class AiohttpTransport:
     """aiohttp session with a keep-alive pool per host; created lazily inside the running loop."""
 
@@ -147,14 +158,8 @@ class AiohttpTransport:
             ) as resp:
                 body = await resp.read()
                 return UpstreamResponse(status=resp.status, headers=_lower_headers(resp.headers), body=body)
-        except TimeoutError as exc:
-            raise _timeout_error(exc, connect_timeout_s, timeout_s) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise ProviderError(
-                "connection", f"cannot connect to upstream ({exc.os_error.__class__.__name__})"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise ProviderError("connection", f"upstream connection failed: {type(exc).__name__}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _request_error(exc, connect_timeout_s, timeout_s) from exc
 
     async def open_stream(
         self,
@@ -174,14 +179,8 @@ class AiohttpTransport:
             resp = await self._get().request(
                 request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
             )
-        except TimeoutError as exc:
-            raise _timeout_error(exc, connect_timeout_s, total_timeout_s) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise ProviderError(
-                "connection", f"cannot connect to upstream ({exc.os_error.__class__.__name__})"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise ProviderError("connection", f"upstream connection failed: {type(exc).__name__}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _request_error(exc, connect_timeout_s, total_timeout_s) from exc
         return _AiohttpStream(resp, read_timeout_s, total_timeout_s)
 
     async def close(self) -> None:

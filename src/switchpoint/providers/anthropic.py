@@ -41,6 +41,7 @@ from typing import Any
 import msgspec
 
 from switchpoint.canonical import (
+    ANTHROPIC_BLOCKS,
     ChatRequest,
     ChatResponse,
     FinishReason,
@@ -117,7 +118,7 @@ _TOOL_ID_BAD = re.compile(r"[^A-Za-z0-9_-]")
 _DATA_URL = re.compile(r"^data:([^;,]+);base64,(.*)$", re.DOTALL)
 _RESET_HEADERS = ("requests", "tokens", "input-tokens", "output-tokens")
 _PROTECTED_HEADERS = frozenset({"anthropic-version", "x-api-key", "authorization"})
-_EXTRA_KEY = "anthropic_blocks"
+_EXTRA_KEY = ANTHROPIC_BLOCKS
 
 
 # --- wire shapes (decoding only what the gateway reads) --------------------------------------
