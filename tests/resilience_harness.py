@@ -26,6 +26,8 @@ import uvicorn
 from switchpoint.api.app import Gateway, create_app
 from switchpoint.config import parse
 
+from servers import server_options
+
 PROFILE_HEADER = "x-fault-profile"
 UPSTREAM_KEY = "sk-resilience-upstream"
 GATEWAY_KEY = "sk-resilience-gateway"
@@ -102,6 +104,7 @@ class Server:
             access_log=False,
             loop="asyncio",
             lifespan="on",
+            **server_options(self.app),
             timeout_graceful_shutdown=self.graceful_s,
         )
         server = self._server = uvicorn.Server(config)

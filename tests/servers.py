@@ -11,6 +11,14 @@ from typing import Any
 
 import uvicorn
 
+from switchpoint.api.app import GatewayApp
+from switchpoint.api.server import UVICORN_OPTIONS
+
+
+def server_options(app: Any) -> dict[str, Any]:
+    """The gateway runs on its own HTTP/1.1 protocol, as ``switchpoint serve`` runs it."""
+    return UVICORN_OPTIONS if isinstance(app, GatewayApp) else {}
+
 
 @contextlib.contextmanager
 def serve_in_thread(app: Any, *, graceful_s: float = 2.0) -> Iterator[str]:
@@ -24,6 +32,7 @@ def serve_in_thread(app: Any, *, graceful_s: float = 2.0) -> Iterator[str]:
         access_log=False,
         loop="asyncio",
         lifespan="on",
+        **server_options(app),
         timeout_graceful_shutdown=int(graceful_s) or 1,
     )
     server = uvicorn.Server(config)

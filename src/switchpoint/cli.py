@@ -107,6 +107,8 @@ def serve(
     """Start the gateway."""
     import uvicorn
 
+    from switchpoint.api.server import UVICORN_OPTIONS
+
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = _load(config)
@@ -123,6 +125,7 @@ def serve(
         "access_log": False,
         "lifespan": "on",
         "timeout_graceful_shutdown": max(1, math.ceil(shutdown_timeout)),
+        **UVICORN_OPTIONS,  # the gateway's own HTTP/1.1 protocol; uvicorn runs it
     }
     if workers > 1:
         os.environ["SWITCHPOINT_SHUTDOWN_TIMEOUT"] = str(shutdown_timeout)
