@@ -78,10 +78,27 @@ def tree_pids(root: int, stats: dict[int, ProcStat]) -> list[int]:
     return found
 
 
-def tree_cpu_ms(root: int, proc: Path = PROC) -> float:
+def tree_cpu_by_pid(root: int, proc: Path = PROC) -> dict[int, float]:
+    """CPU ms so far of ``root`` and each live descendant (a multi-worker server's workers too)."""
     stats = all_stats(proc)
-    ticks = sum(stats[pid].ticks for pid in tree_pids(root, stats))
-    return ticks * 1000.0 / CLK_TCK
+    return {pid: stats[pid].ticks * 1000.0 / CLK_TCK for pid in tree_pids(root, stats)}
+
+
+def tree_cpu_ms(root: int, proc: Path = PROC) -> float:
+    return sum(tree_cpu_by_pid(root, proc).values())
+
+
+def busy_processes(before: dict[int, float], after: dict[int, float], share: float = 0.1) -> int:
+    """How many processes of a tree did at least ``share`` of its CPU work between two samples.
+
+    A worker that exited in between is left out (its time moved to the parent's reaped-children
+    count); one that started in between counts from zero.
+    """
+    used = {pid: ms - before.get(pid, 0.0) for pid, ms in after.items()}
+    total = sum(v for v in used.values() if v > 0)
+    if total <= 0:
+        return 0
+    return sum(1 for v in used.values() if v >= share * total)
 
 
 def tree_rss_kb(root: int, proc: Path = PROC) -> int:

@@ -9,6 +9,9 @@ from typing import Any
 from measure import median
 
 PEERS = ("litellm", "portkey")
+#: Acceptance bound: translated requests may cost at most this many times a passthrough one.
+TRANSLATE_MAX_RATIO = 1.5
+TRANSLATE_PREFIX = "translate "
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,9 @@ class Row:
     ttfb_p50_ms: float = math.nan
     ttfb_p99_ms: float = math.nan
     ttlb_p50_ms: float = math.nan
+    #: Totals over all rounds (CPU ms/req is their quotient), for ratios pooled over scenarios.
+    requests: int = 0
+    cpu_ms: float = 0.0
 
 
 def _med(records: list[dict[str, Any]], key: str) -> float:
@@ -41,11 +47,18 @@ def summarize(
     idle_rss_kb: dict[str, int],
     order: list[str],
     scenarios: list[str],
+    baselines: dict[str, str] | None = None,
 ) -> list[Row]:
-    """One row per scenario x target: medians over rounds; CPU per request over all rounds."""
+    """One row per scenario x target: medians over rounds; CPU per request over all rounds.
+
+    Added latency is measured against ``direct`` in the same scenario, or in
+    ``baselines[scenario]`` when given (a translate scenario has no ``direct`` run of its own:
+    the upstream serves its Anthropic bodies exactly as it serves the OpenAI ones).
+    """
     rows: list[Row] = []
     for scenario in scenarios:
-        direct = [r for r in records if r["scenario"] == scenario and r["target"] == "direct"]
+        base = (baselines or {}).get(scenario, scenario)
+        direct = [r for r in records if r["scenario"] == base and r["target"] == "direct"]
         d50 = _med(direct, "p50_ms") if direct else math.nan
         d99 = _med(direct, "p99_ms") if direct else math.nan
         for target in order:
@@ -80,6 +93,8 @@ def summarize(
                     errors=sum(sum(int(v) for v in r["errors"].values()) for r in mine)
                     + sum(int(t["errors"]) for t in tt),
                     **extra,
+                    requests=requests,
+                    cpu_ms=cpu,
                 )
             )
     return rows
@@ -169,6 +184,112 @@ def render_ratios(rows: list[Row], subject: str = "switchpoint") -> str:
     if not body:
         return ""
     return _table(["scenario", "ratio", "CPU ms/req", "req/s"], body)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One acceptance figure: ``measured`` / ``baseline`` against a bound."""
+
+    name: str
+    scenarios: str
+    unit: str
+    measured: float
+    baseline: float
+    ratio: float
+    target: str
+    #: None when the ratio could not be computed.
+    met: bool | None
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
+
+
+def _pooled_cpu(rows: list[Row]) -> float:
+    requests = sum(r.requests for r in rows)
+    return sum(r.cpu_ms for r in rows) / requests if requests else math.nan
+
+
+def translation_checks(rows: list[Row], subject: str = "switchpoint") -> list[Check]:
+    """Per mode (plain, stream): CPU per request of the translate scenarios over the passthrough
+    ones with the same loads, both pooled over their connection counts."""
+    by = {(r.scenario, r.target): r for r in rows}
+    out: list[Check] = []
+    for mode in ("plain", "stream"):
+        pairs = [
+            (r, by[(r.scenario.removeprefix(TRANSLATE_PREFIX), subject)])
+            for r in rows
+            if r.target == subject
+            and r.scenario.startswith(f"{TRANSLATE_PREFIX}{mode} ")
+            and (r.scenario.removeprefix(TRANSLATE_PREFIX), subject) in by
+        ]
+        if not pairs:
+            continue
+        measured = _pooled_cpu([t for t, _ in pairs])
+        baseline = _pooled_cpu([p for _, p in pairs])
+        ratio = _ratio(measured, baseline)
+        out.append(
+            Check(
+                name=f"translation cost, {mode}: translate / passthrough",
+                scenarios=", ".join(p.scenario for _, p in pairs),
+                unit="CPU ms/req",
+                measured=measured,
+                baseline=baseline,
+                ratio=ratio,
+                target=f"≤ {TRANSLATE_MAX_RATIO:g}",
+                met=None if math.isnan(ratio) else ratio <= TRANSLATE_MAX_RATIO,
+            )
+        )
+    return out
+
+
+def workers_checks(rows: list[Row], workers_target: str, subject: str = "switchpoint") -> list[Check]:
+    """Per scenario the multi-worker target ran: its req/s over the one-worker target's."""
+    by = {(r.scenario, r.target): r for r in rows}
+    out: list[Check] = []
+    for r in rows:
+        one = by.get((r.scenario, subject))
+        if r.target != workers_target or one is None:
+            continue
+        ratio = _ratio(r.rps, one.rps)
+        out.append(
+            Check(
+                name=f"workers scaling: {workers_target} / {subject}",
+                scenarios=r.scenario,
+                unit="req/s",
+                measured=r.rps,
+                baseline=one.rps,
+                ratio=ratio,
+                target="> 1",
+                met=None if math.isnan(ratio) else ratio > 1,
+            )
+        )
+    return out
+
+
+def checks(rows: list[Row], workers_target: str | None = None, subject: str = "switchpoint") -> list[Check]:
+    out = translation_checks(rows, subject)
+    if workers_target:
+        out += workers_checks(rows, workers_target, subject)
+    return out
+
+
+def render_checks(items: list[Check]) -> str:
+    body = [
+        [
+            c.name,
+            c.scenarios,
+            c.unit,
+            fmt(c.measured, 3 if c.unit.startswith("CPU") else 1),
+            fmt(c.baseline, 3 if c.unit.startswith("CPU") else 1),
+            fmt(c.ratio, 3),
+            c.target,
+            "-" if c.met is None else ("yes" if c.met else "**no**"),
+        ]
+        for c in items
+    ]
+    header = ["check", "scenarios", "unit", "measured", "baseline", "ratio", "target", "met"]
+    return _table(header, body, left=3)
 
 
 def render_soak(samples: list[tuple[float, int]], after_kb: int) -> str:

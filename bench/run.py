@@ -3,6 +3,7 @@
     python bench/run.py                      # 3 interleaved rounds x 15 s per run, all targets
     python bench/run.py --quick              # 1 round x 5 s, for a quick look
     python bench/run.py --targets direct,litellm
+    python bench/run.py --no-translate --workers 0   # only the side-by-side scenarios
     python bench/run.py --soak 600 --soak-target switchpoint
 
 See docs/benchmarks.md for what it installs, what it measures and how to read the table.
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -26,7 +27,7 @@ from typing import Any
 import measure
 import report
 import targets as tg
-from measure import Load, RssSampler, tree_cpu_ms, tree_rss_kb
+from measure import Load, RssSampler, tree_cpu_by_pid, tree_cpu_ms, tree_rss_kb
 from targets import Endpoint, Processes, Running, TargetFailed
 
 LUA = tg.BENCH / "lua" / "post.lua"
@@ -38,6 +39,14 @@ class Scenario:
     name: str
     stream: bool
     connections: int
+    #: switchpoint only: the OpenAI-dialect request goes to its Anthropic-family alias
+    #: (``bench-translate``), so it is translated to the Messages API and the answer back.
+    translate: bool = False
+
+    @property
+    def base(self) -> str:
+        """The passthrough scenario with the same load: the baseline of a translate scenario."""
+        return f"{'stream' if self.stream else 'plain'} c{self.connections}"
 
 
 @dataclass
@@ -48,6 +57,8 @@ class Live:
     ep: Endpoint
     idle_rss_kb: int = 0
     stream_frames: int = 0
+    translate_frames: int = 0
+    processes: int = 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,6 +76,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per mode (default %(default)s)")
     p.add_argument("--ready-timeout", type=float, default=90.0, help="seconds to wait for a target to answer")
     p.add_argument("--quick", action="store_true", help="1 round x 5 s runs, 3 s TTFB, 1 s warm-up")
+    p.add_argument(
+        "--no-translate",
+        action="store_true",
+        help="skip switchpoint's translation scenarios (OpenAI client -> Anthropic upstream)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="also run switchpoint with N worker processes at the highest connection count, "
+        "0 = off (default %(default)s)",
+    )
     p.add_argument(
         "--soak",
         type=float,
@@ -86,9 +110,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [t for t in names if t not in tg.ALL_TARGETS]
     if unknown:
         p.error(f"unknown targets: {', '.join(unknown)} (known: {', '.join(tg.ALL_TARGETS)})")
+    if args.workers == 1 or args.workers < 0:
+        p.error("--workers: 0 (off) or at least 2 (one worker is the switchpoint target itself)")
     args.target_list = names
     args.connection_list = [int(c) for c in args.connections.split(",")]
+    args.translate = not args.no_translate and "switchpoint" in names
+    args.workers_target = tg.workers_target(args.workers) if args.workers and "switchpoint" in names else None
     return args
+
+
+def measured_targets(args: argparse.Namespace) -> list[str]:
+    """The targets asked for, plus switchpoint with ``--workers N`` right after switchpoint."""
+    out: list[str] = []
+    for name in args.target_list:
+        out.append(name)
+        if name == "switchpoint" and args.workers_target:
+            out.append(args.workers_target)
+    return out
 
 
 def scenarios(connections: list[int]) -> list[Scenario]:
@@ -99,13 +137,35 @@ def scenarios(connections: list[int]) -> list[Scenario]:
     ]
 
 
-def _load(ep: Endpoint, connections: int, duration_s: float, stream: str) -> Load:
-    return Load(ep.port, connections, duration_s, stream, ep.model, ep.headers)
+def translate_scenarios(connections: list[int]) -> list[Scenario]:
+    return [Scenario(f"translate {s.name}", s.stream, s.connections, True) for s in scenarios(connections)]
 
 
-def warm_up(ep: Endpoint, seconds: float) -> None:
+def run_order(base: list[Scenario], translate: list[Scenario]) -> list[Scenario]:
+    """Each translate scenario right after its passthrough one, so drift hits both alike."""
+    out: list[Scenario] = []
+    for scen in base:
+        out.append(scen)
+        out += [t for t in translate if t.base == scen.name]
+    return out
+
+
+def runs_on(scen: Scenario, name: str, saturation: int) -> bool:
+    """Translation is switchpoint's alone; the multi-worker switchpoint runs at saturation only."""
+    if scen.translate:
+        return name == "switchpoint"
+    if (tg.switchpoint_workers(name) or 1) > 1:
+        return scen.connections == saturation
+    return True
+
+
+def _load(ep: Endpoint, connections: int, duration_s: float, stream: str, model: str | None = None) -> Load:
+    return Load(ep.port, connections, duration_s, stream, model or ep.model, ep.headers)
+
+
+def warm_up(ep: Endpoint, seconds: float, model: str | None = None) -> None:
     for stream in ("0", "1"):
-        measure.run_wrk(_load(ep, 4, seconds, stream), LUA)
+        measure.run_wrk(_load(ep, 4, seconds, stream, model), LUA)
 
 
 def start_upstream(procs: Processes, timeout_s: float) -> Live:
@@ -124,17 +184,31 @@ def start_gateway(procs: Processes, name: str, upstream: Live, args: argparse.Na
         run, ep = tg.launch(procs, name, upstream.ep.port)
     except subprocess.CalledProcessError as exc:
         raise TargetFailed(f"{name}: install step failed: {exc}") from exc
+    translate = args.translate and name == "switchpoint"
     try:
         tg.wait_ready(run, ep, args.ready_timeout)
         live = Live(run, ep)
         live.stream_frames = tg.check_stream(ep)
+        if translate:
+            live.translate_frames = tg.check_translation(replace(ep, model=tg.TRANSLATE_MODEL))
         print(f"  {name} ready in {time.monotonic() - t0:.1f} s on port {ep.port}; warming up", flush=True)
         warm_up(ep, args.warmup)
+        if translate:
+            warm_up(ep, args.warmup, tg.TRANSLATE_MODEL)
+        time.sleep(1.0)
+        live.processes = len(tree_cpu_by_pid(run.proc.pid))
+        workers = tg.switchpoint_workers(name) or 1
+        if workers > 1 and live.processes < workers + 1:
+            raise TargetFailed(
+                f"{name}: {live.processes} process(es) after warm-up, expected a supervisor and "
+                f"{workers} workers\n{tg.log_tail(run.log)}"
+            )
     except (TargetFailed, measure.WrkError):
         procs.stop(run)
         raise
-    time.sleep(1.0)
     live.idle_rss_kb = tree_rss_kb(run.proc.pid)
+    if live.processes > 1:
+        print(f"  {name}: {live.processes} processes, idle RSS {live.idle_rss_kb / 1024:.1f} MB", flush=True)
     return live
 
 
@@ -143,12 +217,16 @@ def measure_run(
 ) -> dict[str, Any]:
     """One wrk run against ``live``; ``idle`` are the other gateways, whose CPU is recorded too."""
     root, up = live.run.proc.pid, upstream.run.proc.pid
+    model = tg.TRANSLATE_MODEL if scen.translate else None
     idle_cpu0 = sum(tree_cpu_ms(i.run.proc.pid) for i in idle)
-    cpu0, up0, n0 = tree_cpu_ms(root), tree_cpu_ms(up), tg.upstream_requests(upstream.ep.port)
+    by0, up0, n0 = tree_cpu_by_pid(root), tree_cpu_ms(up), tg.upstream_requests(upstream.ep.port)
     with RssSampler(root) as rss:
-        res = measure.run_wrk(_load(live.ep, scen.connections, duration_s, "1" if scen.stream else "0"), LUA)
-    cpu1, up1, n1 = tree_cpu_ms(root), tree_cpu_ms(up), tg.upstream_requests(upstream.ep.port)
+        load = _load(live.ep, scen.connections, duration_s, "1" if scen.stream else "0", model)
+        res = measure.run_wrk(load, LUA)
+    by1, up1, n1 = tree_cpu_by_pid(root), tree_cpu_ms(up), tg.upstream_requests(upstream.ep.port)
     idle_cpu1 = sum(tree_cpu_ms(i.run.proc.pid) for i in idle)
+    # Over the whole tree (every worker of a multi-process server, and reaped children).
+    cpu0, cpu1 = sum(by0.values()), sum(by1.values())
     return {
         "round": rnd,
         "scenario": scen.name,
@@ -170,12 +248,24 @@ def measure_run(
         "upstream_requests": n1 - n0 - 1,
         "rss_peak_kb": rss.peak_kb,
         "idle_gateways_cpu_ms": idle_cpu1 - idle_cpu0,
+        "processes": len(by1),
+        "busy_processes": measure.busy_processes(by0, by1),
     }
 
 
-def measure_ttfb(live: Live, duration_s: float, rnd: int) -> dict[str, Any]:
-    res = measure.run_ttfb(_load(live.ep, 4, duration_s, "1"))
-    return {"round": rnd, "scenario": "stream c4", "target": live.ep.name, **asdict(res)}
+def measure_ttfb(live: Live, duration_s: float, rnd: int, translate: bool = False) -> dict[str, Any]:
+    model = tg.TRANSLATE_MODEL if translate else None
+    res = measure.run_ttfb(_load(live.ep, 4, duration_s, "1", model))
+    scenario = "translate stream c4" if translate else "stream c4"
+    return {"round": rnd, "scenario": scenario, "target": live.ep.name, **asdict(res)}
+
+
+def _ttfb_progress(t: dict[str, Any]) -> None:
+    print(
+        f"  r{t['round']} ttfb {t['scenario']:<20} {t['target']:<14} TTFB p50 {t['ttfb_p50_ms']:.2f}"
+        f" p99 {t['ttfb_p99_ms']:.2f}  TTLB p50 {t['ttlb_p50_ms']:.2f} ms  err {t['errors']}",
+        flush=True,
+    )
 
 
 def _progress(rec: dict[str, Any]) -> None:
@@ -187,9 +277,10 @@ def _progress(rec: dict[str, Any]) -> None:
             flush=True,
         )
     print(
-        f"  r{rec['round']} {rec['scenario']:<10} {rec['target']:<12} {rec['rps']:>9.1f} req/s"
+        f"  r{rec['round']} {rec['scenario']:<20} {rec['target']:<14} {rec['rps']:>9.1f} req/s"
         f"  p50 {rec['p50_ms']:>8.2f}  p99 {rec['p99_ms']:>8.2f} ms"
-        f"  cpu {rec['cpu_ms_per_req']:>7.3f} ms/req  err {errors}",
+        f"  cpu {rec['cpu_ms_per_req']:>7.3f} ms/req  err {errors}"
+        + (f"  busy processes {rec['busy_processes']}/{rec['processes']}" if rec["processes"] > 1 else ""),
         flush=True,
     )
 
@@ -210,29 +301,33 @@ def benchmark(args: argparse.Namespace, procs: Processes) -> int:
     tg.ensure_tools()
     upstream = start_upstream(procs, 20.0)
     print(f"fake upstream (nginx) on port {upstream.ep.port}", flush=True)
+    names = measured_targets(args)
     live: dict[str, Live] = {}
-    if "direct" in args.target_list:
+    if "direct" in names:
         warm_up(upstream.ep, args.warmup)
         upstream.idle_rss_kb = tree_rss_kb(upstream.run.proc.pid)
+        upstream.processes = len(tree_cpu_by_pid(upstream.run.proc.pid))
         live["direct"] = upstream
     failures: dict[str, str] = {}
-    for name in [t for t in args.target_list if t != "direct"]:
+    for name in [t for t in names if t != "direct"]:
         try:
             live[name] = start_gateway(procs, name, upstream, args)
         except (TargetFailed, measure.WrkError) as exc:
             failures[name] = str(exc)
             print(f"FAILED: {exc}", file=sys.stderr, flush=True)
-    scens = scenarios(args.connection_list)
+    base = scenarios(args.connection_list)
+    extra = translate_scenarios(args.connection_list) if args.translate else []
+    saturation = max(args.connection_list)
     records: list[dict[str, Any]] = []
     ttfb: list[dict[str, Any]] = []
     for rnd in range(1, args.rounds + 1):
         print(f"round {rnd}/{args.rounds}", flush=True)
-        gws = [n for n in args.target_list if n in live and n != "direct"]
+        gws = [n for n in names if n in live and n != "direct"]
         shift = (rnd - 1) % len(gws) if gws else 0
         order = (["direct"] if "direct" in live else []) + gws[shift:] + gws[:shift]
-        for scen in scens:
+        for scen in run_order(base, extra):
             for name in order:
-                if name not in live:
+                if name not in live or not runs_on(scen, name, saturation):
                     continue
                 try:
                     others = [lv for n, lv in live.items() if n not in ("direct", name)]
@@ -244,18 +339,19 @@ def benchmark(args: argparse.Namespace, procs: Processes) -> int:
                 records.append(rec)
                 _progress(rec)
         if args.ttfb_duration > 0:
-            for name in [n for n in order if n in live]:
+            for name in [n for n in order if n in live and (tg.switchpoint_workers(n) or 1) == 1]:
                 ttfb.append(measure_ttfb(live[name], args.ttfb_duration, rnd))
-                t = ttfb[-1]
-                print(
-                    f"  r{rnd} ttfb c4    {name:<12} TTFB p50 {t['ttfb_p50_ms']:.2f} p99 {t['ttfb_p99_ms']:.2f}"
-                    f"  TTLB p50 {t['ttlb_p50_ms']:.2f} ms  err {t['errors']}",
-                    flush=True,
-                )
+                _ttfb_progress(ttfb[-1])
+                if name == "switchpoint" and args.translate:
+                    ttfb.append(measure_ttfb(live[name], args.ttfb_duration, rnd, translate=True))
+                    _ttfb_progress(ttfb[-1])
         _alive(live, failures)
     idle = {name: lv.idle_rss_kb for name, lv in live.items()}
-    order = [n for n in args.target_list if any(r["target"] == n for r in records)]
-    rows = report.summarize(records, ttfb, idle, order, [s.name for s in scens])
+    order = [n for n in names if any(r["target"] == n for r in records)]
+    scen_names = [sc.name for sc in base + extra]
+    baselines = {sc.name: sc.base for sc in extra}
+    rows = report.summarize(records, ttfb, idle, order, scen_names, baselines)
+    checks = report.checks(rows, workers_target=args.workers_target)
     info = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": tg.machine(),
@@ -267,17 +363,31 @@ def benchmark(args: argparse.Namespace, procs: Processes) -> int:
             "connections": args.connection_list,
             "ttfb_duration_s": args.ttfb_duration,
             "warmup_s": args.warmup,
+            "translate": args.translate,
+            "workers": args.workers if args.workers_target else 0,
+            "workers_connections": saturation,
         },
         "stream_frames": {name: lv.stream_frames for name, lv in live.items()},
+        "translate_stream_frames": {n: lv.translate_frames for n, lv in live.items() if lv.translate_frames},
+        "processes": {name: lv.processes for name, lv in live.items()},
         "failures": failures,
     }
-    print_report(rows, info)
+    print_report(rows, checks, info)
     if not args.no_save:
-        save("bench", {**info, "summary": [asdict(r) for r in rows], "records": records, "ttfb": ttfb})
+        save(
+            "bench",
+            {
+                **info,
+                "summary": [asdict(r) for r in rows],
+                "checks": [asdict(c) for c in checks],
+                "records": records,
+                "ttfb": ttfb,
+            },
+        )
     return 1 if failures else 0
 
 
-def print_report(rows: list[report.Row], info: dict[str, Any]) -> None:
+def print_report(rows: list[report.Row], checks: list[report.Check], info: dict[str, Any]) -> None:
     m, v = info["machine"], info["versions"]
     print()
     print(f"## Results ({info['date']})")
@@ -285,9 +395,14 @@ def print_report(rows: list[report.Row], info: dict[str, Any]) -> None:
     print(f"Machine: {m['nproc']} cores, {m['cpu']}, {m['memory']}, Linux {m['kernel']}.")
     print("Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".")
     s = info["settings"]
+    extras = []
+    if s["translate"]:
+        extras.append(f"translation scenarios (model {tg.TRANSLATE_MODEL}, Anthropic upstream)")
+    if s["workers"]:
+        extras.append(f"switchpoint also with --workers {s['workers']} at -c{s['workers_connections']}")
     print(
         f"Settings: {s['rounds']} interleaved rounds x {s['duration_s']:g} s per run, "
-        f"TTFB runs {s['ttfb_duration_s']:g} s at -c4."
+        f"TTFB runs {s['ttfb_duration_s']:g} s at -c4" + "".join(f"; {e}" for e in extras) + "."
     )
     print()
     print(report.render_main(rows))
@@ -295,6 +410,9 @@ def print_report(rows: list[report.Row], info: dict[str, Any]) -> None:
     if ratios:
         print()
         print(ratios)
+    if checks:
+        print()
+        print(report.render_checks(checks))
     for name, why in info["failures"].items():
         print(f"\n{name} FAILED: {why}")
 

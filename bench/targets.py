@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,8 @@ MASTER_KEY = "sk-bench-master-key"
 UPSTREAM_KEY = "sk-bench-upstream-key"
 GATEWAYS = ("switchpoint", "litellm", "portkey")
 ALL_TARGETS = ("direct", *GATEWAYS)
+#: switchpoint's alias for the Anthropic-family provider (bench/configs/switchpoint.yaml).
+TRANSLATE_MODEL = "bench-translate"
 NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 APT_PACKAGES = ("nginx-light", "libnginx-mod-http-js", "wrk")
 PORTKEY_SERVER = "node_modules/@portkey-ai/gateway/build/start-server.js"
@@ -243,8 +246,14 @@ def start_upstream(procs: Processes, port: int) -> Running:
     work = WORK / "nginx"
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (work / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-    template = (BENCH / "upstream" / "nginx.conf.template").read_text()
     conf = work / "nginx.conf"
+    conf.write_text(nginx_conf(work, port))
+    return procs.spawn("nginx", ["nginx", "-p", str(work), "-c", str(conf)], clean_env({}), work)
+
+
+def nginx_conf(work: Path, port: int) -> str:
+    """bench/upstream/nginx.conf.template with its {placeholders} filled in."""
+    template = (BENCH / "upstream" / "nginx.conf.template").read_text()
     values = {
         "njs_module": str(NJS_MODULE),
         "work": str(work),
@@ -253,8 +262,7 @@ def start_upstream(procs: Processes, port: int) -> Running:
     }
     for key, value in values.items():
         template = template.replace("{" + key + "}", value)
-    conf.write_text(template)
-    return procs.spawn("nginx", ["nginx", "-p", str(work), "-c", str(conf)], clean_env({}), work)
+    return template
 
 
 # --- gateways -------------------------------------------------------------------------------
@@ -281,17 +289,35 @@ def _render(template: Path, upstream_port: int) -> Path:
     return out
 
 
+def workers_target(workers: int) -> str:
+    """Name of the extra switchpoint target started with ``--workers N``."""
+    return f"switchpoint-w{workers}"
+
+
+def switchpoint_workers(name: str) -> int | None:
+    """Worker processes of a switchpoint target (``switchpoint`` 1, ``switchpoint-wN`` N); None otherwise."""
+    if name == "switchpoint":
+        return 1
+    prefix = workers_target(0)[:-1]
+    if name.startswith(prefix) and name[len(prefix) :].isdigit():
+        return int(name[len(prefix) :])
+    return None
+
+
 def launch(procs: Processes, name: str, upstream_port: int) -> tuple[Running, Endpoint]:
     """Install (if needed) and start one gateway; returns its process and endpoint."""
     port = free_port()
     bearer = {"Authorization": f"Bearer {MASTER_KEY}"}
-    if name == "switchpoint":
+    workers = switchpoint_workers(name)
+    if workers is not None:
         exe = REPO / ".venv" / "bin" / "switchpoint"
         if not exe.exists():
             raise TargetFailed(f"switchpoint: {exe} not found (install the project into .venv first)")
         cfg = _render(BENCH / "configs" / "switchpoint.yaml", upstream_port)
         env = clean_env({"SWITCHPOINT_MASTER_KEY": MASTER_KEY, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY})
         argv = [str(exe), "serve", "--config", str(cfg), "--port", str(port)]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         return procs.spawn(name, argv, env, REPO), Endpoint(name, port, "bench", bearer)
     if name == "litellm":
         exe = ensure_litellm()
@@ -353,6 +379,11 @@ def post(ep: Endpoint, stream: bool, timeout_s: float = 10.0) -> tuple[int, byte
 
 
 UPSTREAM_TEXT = "fixed reply from the benchmark upstream"
+#: The whole answer of every fixture in bench/upstream/ (OpenAI and Anthropic, plain and streamed).
+UPSTREAM_REPLY = "Hello! This is a fixed reply from the benchmark upstream, sent as a stream of chunks."
+#: The id of the fake Anthropic message (message.json, messages.sse); a translated answer keeps it,
+#: which shows it came through POST /v1/messages and not the OpenAI endpoint.
+ANTHROPIC_MESSAGE_ID = "msg_bench"
 
 
 def upstream_requests(port: int) -> int:
@@ -401,6 +432,74 @@ def check_stream(ep: Endpoint) -> int:
     text = body.decode(errors="replace")
     if status != 200 or "[DONE]" not in text or " benchmark" not in text:
         raise TargetFailed(f"{ep.name}: streaming check failed: HTTP {status}: {text[:500]}")
+    return sum(1 for line in text.splitlines() if line.startswith("data:"))
+
+
+def completion_problems(body: bytes, want_id: str) -> list[str]:
+    """What is wrong with ``body`` as an OpenAI ``chat.completion`` carrying the upstream's reply."""
+    try:
+        data = json.loads(body)
+        choice = data["choices"][0]
+        usage = data["usage"]
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        return [f"not an OpenAI chat.completion ({type(exc).__name__}: {exc}): {body[:300]!r}"]
+    problems = []
+    if data.get("object") != "chat.completion":
+        problems.append(f"object is {data.get('object')!r}, expected 'chat.completion'")
+    if data.get("id") != want_id:
+        problems.append(f"id is {data.get('id')!r}, expected {want_id!r} (the upstream's)")
+    message = choice.get("message") or {}
+    if message.get("role") != "assistant" or message.get("content") != UPSTREAM_REPLY:
+        problems.append(f"message is {message!r}, expected the assistant's {UPSTREAM_REPLY!r}")
+    if choice.get("finish_reason") != "stop":
+        problems.append(f"finish_reason is {choice.get('finish_reason')!r}, expected 'stop'")
+    if not isinstance(usage, dict) or not usage.get("completion_tokens"):
+        problems.append(f"usage is {usage!r}, expected the upstream's token counts")
+    return problems
+
+
+def chat_stream_problems(text: str, want_id: str) -> list[str]:
+    """What is wrong with ``text`` as an OpenAI chat stream carrying the upstream's reply."""
+    frames = [line[len("data:") :].strip() for line in text.splitlines() if line.startswith("data:")]
+    if not frames or frames[-1] != "[DONE]":
+        return [f"the stream does not end with data: [DONE]: {text[-300:]!r}"]
+    problems: list[str] = []
+    content: list[str] = []
+    finishes: list[str] = []
+    for frame in frames[:-1]:
+        try:
+            chunk = json.loads(frame)
+        except ValueError:
+            problems.append(f"not JSON: {frame[:200]!r}")
+            continue
+        if chunk.get("object") != "chat.completion.chunk" or chunk.get("id") != want_id:
+            problems.append(f"not a chat.completion.chunk with id {want_id!r}: {frame[:200]!r}")
+        for choice in chunk.get("choices") or ():
+            content.append((choice.get("delta") or {}).get("content") or "")
+            if choice.get("finish_reason"):
+                finishes.append(choice["finish_reason"])
+    if "".join(content) != UPSTREAM_REPLY:
+        problems.append(f"the deltas add up to {''.join(content)!r}, expected {UPSTREAM_REPLY!r}")
+    if finishes != ["stop"]:
+        problems.append(f"finish reasons {finishes!r}, expected one 'stop'")
+    return problems
+
+
+def check_translation(ep: Endpoint) -> int:
+    """``ep`` (an OpenAI-dialect alias of an Anthropic-family provider) must answer a plain and a
+    streamed completion in OpenAI's shape with the Anthropic upstream's reply; returns the
+    stream's data frame count."""
+    status, body = post(ep, stream=False)
+    problems = completion_problems(body, ANTHROPIC_MESSAGE_ID) if status == 200 else [f"HTTP {status}"]
+    if problems:
+        raise TargetFailed(f"{ep.name} ({ep.model}): translation check failed: {'; '.join(problems)}")
+    status, body = post(ep, stream=True)
+    text = body.decode(errors="replace")
+    problems = chat_stream_problems(text, ANTHROPIC_MESSAGE_ID) if status == 200 else [f"HTTP {status}"]
+    if problems:
+        raise TargetFailed(
+            f"{ep.name} ({ep.model}): streamed translation check failed: {'; '.join(problems)}"
+        )
     return sum(1 for line in text.splitlines() if line.startswith("data:"))
 
 

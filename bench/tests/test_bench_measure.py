@@ -44,6 +44,31 @@ def test_tree_sums_root_and_all_descendants_only(tmp_path: Path) -> None:
     assert measure.tree_rss_kb(11, tmp_path) == 230
 
 
+def test_tree_cpu_by_pid_covers_every_worker_of_a_multi_process_server(tmp_path: Path) -> None:
+    # A supervisor (30) with two spawned workers and a resource tracker, as `serve --workers 2` runs.
+    _fake_proc(
+        tmp_path, {30: (1, 2, 50), 31: (30, 400, 60), 32: (30, 300, 60), 33: (30, 0, 10), 40: (1, 7, 1)}
+    )
+    by_pid = measure.tree_cpu_by_pid(30, tmp_path)
+    assert sorted(by_pid) == [30, 31, 32, 33]
+    assert by_pid[31] == pytest.approx(400 * 1000 / measure.CLK_TCK)
+    assert measure.tree_cpu_ms(30, tmp_path) == pytest.approx(702 * 1000 / measure.CLK_TCK)
+    assert measure.tree_rss_kb(30, tmp_path) == 180
+
+
+def test_busy_processes_counts_those_that_shared_the_work() -> None:
+    before = {30: 10.0, 31: 100.0, 32: 100.0, 33: 5.0}
+    both = {30: 12.0, 31: 600.0, 32: 550.0, 33: 5.0}
+    assert measure.busy_processes(before, both) == 2  # the supervisor's 2 ms is under 10 %
+    one = {30: 12.0, 31: 1100.0, 32: 101.0, 33: 5.0}
+    assert measure.busy_processes(before, one) == 1
+    # A worker started between the samples counts from zero; one that exited is left out.
+    assert measure.busy_processes({30: 1.0, 31: 100.0}, {30: 1.0, 34: 80.0}) == 1
+    assert measure.busy_processes(before, before) == 0
+    assert measure.busy_processes(before, both, share=0.5) == 1  # 500 of 952 ms
+    assert measure.busy_processes(before, both, share=0.6) == 0
+
+
 WRK_OUT = """Running 15s test @ http://127.0.0.1:4000
   1 threads and 64 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev

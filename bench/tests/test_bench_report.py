@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -99,3 +100,110 @@ def test_soak_growth_and_rendering() -> None:
     assert "| 30 | 110.0 |" in text
     assert "growth: +10.0 %" in text
     assert "RSS after load ended: 108.0 MB" in text
+
+
+def _extra_rows() -> list[report.Row]:
+    """switchpoint passthrough and translate at c64 and c4, and a 2-worker switchpoint at c64."""
+    records = [
+        _rec("direct", "plain c64", 1, 50000, 1.0, 2.0, 100, 500000),
+        _rec("direct", "plain c4", 1, 40000, 0.1, 0.3, 100, 400000),
+        _rec("direct", "stream c64", 1, 50000, 1.5, 2.5, 100, 500000),
+        _rec("switchpoint", "plain c64", 1, 3000, 20.0, 40.0, 9000, 30000),
+        _rec("switchpoint", "plain c4", 1, 2500, 1.5, 3.0, 5000, 20000),
+        _rec("switchpoint", "stream c64", 1, 1800, 33.0, 60.0, 9000, 18000),
+        _rec("switchpoint-w2", "plain c64", 1, 4800, 12.0, 30.0, 15000, 48000),
+        _rec("switchpoint-w2", "stream c64", 1, 1700, 35.0, 70.0, 9500, 17000),
+        # translate plain: 0.33 and 0.275 ms/req against 0.3 and 0.25
+        _rec("switchpoint", "translate plain c64", 1, 2800, 22.0, 45.0, 9900, 30000),
+        _rec("switchpoint", "translate plain c4", 1, 2300, 1.7, 3.5, 5500, 20000),
+        # translate stream: 0.9 ms/req against 0.5
+        _rec("switchpoint", "translate stream c64", 1, 1000, 60.0, 90.0, 9000, 10000),
+    ]
+    ttfb = [
+        {
+            "target": "switchpoint",
+            "scenario": "translate stream c64",
+            "ttfb_p50_ms": 9.0,
+            "ttfb_p99_ms": 11.0,
+            "ttlb_p50_ms": 12.0,
+            "errors": 0,
+        }
+    ]
+    scenarios = ["plain c64", "plain c4", "stream c64", "translate plain c64", "translate plain c4"]
+    scenarios.append("translate stream c64")
+    baselines = {s: s.removeprefix("translate ") for s in scenarios if s.startswith("translate ")}
+    idle = {"direct": 1024, "switchpoint": 60 * 1024, "switchpoint-w2": 170 * 1024}
+    order = ["direct", "switchpoint", "switchpoint-w2"]
+    return report.summarize(records, ttfb, idle, order, scenarios, baselines)
+
+
+def test_translate_rows_take_added_latency_from_their_passthrough_scenarios_direct() -> None:
+    rows = {(r.scenario, r.target): r for r in _extra_rows()}
+    tr = rows[("translate plain c4", "switchpoint")]
+    assert tr.added_p50_ms == pytest.approx(1.6)  # 1.7 - direct's 0.1 in plain c4
+    assert tr.added_p99_ms == pytest.approx(3.2)
+    assert (tr.requests, tr.cpu_ms) == (20000, 5500)
+    assert tr.cpu_ms_per_req == pytest.approx(0.275)
+    assert ("translate plain c4", "direct") not in rows
+    w2 = rows[("plain c64", "switchpoint-w2")]
+    assert (w2.added_p50_ms, w2.rss_idle_mb) == (11.0, 170.0)
+    assert ("plain c4", "switchpoint-w2") not in rows
+    assert rows[("translate stream c64", "switchpoint")].ttfb_p50_ms == 9.0
+    assert math.isnan(rows[("stream c64", "switchpoint")].ttfb_p50_ms)
+
+
+def test_translation_checks_pool_cpu_over_connection_counts_per_mode() -> None:
+    plain, stream = report.translation_checks(_extra_rows())
+    assert plain.scenarios == "plain c64, plain c4"
+    assert plain.unit == "CPU ms/req"
+    assert plain.measured == pytest.approx(15400 / 50000)
+    assert plain.baseline == pytest.approx(14000 / 50000)
+    assert plain.ratio == pytest.approx(1.1)
+    assert (plain.target, plain.met) == ("≤ 1.5", True)
+    assert stream.scenarios == "stream c64"
+    assert stream.ratio == pytest.approx(0.9 / 0.5)
+    assert stream.met is False
+    assert report.translation_checks(_extra_rows(), subject="portkey") == []
+    assert report.translation_checks(_rows()) == []
+
+
+def test_workers_checks_divide_req_s_by_the_one_worker_figure_of_the_same_scenario() -> None:
+    plain, stream = report.workers_checks(_extra_rows(), "switchpoint-w2")
+    assert (plain.scenarios, plain.unit, plain.measured, plain.baseline) == ("plain c64", "req/s", 4800, 3000)
+    assert plain.ratio == pytest.approx(1.6)
+    assert (plain.target, plain.met) == ("> 1", True)
+    assert stream.ratio == pytest.approx(1700 / 1800)
+    assert stream.met is False
+    assert report.workers_checks(_extra_rows(), "switchpoint-w4") == []
+
+
+def test_checks_skip_what_was_not_measured_and_mark_unknown_ratios() -> None:
+    rows = _extra_rows()
+    assert [c.unit for c in report.checks(rows)] == ["CPU ms/req", "CPU ms/req"]
+    assert len(report.checks(rows, workers_target="switchpoint-w2")) == 4
+    zero = [replace(r, rps=0.0) if r.target == "switchpoint" else r for r in rows]
+    (plain, _) = report.workers_checks(zero, "switchpoint-w2")
+    assert math.isnan(plain.ratio)
+    assert plain.met is None
+
+
+def test_checks_table_is_markdown_with_verdicts() -> None:
+    text = report.render_checks(report.checks(_extra_rows(), workers_target="switchpoint-w2"))
+    lines = text.splitlines()
+    assert lines[0] == "| check | scenarios | unit | measured | baseline | ratio | target | met |"
+    assert lines[1] == "|---|---|---|---:|---:|---:|---:|---:|"
+    assert len(lines) == 2 + 4
+    cells = [line.strip("| ").split(" | ") for line in lines[2:]]
+    assert cells[0] == [
+        "translation cost, plain: translate / passthrough",
+        "plain c64, plain c4",
+        "CPU ms/req",
+        "0.308",
+        "0.280",
+        "1.100",
+        "≤ 1.5",
+        "yes",
+    ]
+    assert cells[1][-1] == "**no**"
+    assert cells[2][:4] == ["workers scaling: switchpoint-w2 / switchpoint", "plain c64", "req/s", "4,800"]
+    assert cells[2][4:] == ["3,000", "1.600", "> 1", "yes"]
