@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from switchpoint.executor import AiohttpTransport
+from switchpoint.executor import H1Transport
 from switchpoint.providers.base import UpstreamRequest, UpstreamResponse
 
 import specs
@@ -21,7 +21,7 @@ class RecordingTransport:
     """The real pooled client, plus a log of what the adapters sent upstream."""
 
     def __init__(self) -> None:
-        self.inner = AiohttpTransport(pool_size=64)
+        self.inner = H1Transport(pool_size=64)
         self.sent: list[UpstreamRequest] = []
 
     async def send(self, request: UpstreamRequest, **kw: Any) -> UpstreamResponse:

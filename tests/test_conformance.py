@@ -31,7 +31,7 @@ from switchpoint.canonical import (
 )
 from switchpoint.config import Config, Deployment, parse
 from switchpoint.errors import ProviderError
-from switchpoint.executor import AiohttpTransport
+from switchpoint.executor import H1Transport, Transport
 from switchpoint.providers import adapter_for
 from switchpoint.providers.base import UpstreamResponse
 from switchpoint.streaming import SSEDecoder
@@ -72,8 +72,8 @@ def cfg(simulator_url: str) -> Config:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[AiohttpTransport]:
-    t = AiohttpTransport(pool_size=8)
+async def transport() -> AsyncIterator[Transport]:
+    t: Transport = H1Transport(pool_size=8)
     yield t
     await t.close()
 
@@ -86,7 +86,7 @@ def req(*messages: Message, **kw: Any) -> ChatRequest:
     return ChatRequest(model="any", messages=list(messages), max_tokens=kw.pop("max_tokens", 200), **kw)
 
 
-async def call(transport: AiohttpTransport, dep: Deployment, request: ChatRequest) -> ChatResponse:
+async def call(transport: Transport, dep: Deployment, request: ChatRequest) -> ChatResponse:
     adapter = adapter_for(dep.family)
     up = adapter.build_chat(request, dep)
     specs.check_request(dep.family, up.method, up.url, up.body, up.headers)
@@ -132,7 +132,7 @@ def calls_of(r: ChatResponse) -> list[ToolCallPart]:
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("stream", [False, True])
-async def test_text(cfg: Config, transport: AiohttpTransport, family: str, stream: bool) -> None:
+async def test_text(cfg: Config, transport: Transport, family: str, stream: bool) -> None:
     r = await call(
         transport,
         cfg.deployments[family],
@@ -151,7 +151,7 @@ async def test_text(cfg: Config, transport: AiohttpTransport, family: str, strea
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-async def test_stream_and_plain_agree(cfg: Config, transport: AiohttpTransport, family: str) -> None:
+async def test_stream_and_plain_agree(cfg: Config, transport: Transport, family: str) -> None:
     dep = cfg.deployments[family]
     plain = await call(transport, dep, req(user("Tell me something")))
     streamed = await call(transport, dep, req(user("Tell me something"), stream=True))
@@ -161,7 +161,7 @@ async def test_stream_and_plain_agree(cfg: Config, transport: AiohttpTransport, 
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-async def test_multi_turn(cfg: Config, transport: AiohttpTransport, family: str) -> None:
+async def test_multi_turn(cfg: Config, transport: Transport, family: str) -> None:
     r = await call(
         transport,
         cfg.deployments[family],
@@ -176,9 +176,7 @@ async def test_multi_turn(cfg: Config, transport: AiohttpTransport, family: str)
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("stream", [False, True])
-async def test_tool_call_then_result(
-    cfg: Config, transport: AiohttpTransport, family: str, stream: bool
-) -> None:
+async def test_tool_call_then_result(cfg: Config, transport: Transport, family: str, stream: bool) -> None:
     dep = cfg.deployments[family]
     first = await call(transport, dep, req(user("Weather in Oslo?"), tools=[WEATHER], stream=stream))
     assert first.finish_reason == "tool_calls"
@@ -205,7 +203,7 @@ async def test_tool_call_then_result(
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-async def test_forced_tool_choice(cfg: Config, transport: AiohttpTransport, family: str) -> None:
+async def test_forced_tool_choice(cfg: Config, transport: Transport, family: str) -> None:
     other = Tool(name="noop", parameters={"type": "object", "properties": {}})
     r = await call(
         transport,
@@ -220,7 +218,7 @@ async def test_forced_tool_choice(cfg: Config, transport: AiohttpTransport, fami
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-async def test_tool_choice_none(cfg: Config, transport: AiohttpTransport, family: str) -> None:
+async def test_tool_choice_none(cfg: Config, transport: Transport, family: str) -> None:
     r = await call(
         transport,
         cfg.deployments[family],
@@ -230,7 +228,7 @@ async def test_tool_choice_none(cfg: Config, transport: AiohttpTransport, family
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-async def test_image(cfg: Config, transport: AiohttpTransport, family: str) -> None:
+async def test_image(cfg: Config, transport: Transport, family: str) -> None:
     r = await call(
         transport,
         cfg.deployments[family],
@@ -248,7 +246,7 @@ async def test_image(cfg: Config, transport: AiohttpTransport, family: str) -> N
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-async def test_json_schema(cfg: Config, transport: AiohttpTransport, family: str) -> None:
+async def test_json_schema(cfg: Config, transport: Transport, family: str) -> None:
     schema = {
         "type": "object",
         "properties": {"title": {"type": "string"}, "pages": {"type": "integer"}},
@@ -268,7 +266,7 @@ async def test_json_schema(cfg: Config, transport: AiohttpTransport, family: str
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-async def test_thinking_reported(cfg: Config, transport: AiohttpTransport, family: str) -> None:
+async def test_thinking_reported(cfg: Config, transport: Transport, family: str) -> None:
     r = await call(
         transport,
         cfg.deployments[family],
@@ -283,7 +281,7 @@ async def test_thinking_reported(cfg: Config, transport: AiohttpTransport, famil
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-async def test_length_limit(cfg: Config, transport: AiohttpTransport, family: str) -> None:
+async def test_length_limit(cfg: Config, transport: Transport, family: str) -> None:
     r = await call(
         transport,
         cfg.deployments[family],
@@ -308,7 +306,7 @@ async def test_length_limit(cfg: Config, transport: AiohttpTransport, family: st
 @pytest.mark.parametrize("stream", [False, True])
 async def test_errors_classified(
     cfg: Config,
-    transport: AiohttpTransport,
+    transport: Transport,
     family: str,
     directive: str,
     kind: str,
@@ -328,7 +326,7 @@ async def test_errors_classified(
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("stream", [False, True])
 async def test_garbage_is_invalid_response(
-    cfg: Config, transport: AiohttpTransport, family: str, stream: bool
+    cfg: Config, transport: Transport, family: str, stream: bool
 ) -> None:
     with pytest.raises(ProviderError) as exc:
         await call(transport, cfg.deployments[family], req(user("hi [[sim malformed=true]]"), stream=stream))
@@ -336,7 +334,7 @@ async def test_garbage_is_invalid_response(
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-async def test_cut_stream_is_an_error(cfg: Config, transport: AiohttpTransport, family: str) -> None:
+async def test_cut_stream_is_an_error(cfg: Config, transport: Transport, family: str) -> None:
     with pytest.raises(ProviderError) as exc:
         await call(
             transport,
@@ -348,7 +346,7 @@ async def test_cut_stream_is_an_error(cfg: Config, transport: AiohttpTransport, 
 
 @pytest.mark.parametrize("family", ["openai", "gemini"])
 @pytest.mark.parametrize("inputs", [["one text"], ["first", "second", "third"]])
-async def test_embeddings(cfg: Config, transport: AiohttpTransport, family: str, inputs: list[str]) -> None:
+async def test_embeddings(cfg: Config, transport: Transport, family: str, inputs: list[str]) -> None:
     dep = cfg.deployments[f"{family}-embed"]
     adapter = adapter_for(family)
     up = adapter.build_embeddings(EmbeddingRequest(model="e", inputs=inputs), dep)

@@ -131,11 +131,11 @@ def serve(
         os.environ["SWITCHPOINT_SHUTDOWN_TIMEOUT"] = str(shutdown_timeout)
         if config is not None:
             os.environ["SWITCHPOINT_CONFIG"] = str(config.resolve())
-        uvicorn.run("switchpoint.api.app:app_from_env", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+        uvicorn.run("switchpoint.api.app:app_from_env", factory=True, workers=workers, **common)
         return
     from switchpoint.api.app import create_app
 
-    uvicorn.run(create_app(cfg, shutdown_timeout_s=shutdown_timeout), **common)  # type: ignore[arg-type]
+    uvicorn.run(create_app(cfg, shutdown_timeout_s=shutdown_timeout), **common)
 
 
 def _print_problems(source: str, exc: ConfigError) -> None:

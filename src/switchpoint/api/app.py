@@ -39,9 +39,9 @@ from switchpoint.errors import (
     SwitchpointError,
 )
 from switchpoint.executor import (
-    AiohttpTransport,
     CommittedStream,
     Executor,
+    H1Transport,
     RequestContext,
     Transport,
     limits_from_headers,
@@ -69,7 +69,7 @@ class Gateway:
         self.config = config
         self.router = Router(config)
         self.auth = Authenticator(config.master_key)
-        self.transport = transport or AiohttpTransport(pool_size=config.pool_size)
+        self.transport = transport or H1Transport(pool_size=config.pool_size)
         self.health = HealthRegistry()
         self.executor = Executor(self.transport, health=self.health, resilience=config.resilience)
         self.shutdown_timeout_s = shutdown_timeout_s

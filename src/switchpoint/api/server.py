@@ -360,21 +360,37 @@ class GatewayProtocol(asyncio.Protocol):
                     + reply.body
                 )
             return
+        # A stream's pieces are gathered and written once the task yields to the loop: what
+        # is ready together (the head, the first events, the last ones and the end) leaves in
+        # one socket write, and nothing waits longer than the current loop iteration.
         self.streaming = True
+        out = [self._head(reply.status, reply.headers, reply.media_type, None, req)]
+        flush: asyncio.Handle | None = None
+
+        def write_out() -> None:
+            nonlocal flush
+            flush = None
+            if not transport.is_closing():
+                transport.write(b"".join(out))
+            out.clear()
+
         try:
-            if self.closed:
-                return
-            transport.write(self._head(reply.status, reply.headers, reply.media_type, None, req))
             async for chunk in stream:
                 if transport.is_closing():
                     return
                 if chunk:
-                    transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    out.append(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    if flush is None:
+                        flush = self.loop.call_soon(write_out)
                     if self.write_paused:
                         await self._drain()
-            if not transport.is_closing():
-                transport.write(_CHUNK_END)
+            out.append(_CHUNK_END)
+            if flush is not None:
+                flush.cancel()
+            write_out()
         finally:
+            if flush is not None:
+                flush.cancel()
             self.streaming = False
             await stream.aclose()
 

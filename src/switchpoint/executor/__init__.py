@@ -1,15 +1,16 @@
 """Executes routed requests against upstreams: attempts, retries, failover, hedging, stream commit."""
 
 from switchpoint.executor.core import Executor, RequestContext
+from switchpoint.executor.h1 import H1Transport
 from switchpoint.executor.policy import ResilienceStats
 from switchpoint.executor.stream import CommittedStream
 from switchpoint.executor.timeouts import RequestLimits, limits_from_headers
-from switchpoint.executor.transport import AiohttpTransport, Transport
+from switchpoint.executor.transport import Transport
 
 __all__ = [
-    "AiohttpTransport",
     "CommittedStream",
     "Executor",
+    "H1Transport",
     "RequestContext",
     "RequestLimits",
     "ResilienceStats",
