@@ -4,7 +4,9 @@
 
 Each benchmark is one step of the request path, so a change that slows one shows here first:
 request decode per dialect, upstream build per family (passthrough and translated), response
-parse and re-encode, and stream handling per chunk (parse + passthrough, parse + translate).
+parse and re-encode, and stream handling per chunk (parse + passthrough, parse + translate);
+and a whole 20-chunk passthrough stream through the executor's stream path and the dialect's
+encoder, as one upstream read or one read per frame (``test_passthrough_stream``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import pytest
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.openai import OpenAIDialect
 from switchpoint.canonical import ChatRequest
-from switchpoint.config import Config, parse
+from switchpoint.config import Config, TimeoutLimits, parse
+from switchpoint.executor import RequestContext
+from switchpoint.executor.stream import CommittedStream, peek, upstream_items
+from switchpoint.health import HealthRegistry
 from switchpoint.providers import adapter_for
 from switchpoint.providers.base import UpstreamResponse
 from switchpoint.streaming import SSEDecoder
@@ -150,3 +155,153 @@ def test_stream_per_response(benchmark: Any, client: str) -> None:
         return size + len(encoder.finish())
 
     assert benchmark(step) > 0
+
+
+# --- a whole passthrough stream through the executor and the dialect's encoder ---------------
+
+_OPENAI_HEAD = (
+    b'{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1741570283,'
+    b'"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_06737a9306",'
+)
+
+
+def _openai_usage_stream(n: int = 20) -> bytes:
+    """What an OpenAI upstream sends the gateway (which always asks for the usage chunk)."""
+    choice = b'"choices":[{"index":0,"delta":%s,"logprobs":null,"finish_reason":%s}],"usage":null}'
+    out = [b"data: " + _OPENAI_HEAD + choice % (b'{"role":"assistant","content":"","refusal":null}', b"null")]
+    for i in range(n):
+        delta = msgspec.json.encode({"content": f" word{i}"})
+        out.append(b"data: " + _OPENAI_HEAD + choice % (delta, b"null"))
+    out.append(b"data: " + _OPENAI_HEAD + choice % (b"{}", b'"stop"'))
+    out.append(
+        b"data: "
+        + _OPENAI_HEAD
+        + b'"choices":[],"usage":{"prompt_tokens":120,"completion_tokens":20,"total_tokens":140,'
+        + b'"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},'
+        + b'"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0}}}'
+    )
+    out.append(b"data: [DONE]")
+    return b"".join(frame + b"\n\n" for frame in out)
+
+
+def _anthropic_event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + msgspec.json.encode(data) + b"\n\n"
+
+
+def _anthropic_stream(n: int = 20) -> bytes:
+    usage = {
+        "input_tokens": 120,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 1,
+    }
+    message = {
+        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+    out = [
+        _anthropic_event("message_start", {"type": "message_start", "message": message}),
+        _anthropic_event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        _anthropic_event("ping", {"type": "ping"}),
+    ]
+    for i in range(n):
+        delta = {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": f" word{i}"},
+        }
+        out.append(_anthropic_event("content_block_delta", delta))
+    out.append(_anthropic_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    out.append(
+        _anthropic_event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 20},
+            },
+        )
+    )
+    out.append(_anthropic_event("message_stop", {"type": "message_stop"}))
+    return b"".join(out)
+
+
+UPSTREAM_STREAMS = {"openai": _openai_usage_stream(), "anthropic": _anthropic_stream()}
+
+
+class _Stream:
+    status = 200
+    headers: dict[str, str] = {}
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self._reads = reads
+
+    async def chunks(self) -> Any:
+        for read in self._reads:
+            yield read
+
+    async def read(self) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+class _Transport:
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads
+
+    async def open_stream(self, request: Any, **kw: Any) -> _Stream:
+        return _Stream(self.reads)
+
+
+def _frames(stream: bytes) -> list[bytes]:
+    return [block + b"\n\n" for block in stream.split(b"\n\n") if block]
+
+
+def _drive(coro: Any) -> Any:
+    """Run a coroutine that never waits (the fake transport answers at once) without a loop."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise RuntimeError("the coroutine waited")
+
+
+@pytest.mark.parametrize("reads", ["one_read", "read_per_frame"])
+@pytest.mark.parametrize("family", ["openai", "anthropic"])
+def test_passthrough_stream(benchmark: Any, family: str, reads: str) -> None:
+    """A 20-chunk upstream stream forwarded to a client of the same dialect, end to end of the
+    stream path: upstream_items → peek → CommittedStream.batches → the dialect's encoder."""
+    dialect = OPENAI if family == "openai" else ANTHROPIC
+    body = CHAT_BODY if family == "openai" else MESSAGES_BODY
+    request = msgspec.structs.replace(dialect.decode_chat(body, {}), stream=True)
+    adapter, dep = adapter_for(family), CFG.deployments[family]
+    stream = UPSTREAM_STREAMS[family]
+    transport = _Transport([stream] if reads == "one_read" else _frames(stream))
+    limits, health = TimeoutLimits(), HealthRegistry()
+
+    async def one() -> int:
+        ctx = RequestContext("bench")
+        health.on_start(dep.name)
+        gen = upstream_items(transport, adapter, request, dep, limits)  # type: ignore[arg-type]
+        committed = CommittedStream(await peek(gen, dep, 0.0, None), ctx, health)
+        encoder = dialect.stream_encoder(request)
+        encoder.commit(committed.family)
+        encode = encoder.encode
+        size = 0
+        async for batch in committed.batches():
+            size += len(b"".join([encode(events, frame) for events, frame in batch]))
+        assert ctx.usage is not None and ctx.usage.output_tokens == 20
+        return size + len(encoder.finish())
+
+    assert benchmark(lambda: _drive(one())) > 0

@@ -1,14 +1,68 @@
 """Server-sent events: incremental framing of upstream bytes, and encoding for clients.
 
 The decoder splits a byte stream into frames without decoding JSON; each frame keeps its
-original bytes so a same-family stream can be forwarded unchanged.
+original bytes so a same-family stream can be forwarded unchanged. For such a stream,
+:meth:`SSEDecoder.scan` hands out the complete frames as runs of bytes and picks out only
+the frames the caller's :class:`Marks` match (the few it must still parse), so the others are
+never split into lines or decoded.
 """
 
 from __future__ import annotations
 
+import re
+
+
+class Marks:
+    """What marks the frames of a forwarded stream that must still be read (see
+    :meth:`SSEDecoder.scan`): byte strings to find (the faster) and patterns to search for.
+    Each costs one pass over the bytes of a read; a match must lie within one frame."""
+
+    __slots__ = ("_searches", "literals", "patterns")
+
+    def __init__(self, *marks: bytes | re.Pattern[bytes]) -> None:
+        self.literals = tuple(m for m in marks if isinstance(m, bytes))
+        self.patterns = tuple(m for m in marks if not isinstance(m, bytes))
+        self._searches = tuple(p.search for p in self.patterns)
+
+    def any(self, region: bytes) -> bool:
+        """True when a mark matches anywhere in ``region``."""
+        for lit in self.literals:
+            if lit in region:
+                return True
+        for search in self._searches:  # noqa: SIM110 (a plain loop is faster than any() over a generator)
+            if search(region) is not None:
+                return True
+        return False
+
+    def find(self, region: bytes, start: int, size: int, known: list[int] | None = None) -> list[int]:
+        """Where each mark first matches in ``region[start:size]`` (``size`` where it does not).
+        ``known``: an earlier answer for the same region; a mark found at ``start`` or later
+        there is not searched for again."""
+        found: list[int] = []
+        i = 0
+        for lit in self.literals:
+            if known is not None and known[i] >= start:
+                found.append(known[i])
+            else:
+                at = region.find(lit, start, size)
+                found.append(size if at < 0 else at)
+            i += 1
+        for pattern in self.patterns:
+            if known is not None and known[i] >= start:
+                found.append(known[i])
+            else:
+                match = pattern.search(region, start, size)
+                found.append(size if match is None else match.start())
+            i += 1
+        return found
+
 
 class SSEFrame:
-    """One SSE event: its ``event`` name (or ``None``), its ``data`` and its original bytes."""
+    """One SSE event: its ``event`` name (or ``None``), its ``data`` and its original bytes.
+
+    A frame from :meth:`SSEDecoder.scan` with no ``event`` and empty ``data`` stands for a run
+    of unmarked frames: ``raw`` is their bytes, to forward as they are.
+    """
 
     __slots__ = ("data", "event", "raw")
 
@@ -22,34 +76,131 @@ class SSEFrame:
 
 
 class SSEDecoder:
-    """Feed raw bytes, get complete frames. Comment-only frames (keep-alives) are dropped."""
+    """Feed raw bytes, get complete frames. Comment-only frames (keep-alives) are dropped.
 
-    __slots__ = ("_buf",)
+    Line endings are normalised to ``\\n`` (a CRLF split between two reads counts once). Either
+    :meth:`feed` a read and take all its frames, or :meth:`push` it and take frames one by one
+    with :meth:`next`, then the rest with :meth:`scan`; the bytes that come out are the same.
+    """
+
+    __slots__ = ("_buf", "_cr", "_pos")
 
     def __init__(self) -> None:
         self._buf = b""
+        #: Where the unread part of ``_buf`` starts.
+        self._pos = 0
+        #: The last read ended with a CR: a LF that starts the next one ends the same line.
+        self._cr = False
+
+    def push(self, chunk: bytes) -> None:
+        """Buffer one read; its frames come out of :meth:`next` and :meth:`scan`."""
+        if self._cr and chunk:
+            self._cr = False
+            if chunk[0] == 10:  # '\n'
+                chunk = chunk[1:]
+        buf = self._buf[self._pos :] + chunk if self._pos < len(self._buf) else chunk
+        if b"\r" in buf:
+            self._cr = buf[-1] == 13  # '\r'
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        self._buf, self._pos = buf, 0
 
     def feed(self, chunk: bytes) -> list[SSEFrame]:
-        buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        self.push(chunk)
+        buf, start = self._buf, 0
         frames: list[SSEFrame] = []
-        start = 0
         while True:
             end = buf.find(b"\n\n", start)
             if end < 0:
                 break
-            block = buf[start:end]
+            frame = _parse_block(buf[start:end])
             start = end + 2
-            frame = _parse_block(block)
             if frame is not None:
                 frames.append(frame)
-        self._buf = buf[start:]
+        self._buf, self._pos = buf[start:], 0
         return frames
+
+    def next(self) -> SSEFrame | None:
+        """The next complete frame buffered, or ``None`` when there is none."""
+        buf = self._buf
+        while True:
+            end = buf.find(b"\n\n", self._pos)
+            if end < 0:
+                return None
+            frame = _parse_block(buf[self._pos : end])
+            self._pos = end + 2
+            if frame is not None:
+                return frame
+
+    def scan(self, marks: Marks) -> list[SSEFrame]:
+        """All complete frames buffered, for a stream forwarded unchanged: each frame in which one
+        of ``marks`` matches comes out on its own (parsed, to be read), and the unmarked frames
+        between them as runs (see :class:`SSEFrame`), never split into lines. An incomplete
+        frame at the end stays buffered. The bytes are those :meth:`feed` would give, joined.
+        """
+        buf, pos = self._buf, self._pos
+        last = buf.rfind(b"\n\n", pos)
+        if last < 0:
+            return []
+        end = last + 2
+        region = buf[pos:end] if pos or end < len(buf) else buf
+        size = end - pos
+        if not region.startswith(_FIELDS):
+            return self._scan_frames(marks)
+        if region.find(b"\n\n") == size - 2:
+            # One frame (the usual read of a paced stream), plain as it starts with a field:
+            # asking whether any mark matches is quicker than asking where each does.
+            self._pos = end
+            if not marks.any(region):
+                return [SSEFrame(None, b"", region)]
+            frame = _parse_block(region[:-2])
+            return [frame] if frame is not None else []
+        if _ODD_FRAMING.search(region, 0, size - 1) is not None:
+            return self._scan_frames(marks)
+        self._pos = end
+        found = marks.find(region, 0, size)
+        at = min(found)
+        if at == size:
+            return [SSEFrame(None, b"", region)]
+        out: list[SSEFrame] = []
+        start = 0
+        while at < size:
+            begin = region.rfind(b"\n\n", start, at)
+            begin = start if begin < 0 else begin + 2
+            stop = region.find(b"\n\n", at)
+            if stop < 0:  # a match in the last blank line
+                stop = size - 2
+            if begin > start:
+                out.append(SSEFrame(None, b"", region[start:begin]))
+            frame = _parse_block(region[begin:stop])
+            if frame is not None:  # always, in a plain region
+                out.append(frame)
+            start = stop + 2
+            found = marks.find(region, start, size, found)
+            at = min(found)
+        if start < size:
+            out.append(SSEFrame(None, b"", region[start:]))
+        return out
+
+    def _scan_frames(self, marks: Marks) -> list[SSEFrame]:
+        """:meth:`scan` the slow way, frame by frame (a read with comments or stray blank lines)."""
+        out: list[SSEFrame] = []
+        run: list[bytes] = []
+        while (frame := self.next()) is not None:
+            if not marks.any(frame.raw):
+                run.append(frame.raw)
+                continue
+            if run:
+                out.append(SSEFrame(None, b"", b"".join(run)))
+                run = []
+            out.append(frame)
+        if run:
+            out.append(SSEFrame(None, b"", b"".join(run)))
+        return out
 
     def flush(self) -> list[SSEFrame]:
         """At end of stream: a final frame without its blank line still counts."""
-        block, self._buf = self._buf.strip(b"\n"), b""
+        block = self._buf[self._pos :].strip(b"\n")
+        self._buf, self._pos, self._cr = b"", 0, False
         if not block:
             return []
         frame = _parse_block(block)
@@ -57,7 +208,13 @@ class SSEDecoder:
 
     @property
     def pending(self) -> bool:
-        return bool(self._buf.strip())
+        return bool(self._buf[self._pos :].strip())
+
+
+#: A blank line not followed by a field: a comment-only or empty frame (which :meth:`SSEDecoder.feed`
+#: drops) or a run of blank lines (which it splits differently from one search per frame).
+_ODD_FRAMING = re.compile(rb"\n\n(?!data:|event:)")
+_FIELDS = (b"data:", b"event:")
 
 
 def _parse_block(block: bytes) -> SSEFrame | None:

@@ -433,7 +433,7 @@ class OpenAIStreamEncoder(StreamEncoder):
         if self._passthrough and frame is not None:
             if frame.data == b"[DONE]":
                 return b""
-            if not self._include_usage and _usage_only(events):
+            if events and not self._include_usage and _usage_only(events):
                 return b""
             return frame.raw
         return b"".join(self._event(e) for e in events)

@@ -19,13 +19,16 @@ from switchpoint.config import Deployment, TimeoutLimits
 from switchpoint.errors import ProviderError, SwitchpointError
 from switchpoint.executor.transport import Transport
 from switchpoint.health import HealthRegistry
-from switchpoint.providers import Adapter, UpstreamResponse
+from switchpoint.providers import Adapter, StreamParser, UpstreamResponse
 from switchpoint.records import Attempt
-from switchpoint.streaming import SSEDecoder, SSEFrame
+from switchpoint.streaming import Marks, SSEDecoder, SSEFrame
 
 if TYPE_CHECKING:
     from switchpoint.executor.core import RequestContext
 
+#: Events and the frame they came from (``None``: events only, at the end of a stream). In a
+#: passthrough stream, an item may instead carry a run of frames to forward unread, with no
+#: events (see :meth:`SSEDecoder.scan`).
 Item: TypeAlias = tuple[list[StreamEvent], SSEFrame | None]
 #: The items of one upstream read: written to the client together, in one write.
 Batch: TypeAlias = list[Item]
@@ -65,7 +68,13 @@ async def upstream_items(
     transport: Transport, adapter: Adapter, request: ChatRequest, dep: Deployment, limits: TimeoutLimits
 ) -> AsyncGenerator[Batch, None]:
     """Canonical events (with the frame they came from) of one upstream stream, one batch per
-    upstream read: what arrived together leaves together, in one write to the client."""
+    upstream read: what arrived together leaves together, in one write to the client.
+
+    A passthrough stream (see :func:`passthrough_marks`) is parsed frame by frame only until its
+    first content event (what :func:`peek` commits on); from the next frame on, complete frames
+    go out as runs of bytes with no events, and only the frames the parser marks (usage, an
+    error, the end) are parsed, each as its own item, so the encoder can still drop one.
+    """
     upstream = adapter.build_chat(request, dep)
     stream = await transport.open_stream(
         upstream,
@@ -81,18 +90,55 @@ async def upstream_items(
             )
         parser = adapter.stream_parser(request, dep)
         decoder = SSEDecoder()
-        async for chunk in stream.chunks():
-            frames = decoder.feed(chunk)
-            if frames:
-                yield [(parser.feed(frame), frame) for frame in frames]
-        batch: Batch = [(parser.feed(frame), frame) for frame in decoder.flush()]
+        marks = passthrough_marks(request, dep, parser)
+        if marks is None:
+            async for chunk in stream.chunks():
+                frames = decoder.feed(chunk)
+                if frames:
+                    yield [(parser.feed(frame), frame) for frame in frames]
+        else:
+            committed = False
+            async for chunk in stream.chunks():
+                decoder.push(chunk)
+                batch: Batch = []
+                if not committed:
+                    committed = _until_content(decoder, parser, batch)
+                if committed:
+                    # A run of frames has no data and needs no parsing; a marked frame is parsed.
+                    batch += [(parser.feed(f) if f.data else [], f) for f in decoder.scan(marks)]
+                if batch:
+                    yield batch
+        last: Batch = [(parser.feed(frame), frame) for frame in decoder.flush()]
         tail = parser.close()
         if tail:
-            batch.append((tail, None))
-        if batch:
-            yield batch
+            last.append((tail, None))
+        if last:
+            yield last
     finally:
         stream.close()
+
+
+def passthrough_marks(request: ChatRequest, dep: Deployment, parser: StreamParser) -> Marks | None:
+    """The parser's marks when the client gets this upstream's frames unchanged, else ``None``.
+
+    That is when the request came from a dialect (it carries the client's body) named like the
+    deployment's wire family: each dialect's stream encoder forwards the frames of its own
+    family (``StreamEncoder.commit``), and needs events only from the frames marked.
+    """
+    if request.raw is None or request.dialect != dep.family:
+        return None
+    return parser.passthrough_marks
+
+
+def _until_content(decoder: SSEDecoder, parser: StreamParser, batch: Batch) -> bool:
+    """Parse the buffered frames into ``batch`` up to the first with a content event; True when
+    that one came (the stream commits on it: the frames after it may be scanned)."""
+    while (frame := decoder.next()) is not None:
+        events = parser.feed(frame)
+        batch.append((events, frame))
+        if any(isinstance(e, CONTENT_EVENTS) for e in events):
+            return True
+    return False
 
 
 class Opened:

@@ -68,7 +68,7 @@ from switchpoint.canonical import Finish as FinishEvent
 from switchpoint.config import Deployment, Secret
 from switchpoint.errors import ProviderError
 from switchpoint.providers.base import Adapter, StreamParser, UpstreamRequest, UpstreamResponse
-from switchpoint.streaming import SSEFrame
+from switchpoint.streaming import Marks, SSEFrame
 
 #: Thinking budget (tokens) for an effort level given without a budget.
 EFFORT_BUDGETS: dict[str, int] = {"low": 1024, "medium": 4096, "high": 16384}
@@ -625,10 +625,19 @@ def _stream_error(err: _ErrorBody, deployment: str | None) -> ProviderError:
 # --- streaming -------------------------------------------------------------------------------
 
 
+#: Frames a forwarded stream still parses after commit, by the ``type`` the parser reads:
+#: ``message_delta`` (usage, stop reason), ``message_stop`` (the end), ``message_start`` (and its
+#: usage), ``error``; and, to stay on the safe side, any ASCII letter spelled as an escape
+#: (``"\u006dessage_stop"``). Content block events, pings and unknown events go out unread.
+_PASSTHROUGH_MARKS = Marks(b"message_", b'"error"', re.compile(rb"\\u00[4-7]"))
+
+
 class AnthropicStreamParser:
     """Turns Messages API stream events into canonical events (one instance per attempt)."""
 
     __slots__ = ("_blocks", "_deployment", "_done", "_tools")
+
+    passthrough_marks = _PASSTHROUGH_MARKS
 
     def __init__(self, deployment: str | None = None) -> None:
         self._deployment = deployment

@@ -28,7 +28,7 @@ from switchpoint.canonical import (
 )
 from switchpoint.config import Deployment
 from switchpoint.errors import ProviderError
-from switchpoint.streaming import SSEFrame
+from switchpoint.streaming import Marks, SSEFrame
 
 
 def reject_anthropic_only_blocks(request: ChatRequest, family: str) -> None:
@@ -62,6 +62,15 @@ class UpstreamResponse(msgspec.Struct, kw_only=True):
 
 class StreamParser(Protocol):
     """Stateful parser of one upstream stream (one instance per attempt)."""
+
+    @property
+    def passthrough_marks(self) -> Marks | None:
+        """When the client speaks this family, what marks the frames that must still be parsed
+        once the stream is committed (usage, an error, the end; see ``executor/stream.py``): a
+        frame in which one of the marks matches is parsed; the others are forwarded as bytes,
+        unread. A false match costs one parse; a missed one loses usage, an error or the end.
+        ``None``: parse every frame."""
+        ...
 
     def feed(self, frame: SSEFrame) -> list[StreamEvent]:
         """Canonical events for one SSE frame. Raises :class:`ProviderError` on an error

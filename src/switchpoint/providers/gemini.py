@@ -647,6 +647,9 @@ class GeminiStreamParser:
 
     __slots__ = ("_calls", "_deployment", "_finished", "_started")
 
+    #: No dialect speaks Gemini: its streams are always translated, every frame parsed.
+    passthrough_marks = None
+
     def __init__(self, deployment: Deployment) -> None:
         self._deployment = deployment
         self._started = False

@@ -57,7 +57,7 @@ from switchpoint.providers.base import (
     UpstreamResponse,
     reject_anthropic_only_blocks,
 )
-from switchpoint.streaming import SSEFrame
+from switchpoint.streaming import Marks, SSEFrame
 
 _encode = msgspec.json.encode
 _MAX_MESSAGE = 500
@@ -567,10 +567,25 @@ def _little_endian_floats(data: str) -> list[float]:
     return values.tolist()
 
 
+#: Frames a forwarded stream still parses after commit: a ``usage`` that is not null (also Groq's
+#: ``x_groq.usage``), a finish reason (a stream may end without ``[DONE]``), an error, ``[DONE]``,
+#: and, to stay on the safe side, any ASCII letter spelled as an escape (``"\u0075sage"``).
+#: Key names cannot hide in text: a quote inside a JSON string is always escaped.
+_PASSTHROUGH_MARKS = Marks(
+    re.compile(rb'"usage"(?!\s*:\s*null)'),
+    re.compile(rb'"finish_reason"(?!\s*:\s*null)'),
+    b'"error"',
+    b"[DONE]",
+    re.compile(rb"\\u00[4-7]"),
+)
+
+
 class OpenAIStreamParser:
     """Parses one Chat Completions stream into canonical events."""
 
     __slots__ = ("_deployment", "_done", "_finished", "_refusal_only", "_started", "_text_seen")
+
+    passthrough_marks = _PASSTHROUGH_MARKS
 
     def __init__(self, deployment: Deployment) -> None:
         self._deployment = deployment
