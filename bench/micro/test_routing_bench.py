@@ -191,6 +191,8 @@ def test_decision_20_rules_classified_by_rules(benchmark: Any) -> None:
     router, reg = rules_router()
     batch = requests()
     benchmark(one_pass, router, reg, batch)
+    if benchmark.stats is None:  # --benchmark-disable: the pass ran once, nothing was timed
+        return
     us = benchmark.stats.stats.median / len(batch) * 1e6
     print(f"\n20-rule policy, classification by rules: {us:.1f} µs per decision (target < {TARGET_US:.0f})")
     assert us < TARGET_US * 4  # a loose guard against regressions on slow CI machines
@@ -203,6 +205,8 @@ def test_semantic_classifier_cost(benchmark: Any) -> None:
     benchmark(
         semantic.classify, "Please look over this patch and point out anything risky before I merge it."
     )
+    if benchmark.stats is None:
+        return
     print(f"\nsemantic classifier: {benchmark.stats.stats.median * 1e3:.2f} ms per prompt")
 
 
