@@ -83,8 +83,10 @@ def test_streams_in_flight_finish_and_new_connections_are_refused(sim: str) -> N
     assert gw.accounting.requests == 1, "the stream was accounted before exit"
 
 
-def test_the_drain_has_a_deadline(sim: str) -> None:
-    server = Server(_app(sim, drain_s=1), graceful_s=1).start()
+def test_the_drain_has_a_deadline_and_the_cut_stream_ends_with_an_error_event(sim: str) -> None:
+    app = _app(sim, drain_s=1)
+    gw: Gateway = app.state.gateway
+    server = Server(app, graceful_s=1).start()
     body = chat("story [[sim output_tokens=100 tokens_per_s=20]]", "slow", stream=True)  # about 5 s
     with (
         httpx.Client(base_url=server.url, timeout=30) as c,
@@ -94,13 +96,17 @@ def test_the_drain_has_a_deadline(sim: str) -> None:
         next(lines)
         t0 = time.monotonic()
         server.begin_stop()
-        with pytest.raises(httpx.HTTPError):
-            for _ in lines:
-                pass
+        data = [line[6:] for line in lines if line.startswith("data: ")]
     assert server.join(10)
     assert time.monotonic() - t0 < 3, (
         "the server stopped at its deadline, not when the stream would have ended"
     )
+    assert data and data[-1] != "[DONE]", "the stream did not pretend to be complete"
+    error = json.loads(data[-1])["error"]
+    assert error["code"] == "shutting_down" and "shutting down" in error["message"]
+    stats = gw.accounting.snapshot()
+    assert stats["requests"] == 1 and stats["failed"] == 1, "the cut stream was accounted as failed"
+    assert gw.draining and not gw.ready
 
 
 async def test_drained_waits_for_requests_in_flight() -> None:

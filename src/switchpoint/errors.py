@@ -96,6 +96,14 @@ class InternalError(SwitchpointError):
     kind = "internal_error"
 
 
+class ShuttingDown(SwitchpointError):
+    """The gateway stopped before the answer was complete (its drain deadline passed)."""
+
+    status = 503
+    kind = "shutting_down"
+    default_retryable = True
+
+
 class ConfigError(SwitchpointError):
     """The configuration is invalid. Carries every problem, each with its path."""
 

@@ -25,7 +25,7 @@ from switchpoint import tokens
 from switchpoint.accounting import Accounting
 from switchpoint.api import route_admin
 from switchpoint.api.anthropic import AnthropicDialect
-from switchpoint.api.dialect import Dialect
+from switchpoint.api.dialect import Dialect, StreamEncoder
 from switchpoint.api.openai import OpenAIDialect
 from switchpoint.auth import Authenticator
 from switchpoint.canonical import ChatRequest
@@ -36,6 +36,7 @@ from switchpoint.errors import (
     InternalError,
     NotFound,
     PayloadTooLarge,
+    ShuttingDown,
     SwitchpointError,
 )
 from switchpoint.executor import (
@@ -188,7 +189,7 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 class Reply:
     """What a chat route answers, whichever server writes it: a body, or a stream of bytes."""
 
-    __slots__ = ("body", "headers", "media_type", "status", "stream")
+    __slots__ = ("abort", "body", "headers", "media_type", "status", "stream")
 
     def __init__(
         self,
@@ -198,12 +199,16 @@ class Reply:
         *,
         stream: AsyncGenerator[bytes, None] | None = None,
         media_type: str = _JSON,
+        abort: Callable[[SwitchpointError], bytes] | None = None,
     ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
         self.stream = stream
         self.media_type = media_type
+        #: For a stream: the bytes that end it in the dialect's error shape, should the
+        #: server have to stop it (shutdown past its drain deadline).
+        self.abort = abort
 
 
 def _error_reply(dialect: Dialect, err: SwitchpointError, headers: dict[str, str]) -> Reply:
@@ -255,11 +260,16 @@ class ChatRoute:
                 router.pin(decision, committed.deployment.name)
                 headers["x-switchpoint-deployment"] = committed.deployment.name
                 headers.update(_SSE_HEADERS)
+                encoder = dialect.stream_encoder(creq)
+                encoder.commit(committed.family)
                 return Reply(
                     200,
                     headers,
-                    stream=_stream_body(gw, dialect, creq, committed, ctx, endpoint, principal, route),
+                    stream=_stream_body(
+                        gw, dialect, encoder, creq, committed, ctx, endpoint, principal, route
+                    ),
                     media_type="text/event-stream",
+                    abort=encoder.error,
                 )
             result = await gw.executor.chat(xreq, decision, ctx)
             if ctx.deployment:
@@ -320,6 +330,7 @@ def _asgi_route(route: ChatRoute) -> Handler:
 async def _stream_body(
     gw: Gateway,
     dialect: Dialect,
+    encoder: StreamEncoder,
     creq: ChatRequest,
     committed: CommittedStream,
     ctx: RequestContext,
@@ -327,8 +338,6 @@ async def _stream_body(
     principal: str | None,
     route: dict[str, Any] | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    encoder = dialect.stream_encoder(creq)
-    encoder.commit(committed.family)
     status: int = 499
     error: str | None = "client_disconnected"
     try:
@@ -345,6 +354,10 @@ async def _stream_body(
         failure = exc if isinstance(exc, SwitchpointError) else _internal(exc, ctx.request_id)
         status, error = failure.status, failure.kind
         yield encoder.error(failure)
+    except asyncio.CancelledError:
+        if gw.draining:  # cut by shutdown, not by the client leaving
+            status, error = ShuttingDown.status, ShuttingDown.kind
+        raise
     finally:
         gw.accounting.submit(
             _record(

@@ -26,7 +26,7 @@ from typing import Any, cast
 import httptools
 
 from switchpoint.api.app import ChatRoute, GatewayApp, Reply
-from switchpoint.errors import PayloadTooLarge
+from switchpoint.errors import PayloadTooLarge, ShuttingDown
 
 log = logging.getLogger("switchpoint.server")
 
@@ -172,6 +172,8 @@ class GatewayProtocol(asyncio.Protocol):
     def shutdown(self) -> None:
         """The server is stopping: close when idle, else after the response in hand."""
         self.closing = True
+        if self.gateway_app is not None:
+            self.gateway_app.gateway.begin_drain()  # not ready: load balancers stop sending
         if self.task is None and not self.queue and self.transport is not None:
             self.transport.close()
 
@@ -388,6 +390,16 @@ class GatewayProtocol(asyncio.Protocol):
             if flush is not None:
                 flush.cancel()
             write_out()
+        except asyncio.CancelledError:
+            # Stopped by the server (shutdown past its drain deadline), not by the client
+            # (that closes the transport first): end the stream in the dialect's error shape.
+            if reply.abort is not None and not transport.is_closing():
+                tail = reply.abort(ShuttingDown("The gateway is shutting down; the answer is incomplete"))
+                out.append(b"%x\r\n%b\r\n" % (len(tail), tail) + _CHUNK_END)
+                if flush is not None:
+                    flush.cancel()
+                write_out()
+            raise
         finally:
             if flush is not None:
                 flush.cancel()
