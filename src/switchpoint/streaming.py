@@ -105,18 +105,11 @@ class SSEDecoder:
         self._buf, self._pos = buf, 0
 
     def feed(self, chunk: bytes) -> list[SSEFrame]:
+        """Buffer one read and take all its complete frames."""
         self.push(chunk)
-        buf, start = self._buf, 0
         frames: list[SSEFrame] = []
-        while True:
-            end = buf.find(b"\n\n", start)
-            if end < 0:
-                break
-            frame = _parse_block(buf[start:end])
-            start = end + 2
-            if frame is not None:
-                frames.append(frame)
-        self._buf, self._pos = buf[start:], 0
+        while (frame := self.next()) is not None:
+            frames.append(frame)
         return frames
 
     def next(self) -> SSEFrame | None:

@@ -440,10 +440,15 @@ def _count_tokens_handler(gw: Gateway) -> Handler:
     return handle
 
 
-def _dialect_of(request: Request) -> Dialect:
-    if request.url.path.startswith("/v1/messages") or "anthropic-version" in request.headers:
+def _dialect_for(path: str, headers: Mapping[str, str]) -> Dialect:
+    """The dialect to answer a request in when its route does not say."""
+    if path.startswith("/v1/messages") or "anthropic-version" in headers:
         return ANTHROPIC
     return OPENAI
+
+
+def _dialect_of(request: Request) -> Dialect:
+    return _dialect_for(request.url.path, request.headers)
 
 
 def _models_handler(gw: Gateway) -> Handler:
@@ -656,8 +661,9 @@ def create_app(
         "/v1/chat/completions": ChatRoute(gw, OPENAI, "chat.completions"),
         "/v1/messages": ChatRoute(gw, ANTHROPIC, "messages"),
     }
+    asgi_chat = {path: _asgi_route(route) for path, route in chat.items()}
     routes = [
-        *(Route(path, _asgi_route(route), methods=["POST"]) for path, route in chat.items()),
+        *(Route(path, handler, methods=["POST"]) for path, handler in asgi_chat.items()),
         Route("/v1/messages/count_tokens", _count_tokens_handler(gw), methods=["POST"]),
         Route("/v1/embeddings", _embeddings_handler(gw), methods=["POST"]),
         Route("/v1/models", _models_handler(gw), methods=["GET"]),
@@ -676,7 +682,7 @@ def create_app(
         exception_handlers={404: _not_found, 405: _method_not_allowed},
     )
     app.state.gateway = gw
-    return GatewayApp(app, gw, chat)
+    return GatewayApp(app, gw, chat, asgi_chat)
 
 
 class GatewayApp:
@@ -689,18 +695,19 @@ class GatewayApp:
 
     __slots__ = ("_app", "_asgi_chat", "chat", "gateway", "router", "state")
 
-    def __init__(self, app: Starlette, gw: Gateway, chat: dict[str, ChatRoute]) -> None:
+    def __init__(
+        self, app: Starlette, gw: Gateway, chat: dict[str, ChatRoute], asgi_chat: dict[str, Handler]
+    ) -> None:
         self._app = app
         self.gateway = gw
         self.chat = chat
-        self._asgi_chat = {path: _asgi_route(route) for path, route in chat.items()}
+        self._asgi_chat = asgi_chat
         self.state = app.state
         self.router = app.router  # routes and the lifespan, as on the Starlette app
 
     def too_large(self, path: str, headers: Mapping[str, str], err: SwitchpointError) -> Reply:
         """The answer to a body over the limit on any route, in that route's dialect."""
-        anthropic = path.startswith("/v1/messages") or "anthropic-version" in headers
-        return _error_reply(ANTHROPIC if anthropic else OPENAI, err, {"x-request-id": _request_id(headers)})
+        return _error_reply(_dialect_for(path, headers), err, {"x-request-id": _request_id(headers)})
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":

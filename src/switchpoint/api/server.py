@@ -40,14 +40,20 @@ UVICORN_OPTIONS: dict[str, Any] = {
 _STATUS = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CHUNK_END = b"0\r\n\r\n"
+_BAD_REQUEST_BODY = b"Invalid HTTP request.\n"
 _BAD_REQUEST = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 24\r\nconnection: close\r\n\r\nInvalid HTTP request.\r\n\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%b" % (len(_BAD_REQUEST_BODY), _BAD_REQUEST_BODY)
 )
 
 
 def _status_line(status: int) -> bytes:
     return _STATUS.get(status) or f"HTTP/1.1 {status} \r\n".encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    """One piece of a chunked response body."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 def _find_gateway(app: Any) -> GatewayApp | None:
@@ -174,6 +180,9 @@ class GatewayProtocol(asyncio.Protocol):
         self.closing = True
         if self.gateway_app is not None:
             self.gateway_app.gateway.begin_drain()  # not ready: load balancers stop sending
+        self._close_if_idle()
+
+    def _close_if_idle(self) -> None:
         if self.task is None and not self.queue and self.transport is not None:
             self.transport.close()
 
@@ -184,8 +193,7 @@ class GatewayProtocol(asyncio.Protocol):
 
     def _idle_expired(self) -> None:
         self.idle_timer = None
-        if self.task is None and not self.queue and self.transport is not None:
-            self.transport.close()
+        self._close_if_idle()
 
     def data_received(self, data: bytes) -> None:
         if self.idle_timer is not None:
@@ -333,12 +341,23 @@ class GatewayProtocol(asyncio.Protocol):
         finally:
             gw.left()
 
-    def _head(
-        self, status: int, headers: Mapping[str, str], media_type: str, length: int | None, req: _Request
-    ) -> bytes:
+    def _head_start(self, status: int) -> list[bytes]:
+        """The status line and the server's own headers (the date)."""
         parts = [_status_line(status)]
         for name, value in self.server_state.default_headers:
             parts += [name, b": ", value, b"\r\n"]
+        return parts
+
+    def _head_end(self, parts: list[bytes], req: _Request) -> bytes:
+        if not req.keep_alive or self.closing:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _head(
+        self, status: int, headers: Mapping[str, str], media_type: str, length: int | None, req: _Request
+    ) -> bytes:
+        parts = self._head_start(status)
         parts.append(b"content-type: " + media_type.encode("latin-1") + b"\r\n")
         if length is None:
             parts.append(b"transfer-encoding: chunked\r\n")
@@ -346,10 +365,7 @@ class GatewayProtocol(asyncio.Protocol):
             parts.append(b"content-length: " + str(length).encode() + b"\r\n")
         for name, value in headers.items():
             parts += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
-        if not req.keep_alive or self.closing:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
+        return self._head_end(parts, req)
 
     async def _write_reply(self, reply: Reply, req: _Request) -> None:
         transport = self.transport
@@ -381,7 +397,7 @@ class GatewayProtocol(asyncio.Protocol):
                 if transport.is_closing():
                     return
                 if chunk:
-                    out.append(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    out.append(_chunk(chunk))
                     if flush is None:
                         flush = self.loop.call_soon(write_out)
                     if self.write_paused:
@@ -395,7 +411,7 @@ class GatewayProtocol(asyncio.Protocol):
             # (that closes the transport first): end the stream in the dialect's error shape.
             if reply.abort is not None and not transport.is_closing():
                 tail = reply.abort(ShuttingDown("The gateway is shutting down; the answer is incomplete"))
-                out.append(b"%x\r\n%b\r\n" % (len(tail), tail) + _CHUNK_END)
+                out.append(_chunk(tail) + _CHUNK_END)
                 if flush is not None:
                     flush.cancel()
                 write_out()
@@ -456,9 +472,7 @@ class GatewayProtocol(asyncio.Protocol):
                 if started:
                     raise RuntimeError("response already started")
                 started = True
-                parts = [_status_line(message["status"])]
-                for name, value in self.server_state.default_headers:
-                    parts += [name, b": ", value, b"\r\n"]
+                parts = self._head_start(message["status"])
                 has_length = False
                 for name, value in message.get("headers", ()):
                     low = name.lower()
@@ -468,11 +482,9 @@ class GatewayProtocol(asyncio.Protocol):
                 if not has_length and not head_only:
                     chunked = True
                     parts.append(b"transfer-encoding: chunked\r\n")
-                if not req.keep_alive or self.closing:
-                    parts.append(b"connection: close\r\n")
-                parts.append(b"\r\n")
+                head = self._head_end(parts, req)
                 if not self.closed:
-                    transport.write(b"".join(parts))
+                    transport.write(head)
             elif kind == "http.response.body":
                 if not started:
                     raise RuntimeError("response body before response start")
@@ -483,7 +495,7 @@ class GatewayProtocol(asyncio.Protocol):
                 if self.closed:
                     return
                 if data and not head_only:
-                    transport.write(b"%x\r\n%b\r\n" % (len(data), data) if chunked else data)
+                    transport.write(_chunk(data) if chunked else data)
                 if not more:
                     finished = True
                     if chunked:

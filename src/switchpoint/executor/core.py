@@ -180,19 +180,24 @@ class Executor:
             resp = await self._send(adapter, dep, adapter.build_chat(request, dep), limits)
             return adapter.parse_chat(resp, dep)
 
-        deps = [c.deployment for c in decision.candidates]
-        result, dep, t0 = await self._run(
-            deps,
+        result, dep, t0 = await self._run_routed(decision, request, ctx, once, streamed=False)
+        self._succeeded(ctx, dep, t0, result.usage)
+        return result
+
+    async def _run_routed(
+        self, decision: Decision, request: ChatRequest, ctx: RequestContext, once: Once[T], *, streamed: bool
+    ) -> tuple[T, Deployment, float]:
+        """:meth:`_run` over the routing decision's candidates, with its options."""
+        return await self._run(
+            [c.deployment for c in decision.candidates],
             decision.options,
             ctx,
             decision.model,
             once,
-            streamed=False,
+            streamed=streamed,
             request=request,
-            prompt_tokens=getattr(decision, "prompt_tokens", 0),
+            prompt_tokens=decision.prompt_tokens,
         )
-        self._succeeded(ctx, dep, t0, result.usage)
-        return result
 
     async def embeddings(
         self, request: EmbeddingRequest, deployments: tuple[Deployment, ...], ctx: RequestContext
@@ -215,17 +220,7 @@ class Executor:
             gen = upstream_items(self.transport, self.adapter(dep.family), request, dep, limits)
             return await peek(gen, dep, t0, limits.ttft_s)
 
-        deps = [c.deployment for c in decision.candidates]
-        opened, dep, _ = await self._run(
-            deps,
-            decision.options,
-            ctx,
-            decision.model,
-            once,
-            streamed=True,
-            request=request,
-            prompt_tokens=getattr(decision, "prompt_tokens", 0),
-        )
+        opened, dep, _ = await self._run_routed(decision, request, ctx, once, streamed=True)
         ctx.deployment = dep.name
         ctx.ttft_ms = ctx.elapsed_ms()
         self.health.on_first_token(dep.name, opened.ttft_ms)
