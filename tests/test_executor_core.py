@@ -213,7 +213,7 @@ async def test_timeouts_of_rule_and_request_reach_the_transport() -> None:
     assert transport.calls[-1][1] == {"timeout_s": 3, "connect_timeout_s": 2, "read_timeout_s": 600}
     ctx = RequestContext("r", RequestLimits(deadline_s=1.0, stall_s=0.25))
     committed = await ex.chat_stream(_req(True), _decision("a", options=options), ctx)
-    [item async for item in committed.items()]
+    [batch async for batch in committed]
     kw = transport.calls[-1][1]
     assert kw["read_timeout_s"] == 0.25 and kw["total_timeout_s"] <= 1.0 and kw["connect_timeout_s"] <= 1.0
 
@@ -235,8 +235,8 @@ async def test_stream_commits_on_first_content_after_invisible_failures() -> Non
         ("a", "connection"),
     ]
     text = ""
-    async for events, _ in committed.items():
-        text += "".join(e.text for e in events if isinstance(e, TextDelta))
+    async for batch in committed:
+        text += "".join(e.text for events, _ in batch for e in events if isinstance(e, TextDelta))
     assert text == "hello"
     last = ctx.attempts[-1]
     assert (last.deployment, last.error, last.status) == ("b", None, 200)
@@ -251,8 +251,8 @@ async def test_failure_after_commit_ends_the_stream_and_is_recorded() -> None:
     committed = await ex.chat_stream(_req(True), _decision("a", "b"), ctx)
     seen = []
     with pytest.raises(ProviderError) as info:
-        async for events, _ in committed.items():
-            seen.extend(e.text for e in events if isinstance(e, TextDelta))
+        async for batch in committed:
+            seen.extend(e.text for events, _ in batch for e in events if isinstance(e, TextDelta))
     assert info.value.kind == "connection" and seen == ["hel", "lo"], "no failover after output"
     (attempt,) = ctx.attempts
     assert (attempt.deployment, attempt.error) == ("a", "connection")
@@ -264,9 +264,8 @@ async def test_client_going_away_is_recorded_as_cancelled() -> None:
     ex, transport = _executor({})
     ctx = RequestContext("r")
     committed = await ex.chat_stream(_req(True), _decision("a"), ctx)
-    items = committed.items()
-    await items.__anext__()
-    await items.aclose()
+    await committed.__anext__()
+    await committed.aclose()
     assert [a.error for a in ctx.attempts] == ["cancelled"]
     assert ex.health.snapshot("a").inflight == 0 and transport.streams[0].closed
 
@@ -330,7 +329,7 @@ async def test_hedged_stream_winner_commits_and_loser_is_closed() -> None:
     assert committed.deployment.name == "b"
     assert [a.error for a in ctx.attempts] == ["hedge_lost"]
     assert transport.streams[0].closed, "the loser's upstream stream is closed"
-    [item async for item in committed.items()]
+    [batch async for batch in committed]
     assert [a.deployment for a in ctx.attempts] == ["a", "b"] and ctx.attempts[1].error is None
 
 

@@ -231,20 +231,35 @@ def test_scan_gives_the_bytes_of_feed_per_read_and_marks_every_frame_that_matter
 
 
 @pytest.mark.parametrize("family", ["openai", "anthropic"])
-def test_a_run_stands_for_unmarked_frames_and_a_marked_frame_is_parsed(family: str) -> None:
+def test_a_run_stands_for_unmarked_frames_and_the_marked_tail_is_parsed(family: str) -> None:
     texts = ["Hello", ", world", "!"]
     stream = b"".join(openai_stream(texts=texts) if family == "openai" else anthropic_stream(texts=texts))
     decoder = SSEDecoder()
     decoder.push(stream)
+    if family == "anthropic":
+        assert decoder.next().event == "message_start"  # type: ignore[union-attr]  # read before commit
     out = decoder.scan(MARKS[family])
-    runs = [f for f in out if not f.data]
-    assert runs and all(f.event is None for f in runs)
-    assert sum(len(f.raw) for f in out) == len(stream)
-    if family == "openai":  # role+content in one run, then finish, usage, [DONE] on their own
-        assert [bool(f.data) for f in out] == [False, True, True, True]
-        assert out[-1].data == b"[DONE]"
-    else:  # message_start, the content blocks as one run, message_delta, message_stop
-        assert [f.event for f in out] == ["message_start", None, "message_delta", "message_stop"]
+    assert b"".join(f.raw for f in out) == stream[len(stream) - sum(len(f.raw) for f in out) :]
+    run, *parsed = out
+    assert not run.data and run.event is None and parsed and all(f.data for f in parsed)
+    if family == "openai":  # role and the three texts in one run, then finish, usage, [DONE]
+        assert run.raw.count(b"data: ") == 4 and len(parsed) == 3
+        assert parsed[-1].data == b"[DONE]"
+    else:  # the content blocks as one run, then message_delta, message_stop
+        assert run.raw.startswith(b"event: content_block_start") and run.raw.count(b"event: ") == 6
+        assert [f.event for f in parsed] == ["message_delta", "message_stop"]
+
+
+def test_frames_after_the_first_marked_one_are_parsed_one_by_one() -> None:
+    """A mark early in a read (here an error frame amid text) costs parsing, never bytes."""
+    frames = openai_stream(texts=["a", "b", "c"])
+    error = b'data: {"error":{"message":"overloaded","type":"server_error"}}\n\n'
+    stream = b"".join([*frames[:2], error, *frames[2:]])
+    decoder = SSEDecoder()
+    decoder.push(stream)
+    out = decoder.scan(OPENAI_MARKS)
+    assert [f.raw for f in out] == [b"".join(frames[:2]), error, *frames[2:]]
+    assert [bool(f.data) for f in out] == [False] + [True] * (len(out) - 1)
 
 
 def test_scan_keeps_an_incomplete_frame_until_it_ends() -> None:

@@ -21,7 +21,7 @@ from switchpoint.api.openai import OpenAIDialect
 from switchpoint.canonical import ChatRequest
 from switchpoint.config import Config, TimeoutLimits, parse
 from switchpoint.executor import RequestContext
-from switchpoint.executor.stream import CommittedStream, peek, upstream_items
+from switchpoint.executor.stream import CommittedStream, open_stream
 from switchpoint.health import HealthRegistry
 from switchpoint.providers import adapter_for
 from switchpoint.providers.base import UpstreamResponse
@@ -281,7 +281,7 @@ def _drive(coro: Any) -> Any:
 @pytest.mark.parametrize("family", ["openai", "anthropic"])
 def test_passthrough_stream(benchmark: Any, family: str, reads: str) -> None:
     """A 20-chunk upstream stream forwarded to a client of the same dialect, end to end of the
-    stream path: upstream_items → peek → CommittedStream.batches → the dialect's encoder."""
+    stream path: open_stream → CommittedStream → the dialect's encoder."""
     dialect = OPENAI if family == "openai" else ANTHROPIC
     body = CHAT_BODY if family == "openai" else MESSAGES_BODY
     request = msgspec.structs.replace(dialect.decode_chat(body, {}), stream=True)
@@ -293,13 +293,13 @@ def test_passthrough_stream(benchmark: Any, family: str, reads: str) -> None:
     async def one() -> int:
         ctx = RequestContext("bench")
         health.on_start(dep.name)
-        gen = upstream_items(transport, adapter, request, dep, limits)  # type: ignore[arg-type]
-        committed = CommittedStream(await peek(gen, dep, 0.0, None), ctx, health)
+        opened = await open_stream(transport, adapter, request, dep, limits, 0.0)  # type: ignore[arg-type]
+        committed = CommittedStream(opened, ctx, health)
         encoder = dialect.stream_encoder(request)
         encoder.commit(committed.family)
         encode = encoder.encode
         size = 0
-        async for batch in committed.batches():
+        async for batch in committed:
             size += len(b"".join([encode(events, frame) for events, frame in batch]))
         assert ctx.usage is not None and ctx.usage.output_tokens == 20
         return size + len(encoder.finish())

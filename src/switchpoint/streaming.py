@@ -14,47 +14,42 @@ import re
 
 class Marks:
     """What marks the frames of a forwarded stream that must still be read (see
-    :meth:`SSEDecoder.scan`): byte strings to find (the faster) and patterns to search for.
-    Each costs one pass over the bytes of a read; a match must lie within one frame."""
+    :meth:`SSEDecoder.scan`): byte strings to find, and patterns, each with the bytes every
+    match of it starts with (a quick search finds where a pattern can first match; a single
+    byte is the quickest). A match must lie within one frame."""
 
-    __slots__ = ("_searches", "literals", "patterns")
+    __slots__ = ("literals", "patterns")
 
-    def __init__(self, *marks: bytes | re.Pattern[bytes]) -> None:
+    def __init__(self, *marks: bytes | tuple[bytes, re.Pattern[bytes]]) -> None:
         self.literals = tuple(m for m in marks if isinstance(m, bytes))
         self.patterns = tuple(m for m in marks if not isinstance(m, bytes))
-        self._searches = tuple(p.search for p in self.patterns)
 
     def any(self, region: bytes) -> bool:
         """True when a mark matches anywhere in ``region``."""
         for lit in self.literals:
             if lit in region:
                 return True
-        for search in self._searches:  # noqa: SIM110 (a plain loop is faster than any() over a generator)
-            if search(region) is not None:
+        for start, pattern in self.patterns:
+            at = region.find(start)
+            if at >= 0 and pattern.search(region, at) is not None:
                 return True
         return False
 
-    def find(self, region: bytes, start: int, size: int, known: list[int] | None = None) -> list[int]:
-        """Where each mark first matches in ``region[start:size]`` (``size`` where it does not).
-        ``known``: an earlier answer for the same region; a mark found at ``start`` or later
-        there is not searched for again."""
-        found: list[int] = []
-        i = 0
+    def first(self, region: bytes, size: int) -> int:
+        """Where the earliest match of any mark in ``region[:size]`` begins (``size``: none).
+        Each search stops at the earliest match found so far."""
+        best = size
         for lit in self.literals:
-            if known is not None and known[i] >= start:
-                found.append(known[i])
-            else:
-                at = region.find(lit, start, size)
-                found.append(size if at < 0 else at)
-            i += 1
-        for pattern in self.patterns:
-            if known is not None and known[i] >= start:
-                found.append(known[i])
-            else:
-                match = pattern.search(region, start, size)
-                found.append(size if match is None else match.start())
-            i += 1
-        return found
+            at = region.find(lit, 0, best)
+            if at >= 0:
+                best = at
+        for start, pattern in self.patterns:
+            at = region.find(start, 0, best)
+            if at >= 0:
+                match = pattern.search(region, at, best)
+                if match is not None:
+                    best = match.start()
+        return best
 
 
 class SSEFrame:
@@ -125,9 +120,10 @@ class SSEDecoder:
                 return frame
 
     def scan(self, marks: Marks) -> list[SSEFrame]:
-        """All complete frames buffered, for a stream forwarded unchanged: each frame in which one
-        of ``marks`` matches comes out on its own (parsed, to be read), and the unmarked frames
-        between them as runs (see :class:`SSEFrame`), never split into lines. An incomplete
+        """All complete frames buffered, for a stream forwarded unchanged: the frames before the
+        first in which one of ``marks`` matches come out as one run (see :class:`SSEFrame`), never
+        split into lines; that frame and the ones after it come out parsed, one by one (the
+        marked frames of a stream are its last few: usage, the finish, the end). An incomplete
         frame at the end stays buffered. The bytes are those :meth:`feed` would give, joined.
         """
         buf, pos = self._buf, self._pos
@@ -147,31 +143,19 @@ class SSEDecoder:
                 return [SSEFrame(None, b"", region)]
             frame = _parse_block(region[:-2])
             return [frame] if frame is not None else []
-        if _ODD_FRAMING.search(region, 0, size - 1) is not None:
-            return self._scan_frames(marks)
-        self._pos = end
-        found = marks.find(region, 0, size)
-        at = min(found)
-        if at == size:
-            return [SSEFrame(None, b"", region)]
+        at = marks.first(region, size)
+        # Where the frame with the first match begins (0: the first frame; size: no match).
+        begin = size if at == size else region.rfind(b"\n\n", 0, at) + 2
+        if begin < 2:
+            begin = 0
         out: list[SSEFrame] = []
-        start = 0
-        while at < size:
-            begin = region.rfind(b"\n\n", start, at)
-            begin = start if begin < 0 else begin + 2
-            stop = region.find(b"\n\n", at)
-            if stop < 0:  # a match in the last blank line
-                stop = size - 2
-            if begin > start:
-                out.append(SSEFrame(None, b"", region[start:begin]))
-            frame = _parse_block(region[begin:stop])
-            if frame is not None:  # always, in a plain region
-                out.append(frame)
-            start = stop + 2
-            found = marks.find(region, start, size, found)
-            at = min(found)
-        if start < size:
-            out.append(SSEFrame(None, b"", region[start:]))
+        if begin:  # a run of unmarked frames, if plain (else feed would drop or split some)
+            if _ODD_FRAMING.search(region, 0, begin - 1) is not None:
+                return self._scan_frames(marks)
+            out.append(SSEFrame(None, b"", region if begin == size else region[:begin]))
+            self._pos = pos + begin
+        while (frame := self.next()) is not None:
+            out.append(frame)
         return out
 
     def _scan_frames(self, marks: Marks) -> list[SSEFrame]:
@@ -211,6 +195,8 @@ _FIELDS = (b"data:", b"event:")
 
 
 def _parse_block(block: bytes) -> SSEFrame | None:
+    if block.startswith(b"data: ") and b"\n" not in block:  # the usual frame: one data line
+        return SSEFrame(None, block[6:], block + b"\n\n")
     event: str | None = None
     data: list[bytes] = []
     for line in block.split(b"\n"):

@@ -11,7 +11,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any
 
 import msgspec
@@ -28,7 +28,6 @@ from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.dialect import Dialect, StreamEncoder
 from switchpoint.api.openai import OpenAIDialect
 from switchpoint.auth import Authenticator
-from switchpoint.canonical import ChatRequest
 from switchpoint.config import Config
 from switchpoint.errors import (
     BadRequest,
@@ -197,7 +196,7 @@ class Reply:
         headers: dict[str, str],
         body: bytes = b"",
         *,
-        stream: AsyncGenerator[bytes, None] | None = None,
+        stream: StreamBody | None = None,
         media_type: str = _JSON,
         abort: Callable[[SwitchpointError], bytes] | None = None,
     ) -> None:
@@ -265,8 +264,8 @@ class ChatRoute:
                 return Reply(
                     200,
                     headers,
-                    stream=_stream_body(
-                        gw, dialect, encoder, creq, committed, ctx, endpoint, principal, route
+                    stream=StreamBody(
+                        gw, dialect, encoder, creq.model, committed, ctx, endpoint, principal, route
                     ),
                     media_type="text/event-stream",
                     abort=encoder.error,
@@ -321,57 +320,118 @@ def _asgi_route(route: ChatRoute) -> Handler:
         else:
             reply = await route(request.headers, body)
         if reply.stream is not None:
-            return StreamingResponse(reply.stream, reply.status, reply.headers, media_type=reply.media_type)
+            return StreamingResponse(
+                _drained(reply.stream), reply.status, reply.headers, media_type=reply.media_type
+            )
         return Response(reply.body, reply.status, reply.headers, media_type=reply.media_type)
 
     return handle
 
 
-async def _stream_body(
-    gw: Gateway,
-    dialect: Dialect,
-    encoder: StreamEncoder,
-    creq: ChatRequest,
-    committed: CommittedStream,
-    ctx: RequestContext,
-    endpoint: str,
-    principal: str | None,
-    route: dict[str, Any] | None = None,
-) -> AsyncGenerator[bytes, None]:
-    status: int = 499
-    error: str | None = "client_disconnected"
-    try:
-        encode = encoder.encode
-        async for batch in committed.batches():
+class StreamBody:
+    """A committed stream's bytes for the client, in the dialect's encoding: one piece per
+    upstream read. Iterate it once; whatever ends it (the last byte, a failure, :meth:`aclose`
+    when the client leaves, a cancellation at shutdown) books the request's record, once.
+
+    A failure after commit ends the stream with the dialect's error event (the last piece).
+    """
+
+    __slots__ = (
+        "_committed",
+        "_ctx",
+        "_dialect",
+        "_encoder",
+        "_endpoint",
+        "_gw",
+        "_model",
+        "_open",
+        "_principal",
+        "_route",
+    )
+
+    def __init__(
+        self,
+        gw: Gateway,
+        dialect: Dialect,
+        encoder: StreamEncoder,
+        model: str,
+        committed: CommittedStream,
+        ctx: RequestContext,
+        endpoint: str,
+        principal: str | None,
+        route: dict[str, Any] | None = None,
+    ) -> None:
+        self._gw = gw
+        self._dialect = dialect
+        self._encoder = encoder
+        self._model = model
+        self._committed = committed
+        self._ctx = ctx
+        self._endpoint = endpoint
+        self._principal = principal
+        self._route = route
+        self._open = True
+
+    def __aiter__(self) -> StreamBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        encoder = self._encoder
+        while self._open:
+            try:
+                batch = await self._committed.next()
+            except Exception as exc:
+                failure = exc if isinstance(exc, SwitchpointError) else _internal(exc, self._ctx.request_id)
+                self._book(failure.status, failure.kind)
+                return encoder.error(failure)
+            except asyncio.CancelledError:
+                if self._gw.draining:  # cut by shutdown, not by the client leaving
+                    self._book(ShuttingDown.status, ShuttingDown.kind)
+                else:
+                    self._book(499, "client_disconnected")
+                raise
+            if batch is None:
+                self._book(200, None)
+                tail = encoder.finish()
+                if tail:
+                    return tail
+                break
+            encode = encoder.encode
             out = b"".join([encode(events, frame) for events, frame in batch])
             if out:
-                yield out
-        tail = encoder.finish()
-        status, error = 200, None
-        if tail:
-            yield tail
-    except Exception as exc:
-        failure = exc if isinstance(exc, SwitchpointError) else _internal(exc, ctx.request_id)
-        status, error = failure.status, failure.kind
-        yield encoder.error(failure)
-    except asyncio.CancelledError:
-        if gw.draining:  # cut by shutdown, not by the client leaving
-            status, error = ShuttingDown.status, ShuttingDown.kind
-        raise
-    finally:
-        gw.accounting.submit(
+                return out
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """The client is gone (or the server stops writing): give the upstream up."""
+        if self._open:
+            await self._committed.aclose()
+            self._book(499, "client_disconnected")
+
+    def _book(self, status: int, error: str | None) -> None:
+        self._open = False
+        self._gw.accounting.submit(
             _record(
-                ctx,
-                dialect=dialect.name,
-                endpoint=endpoint,
-                model=creq.model,
+                self._ctx,
+                dialect=self._dialect.name,
+                endpoint=self._endpoint,
+                model=self._model,
                 stream=True,
                 status=status,
                 error=error,
-                principal=principal,
-                route=route,
+                principal=self._principal,
+                route=self._route,
             )
         )
+
+
+async def _drained(body: StreamBody) -> AsyncIterator[bytes]:
+    """``body`` for a server that does not close what it iterates (ASGI)."""
+    try:
+        async for piece in body:
+            yield piece
+    finally:
+        await body.aclose()
 
 
 def _embeddings_handler(gw: Gateway) -> Handler:

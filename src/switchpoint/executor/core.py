@@ -22,7 +22,7 @@ from switchpoint.config import Deployment, ExecutionOptions, Resilience, Timeout
 from switchpoint.errors import ProviderError
 from switchpoint.executor.hedging import Race, hedge_delay
 from switchpoint.executor.policy import Plan, ResilienceStats, Step
-from switchpoint.executor.stream import CommittedStream, Opened, make_attempt, peek, upstream_items
+from switchpoint.executor.stream import CommittedStream, Opened, make_attempt, open_stream
 from switchpoint.executor.timeouts import RequestLimits, attempt_limits
 from switchpoint.executor.transport import Transport
 from switchpoint.health import HealthRegistry
@@ -65,7 +65,7 @@ class Executor:
         seed: int | None = None,
     ) -> None:
         self.transport = transport
-        self._adapters: Mapping[str, Adapter] = adapters or {}
+        self._adapters: dict[str, Adapter] = dict(adapters or {})
         self.health = health or HealthRegistry()
         self.resilience = resilience or Resilience()
         self.stats = ResilienceStats()
@@ -77,7 +77,9 @@ class Executor:
 
     def adapter(self, family: str) -> Adapter:
         found = self._adapters.get(family)
-        return found if found is not None else adapter_for(family)
+        if found is None:
+            found = self._adapters[family] = adapter_for(family)
+        return found
 
     # --- the attempt loop ----------------------------------------------------------------------
 
@@ -217,8 +219,7 @@ class Executor:
         self, request: ChatRequest, decision: Decision, ctx: RequestContext
     ) -> CommittedStream:
         async def once(dep: Deployment, limits: TimeoutLimits, t0: float) -> Opened:
-            gen = upstream_items(self.transport, self.adapter(dep.family), request, dep, limits)
-            return await peek(gen, dep, t0, limits.ttft_s)
+            return await open_stream(self.transport, self.adapter(dep.family), request, dep, limits, t0)
 
         opened, dep, _ = await self._run_routed(decision, request, ctx, once, streamed=True)
         ctx.deployment = dep.name

@@ -132,7 +132,7 @@ class Race(Generic[T]):
         usage = getattr(result, "usage", None)
         if isinstance(result, Opened):
             usage = None
-            await result.gen.aclose()
+            result.reader.close()
         if not isinstance(usage, Usage) and self._request is not None:
             usage = Usage(input_tokens=self._prompt_tokens or rough_prompt_tokens(self._request))
         self._ctx.attempts.append(make_attempt(dep, t0, error=HEDGE_LOST, usage=usage))

@@ -4,20 +4,22 @@ A stream is committed to a candidate only when its first content event arrives; 
 failure (an error status, a broken connection, a stall, no first token in time) is the
 executor's to handle invisibly. After commit, :class:`CommittedStream` hands the events to the
 API layer; a failure there ends the client's stream with the dialect's error event.
+
+The path is plain objects awaited in turn (:class:`Reader`, :class:`CommittedStream`), not
+nested async generators: it runs once per upstream read of every stream.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, TypeAlias
 
 from switchpoint.canonical import CONTENT_EVENTS, ChatRequest, StreamEvent, Usage, UsageUpdate
 from switchpoint.config import Deployment, TimeoutLimits
 from switchpoint.errors import ProviderError, SwitchpointError
-from switchpoint.executor.transport import Transport
+from switchpoint.executor.transport import Transport, UpstreamStream
 from switchpoint.health import HealthRegistry
 from switchpoint.providers import Adapter, StreamParser, UpstreamResponse
 from switchpoint.records import Attempt
@@ -64,58 +66,78 @@ def make_attempt(
     )
 
 
-async def upstream_items(
-    transport: Transport, adapter: Adapter, request: ChatRequest, dep: Deployment, limits: TimeoutLimits
-) -> AsyncGenerator[Batch, None]:
-    """Canonical events (with the frame they came from) of one upstream stream, one batch per
-    upstream read: what arrived together leaves together, in one write to the client.
+class Reader:
+    """One upstream stream, read into canonical events (with the frame they came from), one
+    batch per upstream read: what arrived together leaves together, in one write to the client.
 
     A passthrough stream (see :func:`passthrough_marks`) is parsed frame by frame only until its
-    first content event (what :func:`peek` commits on); from the next frame on, complete frames
+    first content event (what the stream commits on); from the next frame on, complete frames
     go out as runs of bytes with no events, and only the frames the parser marks (usage, an
     error, the end) are parsed, each as its own item, so the encoder can still drop one.
     """
-    upstream = adapter.build_chat(request, dep)
-    stream = await transport.open_stream(
-        upstream,
-        connect_timeout_s=limits.connect_s,
-        read_timeout_s=limits.stall_s,
-        total_timeout_s=limits.total_s,
-    )
-    try:
-        if stream.status >= 400:
-            body = await stream.read()
-            raise adapter.classify(
-                UpstreamResponse(status=stream.status, headers=stream.headers, body=body), dep
-            )
-        parser = adapter.stream_parser(request, dep)
-        decoder = SSEDecoder()
-        marks = passthrough_marks(request, dep, parser)
+
+    __slots__ = ("_chunks", "_decoder", "_marks", "_parser", "content", "ended", "stream")
+
+    def __init__(self, stream: UpstreamStream, parser: StreamParser, marks: Marks | None) -> None:
+        self.stream = stream
+        self._chunks = stream.chunks()
+        self._parser = parser
+        self._decoder = SSEDecoder()
+        self._marks = marks
+        #: A content event has been read (the stream may commit).
+        self.content = False
+        self.ended = False
+
+    async def next(self) -> Batch | None:
+        """The items of the next upstream read that has any; ``None`` once the stream ended.
+        Raises the parser's errors and the transport's."""
+        while not self.ended:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self.ended = True
+                return self._last() or None
+            batch = self._read(chunk)
+            if batch:
+                return batch
+        return None
+
+    def _read(self, chunk: bytes) -> Batch:
+        decoder, parser, marks = self._decoder, self._parser, self._marks
         if marks is None:
-            async for chunk in stream.chunks():
-                frames = decoder.feed(chunk)
-                if frames:
-                    yield [(parser.feed(frame), frame) for frame in frames]
-        else:
-            committed = False
-            async for chunk in stream.chunks():
-                decoder.push(chunk)
-                batch: Batch = []
-                if not committed:
-                    committed = _until_content(decoder, parser, batch)
-                if committed:
-                    # A run of frames has no data and needs no parsing; a marked frame is parsed.
-                    batch += [(parser.feed(f) if f.data else [], f) for f in decoder.scan(marks)]
-                if batch:
-                    yield batch
-        last: Batch = [(parser.feed(frame), frame) for frame in decoder.flush()]
+            batch: Batch = [(parser.feed(frame), frame) for frame in decoder.feed(chunk)]
+            if not self.content:
+                self.content = any(isinstance(e, CONTENT_EVENTS) for events, _ in batch for e in events)
+            return batch
+        decoder.push(chunk)
+        batch = []
+        if not self.content:
+            # Parsed one by one up to the first content event; the frames after it are scanned.
+            while (frame := decoder.next()) is not None:
+                events = parser.feed(frame)
+                batch.append((events, frame))
+                if any(isinstance(e, CONTENT_EVENTS) for e in events):
+                    self.content = True
+                    break
+            else:
+                return batch
+        for frame in decoder.scan(marks):
+            # A run of frames has no data and needs no parsing; a marked frame is parsed.
+            batch.append((parser.feed(frame) if frame.data else [], frame))
+        return batch
+
+    def _last(self) -> Batch:
+        """At the end: a last frame without its blank line, and what the parser has left."""
+        parser = self._parser
+        last: Batch = [(parser.feed(frame), frame) for frame in self._decoder.flush()]
         tail = parser.close()
         if tail:
             last.append((tail, None))
-        if last:
-            yield last
-    finally:
-        stream.close()
+        return last
+
+    def close(self) -> None:
+        self.ended = True
+        self.stream.close()
 
 
 def passthrough_marks(request: ChatRequest, dep: Deployment, parser: StreamParser) -> Marks | None:
@@ -130,60 +152,92 @@ def passthrough_marks(request: ChatRequest, dep: Deployment, parser: StreamParse
     return parser.passthrough_marks
 
 
-def _until_content(decoder: SSEDecoder, parser: StreamParser, batch: Batch) -> bool:
-    """Parse the buffered frames into ``batch`` up to the first with a content event; True when
-    that one came (the stream commits on it: the frames after it may be scanned)."""
-    while (frame := decoder.next()) is not None:
-        events = parser.feed(frame)
-        batch.append((events, frame))
-        if any(isinstance(e, CONTENT_EVENTS) for e in events):
-            return True
-    return False
-
-
 class Opened:
     """A stream that produced its first content event (or ended without one)."""
 
-    __slots__ = ("deployment", "gen", "pending", "t0", "ttft_ms")
+    __slots__ = ("deployment", "pending", "reader", "t0", "ttft_ms")
 
-    def __init__(
-        self, deployment: Deployment, pending: Batch, gen: AsyncGenerator[Batch, None], t0: float
-    ) -> None:
+    def __init__(self, deployment: Deployment, pending: Batch, reader: Reader, t0: float) -> None:
         self.deployment = deployment
         self.pending = pending
-        self.gen = gen
+        self.reader = reader
         self.t0 = t0
         self.ttft_ms = (time.perf_counter() - t0) * 1000.0
 
 
-async def peek(gen: AsyncGenerator[Batch, None], dep: Deployment, t0: float, ttft_s: float | None) -> Opened:
-    """Read ``gen`` until the batch with its first content event; the TTFT timer runs from ``t0``."""
-    pending: Batch = []
-    timer: contextlib.AbstractAsyncContextManager[object] = contextlib.nullcontext()
-    if ttft_s:
-        left = ttft_s - (time.perf_counter() - t0)
-        timer = asyncio.timeout_at(asyncio.get_running_loop().time() + left)
+async def open_stream(
+    transport: Transport,
+    adapter: Adapter,
+    request: ChatRequest,
+    dep: Deployment,
+    limits: TimeoutLimits,
+    t0: float,
+) -> Opened:
+    """One attempt up to commit: send, check the status, read until the batch with the first
+    content event. The TTFT timeout (from ``t0``) covers all of it."""
+    if not limits.ttft_s:
+        return await _open(transport, adapter, request, dep, limits, t0)
+    left = limits.ttft_s - (time.perf_counter() - t0)
     try:
-        async with timer:
-            async for batch in gen:
-                pending.extend(batch)
-                if any(isinstance(e, CONTENT_EVENTS) for events, _ in batch for e in events):
-                    break
+        async with asyncio.timeout_at(asyncio.get_running_loop().time() + left):
+            return await _open(transport, adapter, request, dep, limits, t0)
     except TimeoutError:
-        await gen.aclose()
-        raise ProviderError("timeout", f"no first token within {ttft_s:g} s") from None
+        raise ProviderError("timeout", f"no first token within {limits.ttft_s:g} s") from None
+
+
+async def _open(
+    transport: Transport,
+    adapter: Adapter,
+    request: ChatRequest,
+    dep: Deployment,
+    limits: TimeoutLimits,
+    t0: float,
+) -> Opened:
+    stream = await transport.open_stream(
+        adapter.build_chat(request, dep),
+        connect_timeout_s=limits.connect_s,
+        read_timeout_s=limits.stall_s,
+        total_timeout_s=limits.total_s,
+    )
+    try:
+        if stream.status >= 400:
+            body = await stream.read()
+            raise adapter.classify(
+                UpstreamResponse(status=stream.status, headers=stream.headers, body=body), dep
+            )
+        parser = adapter.stream_parser(request, dep)
+        reader = Reader(stream, parser, passthrough_marks(request, dep, parser))
+        pending: Batch = []
+        while not reader.content:
+            batch = await reader.next()
+            if batch is None:
+                break
+            pending += batch
     except BaseException:
-        await gen.aclose()
+        stream.close()
         raise
-    return Opened(dep, pending, gen, t0)
+    return Opened(dep, pending, reader, t0)
 
 
 class CommittedStream:
     """A stream that has produced its first content event on one deployment.
 
-    Iterate :meth:`items` once: it yields the buffered first items, then the rest, keeps
-    usage, records the attempt and reports to health when the upstream ends (or fails).
+    Iterate it once (``async for batch in committed``): the buffered first items as one batch,
+    then one batch per upstream read. It keeps usage, records the attempt and reports to health
+    when the upstream ends or fails; :meth:`aclose` gives it up (the client left).
     """
+
+    __slots__ = (
+        "_ctx",
+        "_done",
+        "_health",
+        "_opened",
+        "_pending",
+        "_settled",
+        "deployment",
+        "family",
+        "usage",
+    )
 
     def __init__(self, opened: Opened, ctx: RequestContext, health: HealthRegistry) -> None:
         self.deployment = opened.deployment
@@ -191,7 +245,9 @@ class CommittedStream:
         self._opened = opened
         self._ctx = ctx
         self._health = health
+        self._pending: Batch | None = opened.pending
         self._settled = False
+        self._done = False
         self.usage = Usage()
 
     def _settle(self) -> None:
@@ -201,65 +257,84 @@ class CommittedStream:
             self._health.on_end(self.deployment.name)
 
     def __del__(self) -> None:
-        # Never iterated (the client left before the response started): still not in flight.
+        # Never read to the end nor closed: still not in flight.
         if not self._settled:
             self._settle()
             self._health.on_release(self.deployment.name)
 
-    def _see(self, events: list[StreamEvent]) -> None:
-        for e in events:
-            if isinstance(e, UsageUpdate):
-                self.usage = self.usage.merge(e.usage)
+    def _see(self, batch: Batch) -> None:
+        for events, _ in batch:
+            for e in events:
+                if isinstance(e, UsageUpdate):
+                    self.usage = self.usage.merge(e.usage)
 
-    async def items(self) -> AsyncIterator[Item]:
-        """One item at a time (see :meth:`batches`)."""
-        batches = self.batches()
-        try:
-            async for batch in batches:
-                for item in batch:
-                    yield item
-        finally:
-            await batches.aclose()
+    def __aiter__(self) -> AsyncIterator[Batch]:
+        return self
 
-    async def batches(self) -> AsyncGenerator[Batch, None]:
-        """The buffered first items as one batch, then one batch per upstream read."""
-        ctx, dep, opened = self._ctx, self.deployment, self._opened
-        finished = False
-        try:
-            pending, opened.pending = opened.pending, []
+    async def __anext__(self) -> Batch:
+        batch = await self.next()
+        if batch is None:
+            raise StopAsyncIteration
+        return batch
+
+    async def next(self) -> Batch | None:
+        """The next batch, ``None`` at the end (the attempt is then booked as a success)."""
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
             if pending:
-                for events, _ in pending:
-                    self._see(events)
-                yield pending
-            async for batch in opened.gen:
-                for events, _ in batch:
-                    self._see(events)
-                yield batch
-            finished = True
+                self._see(pending)
+                return pending
+        if self._done:
+            return None
+        opened = self._opened
+        try:
+            batch = await opened.reader.next()
         except SwitchpointError as err:
-            ctx.attempts.append(
-                make_attempt(dep, opened.t0, err=err, usage=self.usage, ttft_ms=opened.ttft_ms)
+            self._end(
+                make_attempt(self.deployment, opened.t0, err=err, usage=self.usage, ttft_ms=opened.ttft_ms)
             )
-            self._health.on_failure(dep.name, err.kind, retry_after=err.retry_after)
+            self._health.on_failure(self.deployment.name, err.kind, retry_after=err.retry_after)
             raise
         except BaseException:
-            ctx.attempts.append(
-                make_attempt(dep, opened.t0, error="cancelled", usage=self.usage, ttft_ms=opened.ttft_ms)
-            )
-            self._health.on_release(dep.name)
+            self._cancelled()
             raise
-        finally:
-            ctx.usage = self.usage
-            self._settle()
-            await opened.gen.aclose()
-        if finished:
-            attempt = make_attempt(dep, opened.t0, status=200, usage=self.usage, ttft_ms=opened.ttft_ms)
-            ctx.attempts.append(attempt)
-            self._health.on_success(dep.name, attempt.latency_ms)
+        if batch is not None:
+            self._see(batch)
+            return batch
+        attempt = make_attempt(
+            self.deployment, opened.t0, status=200, usage=self.usage, ttft_ms=opened.ttft_ms
+        )
+        self._end(attempt)
+        self._health.on_success(self.deployment.name, attempt.latency_ms)
+        return None
+
+    def _end(self, attempt: Attempt) -> None:
+        self._done = True
+        self._ctx.attempts.append(attempt)
+        self._ctx.usage = self.usage
+        self._settle()
+        self._opened.reader.close()
+
+    def _cancelled(self) -> None:
+        opened = self._opened
+        self._end(
+            make_attempt(
+                self.deployment, opened.t0, error="cancelled", usage=self.usage, ttft_ms=opened.ttft_ms
+            )
+        )
+        self._health.on_release(self.deployment.name)
 
     async def aclose(self) -> None:
-        """Give the stream up without reading it."""
+        """Give the stream up: booked as cancelled once reading began; never read, only let go."""
+        if self._done:
+            return
+        if self._pending is None:
+            self._cancelled()
+            return
+        self._done = True
+        self._pending = None
         if not self._settled:
             self._settle()
             self._health.on_release(self.deployment.name)
-        await self._opened.gen.aclose()
+        self._opened.reader.close()

@@ -629,7 +629,7 @@ def _stream_error(err: _ErrorBody, deployment: str | None) -> ProviderError:
 #: ``message_delta`` (usage, stop reason), ``message_stop`` (the end), ``message_start`` (and its
 #: usage), ``error``; and, to stay on the safe side, any ASCII letter spelled as an escape
 #: (``"\u006dessage_stop"``). Content block events, pings and unknown events go out unread.
-_PASSTHROUGH_MARKS = Marks(b"message_", b'"error"', re.compile(rb"\\u00[4-7]"))
+_PASSTHROUGH_MARKS = Marks(b"message_", b'"error"', (b"\\", re.compile(rb"\\u00[4-7]")))
 
 
 class AnthropicStreamParser:

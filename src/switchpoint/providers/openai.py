@@ -572,11 +572,11 @@ def _little_endian_floats(data: str) -> list[float]:
 #: and, to stay on the safe side, any ASCII letter spelled as an escape (``"\u0075sage"``).
 #: Key names cannot hide in text: a quote inside a JSON string is always escaped.
 _PASSTHROUGH_MARKS = Marks(
-    re.compile(rb'"usage"(?!\s*:\s*null)'),
-    re.compile(rb'"finish_reason"(?!\s*:\s*null)'),
     b'"error"',
     b"[DONE]",
-    re.compile(rb"\\u00[4-7]"),
+    (b'"usage"', re.compile(rb'"usage"(?!\s*:\s*null)')),
+    (b'"finish_reason"', re.compile(rb'"finish_reason"(?!\s*:\s*null)')),
+    (b"\\", re.compile(rb"\\u00[4-7]")),
 )
 
 
