@@ -1,14 +1,14 @@
 """After the response, never on the hot path: records → usage, cost, counters.
 
 The request path calls :meth:`Accounting.submit`, which never blocks: records go into a
-bounded queue drained by one tracked task. When the queue is full the record is dropped and
-counted (``dropped``), so a slow sink can never slow requests down.
+bounded buffer, accounted together by one callback once the current event-loop iteration has
+served what was ready (no task switch per record). When the buffer is full the record is
+dropped and counted (``dropped``), so a slow sink can never slow requests down.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -37,8 +37,10 @@ class Accounting:
         self, deployments: Mapping[str, Deployment], *, queue_size: int = 10_000, keep: int = 1_000
     ) -> None:
         self._deployments = deployments
-        self._queue: asyncio.Queue[RequestRecord] = asyncio.Queue(maxsize=queue_size)
-        self._task: asyncio.Task[None] | None = None
+        self._limit = queue_size
+        self._pending: list[RequestRecord] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_handle: asyncio.Handle | None = None
         self.recent: deque[tuple[RequestRecord, float]] = deque(maxlen=keep)
         self.totals: dict[str, DeploymentTotals] = {}
         self.requests = 0
@@ -50,37 +52,39 @@ class Accounting:
         self._deployments = deployments
 
     def submit(self, record: RequestRecord) -> None:
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
+        pending = self._pending
+        if len(pending) >= self._limit:
             self.dropped += 1
+            return
+        pending.append(record)
+        if self._drain_handle is None and self._loop is not None:
+            self._drain_handle = self._loop.call_soon(self._drain)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="switchpoint-accounting")
+        """Account from now on in the running loop (records submitted before wait for it)."""
+        self._loop = asyncio.get_running_loop()
+        if self._pending and self._drain_handle is None:
+            self._drain_handle = self._loop.call_soon(self._drain)
 
     async def stop(self) -> None:
-        """Drain what is queued, then stop the task."""
-        if self._task is None:
-            return
-        await self._queue.join()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        """Account what is buffered, then stop scheduling."""
+        self._drain()
+        self._loop = None
 
     async def flush(self) -> None:
-        await self._queue.join()
+        """Account what is buffered now."""
+        self._drain()
 
-    async def _run(self) -> None:
-        while True:
-            record = await self._queue.get()
+    def _drain(self) -> None:
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
+        pending, self._pending = self._pending, []
+        for record in pending:
             try:
                 self._account(record)
             except Exception:  # a bad record must not stop accounting
                 log.exception("could not account request %s", record.request_id)
-            finally:
-                self._queue.task_done()
 
     def _account(self, record: RequestRecord) -> None:
         self.requests += 1
