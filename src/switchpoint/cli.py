@@ -133,9 +133,11 @@ def serve(
             os.environ["SWITCHPOINT_CONFIG"] = str(config.resolve())
         uvicorn.run("switchpoint.api.app:app_from_env", factory=True, workers=workers, **common)
         return
-    from switchpoint.api.app import create_app
+    from switchpoint.api.app import create_app, freeze_heap
 
-    uvicorn.run(create_app(cfg, shutdown_timeout_s=shutdown_timeout), **common)
+    app = create_app(cfg, shutdown_timeout_s=shutdown_timeout)
+    freeze_heap()
+    uvicorn.run(app, **common)
 
 
 def _print_problems(source: str, exc: ConfigError) -> None:
