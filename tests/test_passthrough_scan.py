@@ -262,6 +262,32 @@ def test_frames_after_the_first_marked_one_are_parsed_one_by_one() -> None:
     assert [bool(f.data) for f in out] == [False] + [True] * (len(out) - 1)
 
 
+def test_usage_and_finish_are_found_from_the_end_of_a_read() -> None:
+    """The last frame with a usage or a finish stands for earlier ones; a null last one does
+    not hide an earlier real one."""
+    frames = openai_stream(texts=["a", "b"])  # role, a, b, finish, usage, [DONE]; usage: null each
+    finish, usage = frames[3], frames[4]
+    start = len(b"".join(frames[:3]))  # where the finish frame begins
+
+    def in_finish(region: bytes) -> bool:
+        return start < OPENAI_MARKS.first(region, len(region)) < start + len(finish)
+
+    assert in_finish(b"".join(frames))
+    # A finish, then a trailing chunk with a null finish and a null usage (as some servers add):
+    assert in_finish(b"".join([*frames[:3], finish, frames[2]]))
+    # Two cumulative usage reports in one read: the later one is read, the earlier goes unread.
+    early = usage.replace(b'"completion_tokens": 20', b'"completion_tokens": 5')
+    early = early.replace(b'"completion_tokens":20', b'"completion_tokens":5')
+    region = b"".join([frames[1], early, frames[2], usage])
+    decoder = SSEDecoder()
+    decoder.push(region)
+    out = decoder.scan(OPENAI_MARKS)
+    assert [f.raw for f in out] == [b"".join([frames[1], early, frames[2]]), usage]
+    # No usage and no finish at all: nothing is marked.
+    region = b"".join(frames[1:3])
+    assert OPENAI_MARKS.first(region, len(region)) == len(region)
+
+
 def test_scan_keeps_an_incomplete_frame_until_it_ends() -> None:
     frames = openai_stream()
     decoder = SSEDecoder()

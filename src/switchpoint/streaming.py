@@ -16,28 +16,42 @@ class Marks:
     """What marks the frames of a forwarded stream that must still be read (see
     :meth:`SSEDecoder.scan`): byte strings to find, and patterns, each with the bytes every
     match of it starts with (a quick search finds where a pattern can first match; a single
-    byte is the quickest). A match must lie within one frame."""
+    byte is the quickest). A match must lie within one frame.
 
-    __slots__ = ("literals", "patterns")
+    ``latest``: patterns (with their starting bytes, which every match must start at) for facts
+    a stream reports cumulatively near its end, such as usage or the finish: in a read, the
+    last frame one matches stands for the earlier ones, which may go out unread. They are
+    looked for from the end of the read, so the usual last read does not pay a pass over the
+    frames before it.
+    """
 
-    def __init__(self, *marks: bytes | tuple[bytes, re.Pattern[bytes]]) -> None:
+    __slots__ = ("_searched", "latest", "literals", "patterns")
+
+    def __init__(
+        self,
+        *marks: bytes | tuple[bytes, re.Pattern[bytes]],
+        latest: tuple[tuple[bytes, re.Pattern[bytes]], ...] = (),
+    ) -> None:
         self.literals = tuple(m for m in marks if isinstance(m, bytes))
         self.patterns = tuple(m for m in marks if not isinstance(m, bytes))
+        self.latest = latest
+        self._searched = self.patterns + latest
 
     def any(self, region: bytes) -> bool:
         """True when a mark matches anywhere in ``region``."""
         for lit in self.literals:
             if lit in region:
                 return True
-        for start, pattern in self.patterns:
+        for start, pattern in self._searched:
             at = region.find(start)
             if at >= 0 and pattern.search(region, at) is not None:
                 return True
         return False
 
     def first(self, region: bytes, size: int) -> int:
-        """Where the earliest match of any mark in ``region[:size]`` begins (``size``: none).
-        Each search stops at the earliest match found so far."""
+        """Where the earliest match of any mark in ``region[:size]`` begins (``size``: none),
+        a ``latest`` pattern counting by its last match. Each search stops at the earliest
+        match found so far."""
         best = size
         for lit in self.literals:
             at = region.find(lit, 0, best)
@@ -47,6 +61,18 @@ class Marks:
             at = region.find(start, 0, best)
             if at >= 0:
                 match = pattern.search(region, at, best)
+                if match is not None:
+                    best = match.start()
+        for start, pattern in self.latest:
+            last = region.rfind(start, 0, best)
+            if last < 0:
+                continue
+            if pattern.match(region, last) is not None:
+                best = last
+                continue
+            at = region.find(start, 0, last)  # the last one does not match: an earlier one may
+            if at >= 0:
+                match = pattern.search(region, at, last)
                 if match is not None:
                     best = match.start()
         return best

@@ -570,13 +570,17 @@ def _little_endian_floats(data: str) -> list[float]:
 #: Frames a forwarded stream still parses after commit: a ``usage`` that is not null (also Groq's
 #: ``x_groq.usage``), a finish reason (a stream may end without ``[DONE]``), an error, ``[DONE]``,
 #: and, to stay on the safe side, any ASCII letter spelled as an escape (``"\u0075sage"``).
-#: Key names cannot hide in text: a quote inside a JSON string is always escaped.
+#: Key names cannot hide in text: a quote inside a JSON string is always escaped. Usage and the
+#: finish are reported once, near the end (usage cumulatively: ``Usage.merge`` keeps the
+#: largest), so a read's last frame with either stands for any earlier one.
 _PASSTHROUGH_MARKS = Marks(
     b'"error"',
     b"[DONE]",
-    (b'"usage"', re.compile(rb'"usage"(?!\s*:\s*null)')),
-    (b'"finish_reason"', re.compile(rb'"finish_reason"(?!\s*:\s*null)')),
     (b"\\", re.compile(rb"\\u00[4-7]")),
+    latest=(
+        (b'"usage"', re.compile(rb'"usage"(?!\s*:\s*null)')),
+        (b'"finish_reason"', re.compile(rb'"finish_reason"(?!\s*:\s*null)')),
+    ),
 )
 
 
