@@ -1,0 +1,142 @@
+"""Instructions per request: switchpoint's CPU cost in a unit the machine's speed does not move.
+
+    python bench/instructions.py                     # this checkout, plain and stream
+    python bench/instructions.py --src ../other/src  # another checkout's package (an A/B)
+
+Runs switchpoint (one worker, the bench config) under valgrind's callgrind with counting off,
+drives it with the benchmark's own load (wrk, 4 connections, the nginx fake upstream), and
+counts the instructions the whole process retires while one wrk run lasts: Python, the C
+extensions, libc; not the kernel. Divided by the requests wrk completed, that is the figure.
+Under valgrind the gateway runs about 50 times slower, so wrk's latencies mean nothing here; the
+count does not depend on them (the counting window holds whole requests but for the few in
+flight at its edges, a fraction of a percent).
+
+It needs valgrind (``apt-get install valgrind``; installed here when missing and running as
+root). See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import measure
+import targets as tg
+from measure import Load
+from targets import Endpoint, Processes
+
+LUA = tg.BENCH / "lua" / "post.lua"
+OUT = tg.WORK / "callgrind"
+
+
+def ensure_valgrind() -> None:
+    if shutil.which("valgrind") and shutil.which("callgrind_control"):
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("valgrind is missing; run: apt-get install valgrind")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    tg._run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "valgrind"], env=env)
+
+
+def total_instructions(dump: Path) -> int:
+    """The ``totals:`` line of a callgrind dump (its ``summary:`` line may read 0)."""
+    for line in reversed(dump.read_text(errors="replace").splitlines()):
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise ValueError(f"{dump}: no totals in the callgrind output")
+
+
+def _control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+def measure_one(
+    src: Path, stream: bool, seconds: float, procs: Processes, upstream_port: int
+) -> tuple[int, int]:
+    """(instructions, requests) for one counting window of wrk at 4 connections."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("callgrind.*"):
+        old.unlink()
+    port = tg.free_port()
+    cfg = tg._render(tg.BENCH / "configs" / "switchpoint.yaml", upstream_port)
+    env = tg.clean_env(
+        {
+            "SWITCHPOINT_MASTER_KEY": tg.MASTER_KEY,
+            "BENCH_UPSTREAM_KEY": tg.UPSTREAM_KEY,
+            "PYTHONPATH": str(src),
+        }
+    )
+    python = tg.REPO / ".venv" / "bin" / "python"
+    argv = [
+        "valgrind",
+        "--tool=callgrind",
+        "--instr-atstart=no",
+        f"--callgrind-out-file={OUT}/callgrind.%p",
+        str(python),
+        "-m",
+        "switchpoint.cli",
+        "serve",
+        "--config",
+        str(cfg),
+        "--port",
+        str(port),
+    ]
+    run = procs.spawn("switchpoint-callgrind", argv, env, tg.REPO)
+    ep = Endpoint("switchpoint", port, "bench", {"Authorization": f"Bearer {tg.MASTER_KEY}"})
+    try:
+        tg.wait_ready(run, ep, 180.0)
+        load = Load(port, 4, seconds, "1" if stream else "0", ep.model, ep.headers)
+        measure.run_wrk(Load(port, 4, 3.0, load.stream, ep.model, ep.headers), LUA)  # warm up
+        _control(run.proc.pid, "-i", "on")
+        result = measure.run_wrk(load, LUA)
+        _control(run.proc.pid, "-i", "off")
+        _control(run.proc.pid, "-d")
+        time.sleep(1.0)
+        dumps = sorted(OUT.glob(f"callgrind.{run.proc.pid}.*"))
+        if not dumps:
+            raise SystemExit("callgrind wrote no dump")
+        return total_instructions(dumps[-1]), result.requests
+    finally:
+        procs.stop(run, grace_s=20.0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", type=Path, default=tg.REPO / "src", help="the switchpoint package's parent dir")
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="wrk run counted, seconds (default %(default)s)"
+    )
+    p.add_argument("--modes", default="plain,stream", help="plain, stream or both (default %(default)s)")
+    args = p.parse_args()
+    tg.ensure_tools()
+    ensure_valgrind()
+    procs = Processes()
+    upstream_port = tg.free_port()
+    try:
+        tg.start_upstream(procs, upstream_port)
+        time.sleep(0.5)
+        rows = {}
+        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+            instructions, requests = measure_one(
+                args.src.resolve(), mode == "stream", args.seconds, procs, upstream_port
+            )
+            rows[mode] = {"requests": requests, "instructions_per_request": instructions // max(1, requests)}
+            print(
+                f"{mode:7} {requests:6d} requests  {instructions // max(1, requests):>10,} instructions/request"
+            )
+        commit = subprocess.run(
+            ["git", "-C", str(args.src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        print(json.dumps({"src": str(args.src), "commit": commit, **rows}))
+    finally:
+        procs.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
