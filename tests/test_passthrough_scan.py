@@ -637,3 +637,32 @@ async def test_anthropic_error_event_after_commit(gw: Gateway, monkeypatch: pyte
     assert body[len(b"".join(frames)) :].startswith(b"event: error\n")
     _same_record(gw.records.pop(), ref)
     assert ref.error == "overloaded"
+
+
+async def test_an_encoder_failure_mid_stream_ends_it_with_an_error_event_and_a_record(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in a dialect's encoder after commit: the client's stream ends with the dialect's
+    error event, the upstream is given up, and the request is recorded as an internal error."""
+    from switchpoint.api.openai import OpenAIStreamEncoder
+
+    frames = openai_stream(texts=["a", "b", "c"])
+    calls = 0
+    real = OpenAIStreamEncoder.encode
+
+    def failing(self: OpenAIStreamEncoder, events: Any, frame: Any) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls > 2:
+            raise RuntimeError("encoder bug")
+        return real(self, events, frame)
+
+    monkeypatch.setattr(OpenAIStreamEncoder, "encode", failing)
+    body = await gw.stream("openai", [b"".join(frames[:2]), b"".join(frames[2:])])
+    assert body.startswith(b"".join(frames[:2]))
+    last = body.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+    assert last.startswith(b"data: ") and json.loads(last[6:])["error"]["type"] == "server_error"
+    record = gw.records.pop()
+    assert (record.status, record.error) == (500, "internal_error")
+    assert [a.error for a in record.attempts] == ["cancelled"]
+    assert gw.app.gateway.health.get("d-openai").inflight == 0

@@ -381,8 +381,17 @@ class StreamBody:
         while self._open:
             try:
                 batch = await self._committed.next()
+                if batch is None:
+                    tail = encoder.finish()
+                    self._book(200, None)
+                    if tail:
+                        return tail
+                    break
+                encode = encoder.encode
+                out = b"".join([encode(events, frame) for events, frame in batch])
             except Exception as exc:
                 failure = exc if isinstance(exc, SwitchpointError) else _internal(exc, self._ctx.request_id)
+                await self._committed.aclose()  # an encoder's failure: the upstream is given up too
                 self._book(failure.status, failure.kind)
                 return encoder.error(failure)
             except asyncio.CancelledError:
@@ -391,14 +400,6 @@ class StreamBody:
                 else:
                     self._book(499, "client_disconnected")
                 raise
-            if batch is None:
-                self._book(200, None)
-                tail = encoder.finish()
-                if tail:
-                    return tail
-                break
-            encode = encoder.encode
-            out = b"".join([encode(events, frame) for events, frame in batch])
             if out:
                 return out
         raise StopAsyncIteration
