@@ -1,14 +1,12 @@
-"""App assembly: routes, the request path, errors rendered once in the client's dialect."""
+"""App assembly: the gateway's state, routes, the ASGI app; errors rendered once in the client's dialect."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
-import itertools
 import logging
 import os
-import re
 import signal
 import threading
 import time
@@ -26,36 +24,38 @@ from switchpoint import tokens
 from switchpoint.accounting import Accounting
 from switchpoint.api import route_admin
 from switchpoint.api.anthropic import AnthropicDialect
-from switchpoint.api.dialect import Dialect, StreamEncoder
+from switchpoint.api.chat import (
+    JSON,
+    ChatRoute,
+    Reply,
+    StreamBody,
+    error_reply,
+    internal_error,
+    make_record,
+    request_id,
+)
+from switchpoint.api.dialect import Dialect
 from switchpoint.api.openai import OpenAIDialect
 from switchpoint.auth import Authenticator
 from switchpoint.config import Config
 from switchpoint.errors import (
     BadRequest,
     ConfigError,
-    InternalError,
     NotFound,
     PayloadTooLarge,
-    ShuttingDown,
     SwitchpointError,
 )
 from switchpoint.executor import (
-    CommittedStream,
     Executor,
     H1Transport,
     RequestContext,
     Transport,
-    limits_from_headers,
 )
 from switchpoint.health import HealthRegistry
-from switchpoint.records import RequestRecord
 from switchpoint.routing import Router
 
 log = logging.getLogger("switchpoint")
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_JSON = "application/json"
-_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 OPENAI = OpenAIDialect()
 ANTHROPIC = AnthropicDialect()
@@ -115,19 +115,6 @@ class Gateway:
         await self.transport.close()
 
 
-# Request ids: a random per-process prefix and a counter — unique across replicas and
-# workers, and far cheaper than a uuid4 per request.
-_ID_PREFIX = "req_" + os.urandom(6).hex()
-_ID_COUNTER = itertools.count(1)
-
-
-def _request_id(headers: Mapping[str, str]) -> str:
-    given = headers.get("x-request-id")
-    if given and _REQUEST_ID.match(given):
-        return given
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
-
-
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -143,171 +130,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _error_response(dialect: Dialect, err: SwitchpointError, headers: dict[str, str]) -> Response:
-    reply = _error_reply(dialect, err, headers)
-    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=_JSON)
-
-
-def _internal(exc: BaseException, rid: str) -> InternalError:
-    log.error("request %s failed unexpectedly", rid, exc_info=exc)
-    return InternalError(f"The gateway hit an internal error (request id {rid})")
-
-
-def _record(
-    ctx: RequestContext,
-    *,
-    dialect: str,
-    endpoint: str,
-    model: str,
-    stream: bool,
-    status: int,
-    error: str | None,
-    principal: str | None,
-    route: dict[str, Any] | None = None,
-) -> RequestRecord:
-    return RequestRecord(
-        request_id=ctx.request_id,
-        started_at=ctx.started_at,
-        dialect=dialect,
-        endpoint=endpoint,
-        model=model,
-        deployment=ctx.deployment,
-        stream=stream,
-        status=status,
-        error=error,
-        latency_ms=ctx.elapsed_ms(),
-        ttft_ms=ctx.ttft_ms,
-        usage=ctx.usage,
-        attempts=tuple(ctx.attempts),
-        principal=principal,
-        route=route,
-    )
+    reply = error_reply(dialect, err, headers)
+    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=JSON)
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
-
-
-class Reply:
-    """What a chat route answers, whichever server writes it: a body, or a stream of bytes."""
-
-    __slots__ = ("abort", "body", "headers", "media_type", "status", "stream")
-
-    def __init__(
-        self,
-        status: int,
-        headers: dict[str, str],
-        body: bytes = b"",
-        *,
-        stream: StreamBody | None = None,
-        media_type: str = _JSON,
-        abort: Callable[[SwitchpointError], bytes] | None = None,
-    ) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.stream = stream
-        self.media_type = media_type
-        #: For a stream: the bytes that end it in the dialect's error shape, should the
-        #: server have to stop it (shutdown past its drain deadline).
-        self.abort = abort
-
-
-def _error_reply(dialect: Dialect, err: SwitchpointError, headers: dict[str, str]) -> Reply:
-    status, body = dialect.render_error(err)
-    if err.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(err.retry_after)))
-    return Reply(status, headers, body)
-
-
-class ChatRoute:
-    """``POST /v1/chat/completions`` or ``POST /v1/messages``: decode, route, execute, encode.
-
-    Called with the request's headers (lower-case names) and its whole body; never raises:
-    every failure is answered in the dialect's error shape and booked as a record.
-    """
-
-    __slots__ = ("dialect", "endpoint", "gw")
-
-    def __init__(self, gw: Gateway, dialect: Dialect, endpoint: str) -> None:
-        self.gw = gw
-        self.dialect = dialect
-        self.endpoint = endpoint
-
-    def rejected(self, headers: Mapping[str, str], err: SwitchpointError) -> Reply:
-        """A request refused before it could be read (its body is over the limit)."""
-        return _error_reply(self.dialect, err, {"x-request-id": _request_id(headers)})
-
-    async def __call__(self, request_headers: Mapping[str, str], body: bytes) -> Reply:
-        gw, dialect, endpoint = self.gw, self.dialect, self.endpoint
-        rid = _request_id(request_headers)
-        ctx = RequestContext(rid)
-        headers = {"x-request-id": rid}
-        model, stream, principal = "", False, None
-        route: dict[str, Any] | None = None
-        try:
-            principal = gw.auth.check(request_headers)
-            ctx.limits = limits_from_headers(request_headers)
-            creq = dialect.decode_chat(body, request_headers)
-            model, stream = creq.model, creq.stream
-            router = gw.router
-            decision = await router.aroute(
-                creq, headers=request_headers, principal=principal, health=gw.health
-            )
-            headers["x-switchpoint-route"] = decision.header()
-            route = decision.trace()
-            xreq = decision.request or creq  # presets applied, context trimmed
-            if creq.stream:
-                committed = await gw.executor.chat_stream(xreq, decision, ctx)
-                router.pin(decision, committed.deployment.name)
-                headers["x-switchpoint-deployment"] = committed.deployment.name
-                headers.update(_SSE_HEADERS)
-                encoder = dialect.stream_encoder(creq)
-                encoder.commit(committed.family)
-                return Reply(
-                    200,
-                    headers,
-                    stream=StreamBody(
-                        gw, dialect, encoder, creq.model, committed, ctx, endpoint, principal, route
-                    ),
-                    media_type="text/event-stream",
-                    abort=encoder.error,
-                )
-            result = await gw.executor.chat(xreq, decision, ctx)
-            if ctx.deployment:
-                router.pin(decision, ctx.deployment)
-            headers["x-switchpoint-deployment"] = ctx.deployment or ""
-            out = dialect.encode_chat(result, creq)
-            gw.accounting.submit(
-                _record(
-                    ctx,
-                    dialect=dialect.name,
-                    endpoint=endpoint,
-                    model=model,
-                    stream=False,
-                    status=200,
-                    error=None,
-                    principal=principal,
-                    route=route,
-                )
-            )
-            return Reply(200, headers, out)
-        except Exception as exc:
-            err = exc if isinstance(exc, SwitchpointError) else _internal(exc, rid)
-            if ctx.deployment:
-                headers["x-switchpoint-deployment"] = ctx.deployment
-            gw.accounting.submit(
-                _record(
-                    ctx,
-                    dialect=dialect.name,
-                    endpoint=endpoint,
-                    model=model,
-                    stream=stream,
-                    status=err.status,
-                    error=err.kind,
-                    principal=principal,
-                    route=route,
-                )
-            )
-            return _error_reply(dialect, err, headers)
 
 
 def _asgi_route(route: ChatRoute) -> Handler:
@@ -329,104 +156,6 @@ def _asgi_route(route: ChatRoute) -> Handler:
     return handle
 
 
-class StreamBody:
-    """A committed stream's bytes for the client, in the dialect's encoding: one piece per
-    upstream read. Iterate it once; whatever ends it (the last byte, a failure, :meth:`aclose`
-    when the client leaves, a cancellation at shutdown) books the request's record, once.
-
-    A failure after commit ends the stream with the dialect's error event (the last piece).
-    """
-
-    __slots__ = (
-        "_committed",
-        "_ctx",
-        "_dialect",
-        "_encoder",
-        "_endpoint",
-        "_gw",
-        "_model",
-        "_open",
-        "_principal",
-        "_route",
-    )
-
-    def __init__(
-        self,
-        gw: Gateway,
-        dialect: Dialect,
-        encoder: StreamEncoder,
-        model: str,
-        committed: CommittedStream,
-        ctx: RequestContext,
-        endpoint: str,
-        principal: str | None,
-        route: dict[str, Any] | None = None,
-    ) -> None:
-        self._gw = gw
-        self._dialect = dialect
-        self._encoder = encoder
-        self._model = model
-        self._committed = committed
-        self._ctx = ctx
-        self._endpoint = endpoint
-        self._principal = principal
-        self._route = route
-        self._open = True
-
-    def __aiter__(self) -> StreamBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        encoder = self._encoder
-        while self._open:
-            try:
-                batch = await self._committed.next()
-                if batch is None:
-                    tail = encoder.finish()
-                    self._book(200, None)
-                    if tail:
-                        return tail
-                    break
-                encode = encoder.encode
-                out = b"".join([encode(events, frame) for events, frame in batch])
-            except Exception as exc:
-                failure = exc if isinstance(exc, SwitchpointError) else _internal(exc, self._ctx.request_id)
-                await self._committed.aclose()  # an encoder's failure: the upstream is given up too
-                self._book(failure.status, failure.kind)
-                return encoder.error(failure)
-            except asyncio.CancelledError:
-                if self._gw.draining:  # cut by shutdown, not by the client leaving
-                    self._book(ShuttingDown.status, ShuttingDown.kind)
-                else:
-                    self._book(499, "client_disconnected")
-                raise
-            if out:
-                return out
-        raise StopAsyncIteration
-
-    async def aclose(self) -> None:
-        """The client is gone (or the server stops writing): give the upstream up."""
-        if self._open:
-            await self._committed.aclose()
-            self._book(499, "client_disconnected")
-
-    def _book(self, status: int, error: str | None) -> None:
-        self._open = False
-        self._gw.accounting.submit(
-            _record(
-                self._ctx,
-                dialect=self._dialect.name,
-                endpoint=self._endpoint,
-                model=self._model,
-                stream=True,
-                status=status,
-                error=error,
-                principal=self._principal,
-                route=self._route,
-            )
-        )
-
-
 async def _drained(body: StreamBody) -> AsyncIterator[bytes]:
     """``body`` for a server that does not close what it iterates (ASGI)."""
     try:
@@ -438,7 +167,7 @@ async def _drained(body: StreamBody) -> AsyncIterator[bytes]:
 
 def _embeddings_handler(gw: Gateway) -> Handler:
     async def handle(request: Request) -> Response:
-        rid = _request_id(request.headers)
+        rid = request_id(request.headers)
         ctx = RequestContext(rid)
         headers = {"x-request-id": rid}
         model, principal = "", None
@@ -452,7 +181,7 @@ def _embeddings_handler(gw: Gateway) -> Handler:
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
             out = OPENAI.encode_embeddings(result, ereq)
             gw.accounting.submit(
-                _record(
+                make_record(
                     ctx,
                     dialect="openai",
                     endpoint="embeddings",
@@ -463,11 +192,11 @@ def _embeddings_handler(gw: Gateway) -> Handler:
                     principal=principal,
                 )
             )
-            return Response(out, headers=headers, media_type=_JSON)
+            return Response(out, headers=headers, media_type=JSON)
         except Exception as exc:
-            err = exc if isinstance(exc, SwitchpointError) else _internal(exc, rid)
+            err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, rid)
             gw.accounting.submit(
-                _record(
+                make_record(
                     ctx,
                     dialect="openai",
                     endpoint="embeddings",
@@ -485,7 +214,7 @@ def _embeddings_handler(gw: Gateway) -> Handler:
 
 def _count_tokens_handler(gw: Gateway) -> Handler:
     async def handle(request: Request) -> Response:
-        rid = _request_id(request.headers)
+        rid = request_id(request.headers)
         headers = {"x-request-id": rid}
         try:
             gw.auth.check(request.headers)
@@ -494,9 +223,9 @@ def _count_tokens_handler(gw: Gateway) -> Handler:
             deps = gw.router.deployments_for(creq.model, "chat")
             count = tokens.estimate_request_tokens(creq, deps[0].family)
             headers["x-switchpoint-estimate"] = "true"
-            return Response(msgspec.json.encode({"input_tokens": count}), headers=headers, media_type=_JSON)
+            return Response(msgspec.json.encode({"input_tokens": count}), headers=headers, media_type=JSON)
         except Exception as exc:
-            err = exc if isinstance(exc, SwitchpointError) else _internal(exc, rid)
+            err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, rid)
             return _error_response(ANTHROPIC, err, headers)
 
     return handle
@@ -515,7 +244,7 @@ def _dialect_of(request: Request) -> Dialect:
 
 def _models_handler(gw: Gateway) -> Handler:
     async def handle(request: Request) -> Response:
-        rid = _request_id(request.headers)
+        rid = request_id(request.headers)
         headers = {"x-request-id": rid}
         anthropic = "anthropic-version" in request.headers
         try:
@@ -546,29 +275,29 @@ def _models_handler(gw: Gateway) -> Handler:
                     {"id": n, "object": "model", "created": created, "owned_by": "switchpoint"} for n in names
                 ],
             }
-        return Response(msgspec.json.encode(doc), headers=headers, media_type=_JSON)
+        return Response(msgspec.json.encode(doc), headers=headers, media_type=JSON)
 
     return handle
 
 
 async def _health(request: Request) -> Response:
     return Response(
-        b'{"status":"ok"}', headers={"x-request-id": _request_id(request.headers)}, media_type=_JSON
+        b'{"status":"ok"}', headers={"x-request-id": request_id(request.headers)}, media_type=JSON
     )
 
 
 def _ready_handler(gw: Gateway) -> Handler:
     async def handle(request: Request) -> Response:
-        headers = {"x-request-id": _request_id(request.headers)}
+        headers = {"x-request-id": request_id(request.headers)}
         if not gw.ready:
             state = b'{"status":"draining"}' if gw.draining else b'{"status":"starting"}'
-            return Response(state, status_code=503, headers=headers, media_type=_JSON)
+            return Response(state, status_code=503, headers=headers, media_type=JSON)
         body = {
             "status": "ready",
             "simulated": gw.config.simulated,
             "deployments": len(gw.config.deployments),
         }
-        return Response(msgspec.json.encode(body), headers=headers, media_type=_JSON)
+        return Response(msgspec.json.encode(body), headers=headers, media_type=JSON)
 
     return handle
 
@@ -577,12 +306,12 @@ def _admin_json(gw: Gateway, produce: Callable[[], Coroutine[Any, Any, Any]]) ->
     """An admin view: master key required, JSON out."""
 
     async def handle(request: Request) -> Response:
-        headers = {"x-request-id": _request_id(request.headers)}
+        headers = {"x-request-id": request_id(request.headers)}
         try:
             gw.auth.check(request.headers)
         except SwitchpointError as err:
             return _error_response(OPENAI, err, headers)
-        return Response(msgspec.json.encode(await produce()), headers=headers, media_type=_JSON)
+        return Response(msgspec.json.encode(await produce()), headers=headers, media_type=JSON)
 
     return handle
 
@@ -653,16 +382,16 @@ def _route_handler(gw: Gateway) -> Handler:
     """``POST /v1/route``: the routing decision for a chat body, without calling a model."""
 
     async def handle(request: Request) -> Response:
-        headers = {"x-request-id": _request_id(request.headers)}
+        headers = {"x-request-id": request_id(request.headers)}
         dialect: Dialect = OPENAI
         try:
             principal = gw.auth.check(request.headers)
             body = await _read_body(request, gw.config.max_body_bytes)
             dialect = route_admin.dialect_for(body, request.headers, request.query_params.get("dialect"))
             out = route_admin.dry_run(gw, body, request.headers, principal, dialect)
-            return Response(out, headers=headers, media_type=_JSON)
+            return Response(out, headers=headers, media_type=JSON)
         except Exception as exc:
-            err = exc if isinstance(exc, SwitchpointError) else _internal(exc, headers["x-request-id"])
+            err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, headers["x-request-id"])
             return _error_response(dialect, err, headers)
 
     return handle
@@ -672,15 +401,15 @@ def _reload_handler(gw: Gateway, reloader: route_admin.Reloader) -> Handler:
     """``POST /admin/reload`` (master key): re-read the config file; a bad one is rejected."""
 
     async def handle(request: Request) -> Response:
-        headers = {"x-request-id": _request_id(request.headers)}
+        headers = {"x-request-id": request_id(request.headers)}
         try:
             reloader.check_admin(gw.auth.check(request.headers))
             out = await reloader.reload()
-            return Response(msgspec.json.encode(out), headers=headers, media_type=_JSON)
+            return Response(msgspec.json.encode(out), headers=headers, media_type=JSON)
         except ConfigError as exc:
-            return Response(route_admin.rejected(exc), status_code=400, headers=headers, media_type=_JSON)
+            return Response(route_admin.rejected(exc), status_code=400, headers=headers, media_type=JSON)
         except Exception as exc:
-            err = exc if isinstance(exc, SwitchpointError) else _internal(exc, headers["x-request-id"])
+            err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, headers["x-request-id"])
             return _error_response(OPENAI, err, headers)
 
     return handle
@@ -688,17 +417,17 @@ def _reload_handler(gw: Gateway, reloader: route_admin.Reloader) -> Handler:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     err = NotFound(f"No route for {request.method} {request.url.path}")
-    return _error_response(_dialect_of(request), err, {"x-request-id": _request_id(request.headers)})
+    return _error_response(_dialect_of(request), err, {"x-request-id": request_id(request.headers)})
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     err = BadRequest(f"Method {request.method} is not allowed on {request.url.path}")
     _, body = _dialect_of(request).render_error(err)
-    headers = {"x-request-id": _request_id(request.headers)}
+    headers = {"x-request-id": request_id(request.headers)}
     allow = (getattr(exc, "headers", None) or {}).get("Allow")
     if allow:
         headers["allow"] = allow
-    return Response(body, status_code=405, headers=headers, media_type=_JSON)
+    return Response(body, status_code=405, headers=headers, media_type=JSON)
 
 
 def create_app(
@@ -769,7 +498,7 @@ class GatewayApp:
 
     def too_large(self, path: str, headers: Mapping[str, str], err: SwitchpointError) -> Reply:
         """The answer to a body over the limit on any route, in that route's dialect."""
-        return _error_reply(_dialect_for(path, headers), err, {"x-request-id": _request_id(headers)})
+        return error_reply(_dialect_for(path, headers), err, {"x-request-id": request_id(headers)})
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -792,7 +521,6 @@ def app_from_env() -> GatewayApp:
     ``SWITCHPOINT_CONFIG`` names a config file; without it the embedded defaults are used,
     with the simulator the parent started at ``SWITCHPOINT_SIM_BASE``.
     """
-    import os
 
     from switchpoint import config as config_mod
     from switchpoint import defaults

@@ -25,7 +25,8 @@ from typing import Any, cast
 
 import httptools
 
-from switchpoint.api.app import ChatRoute, GatewayApp, Reply
+from switchpoint.api.app import GatewayApp
+from switchpoint.api.chat import ChatRoute, Reply
 from switchpoint.errors import PayloadTooLarge, ShuttingDown
 
 log = logging.getLogger("switchpoint.server")

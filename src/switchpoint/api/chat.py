@@ -1,0 +1,299 @@
+"""The chat request path: ``POST /v1/chat/completions`` and ``POST /v1/messages`` from the
+request's headers and body to a :class:`Reply` (a body, or a :class:`StreamBody`), whichever
+server writes it; and the request ids and records every route shares."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from switchpoint.api.dialect import Dialect, StreamEncoder
+from switchpoint.errors import InternalError, ShuttingDown, SwitchpointError
+from switchpoint.executor import CommittedStream, RequestContext, limits_from_headers
+from switchpoint.records import RequestRecord
+
+if TYPE_CHECKING:
+    from switchpoint.api.app import Gateway
+
+log = logging.getLogger("switchpoint")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+JSON = "application/json"
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+# Request ids: a random per-process prefix and a counter — unique across replicas and
+# workers, and far cheaper than a uuid4 per request.
+_ID_PREFIX = "req_" + os.urandom(6).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def request_id(headers: Mapping[str, str]) -> str:
+    given = headers.get("x-request-id")
+    if given and _REQUEST_ID.match(given):
+        return given
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):010x}"
+
+
+def internal_error(exc: BaseException, rid: str) -> InternalError:
+    log.error("request %s failed unexpectedly", rid, exc_info=exc)
+    return InternalError(f"The gateway hit an internal error (request id {rid})")
+
+
+def make_record(
+    ctx: RequestContext,
+    *,
+    dialect: str,
+    endpoint: str,
+    model: str,
+    stream: bool,
+    status: int,
+    error: str | None,
+    principal: str | None,
+    route: dict[str, Any] | None = None,
+) -> RequestRecord:
+    return RequestRecord(
+        request_id=ctx.request_id,
+        started_at=ctx.started_at,
+        dialect=dialect,
+        endpoint=endpoint,
+        model=model,
+        deployment=ctx.deployment,
+        stream=stream,
+        status=status,
+        error=error,
+        latency_ms=ctx.elapsed_ms(),
+        ttft_ms=ctx.ttft_ms,
+        usage=ctx.usage,
+        attempts=tuple(ctx.attempts),
+        principal=principal,
+        route=route,
+    )
+
+
+class Reply:
+    """What a chat route answers, whichever server writes it: a body, or a stream of bytes."""
+
+    __slots__ = ("abort", "body", "headers", "media_type", "status", "stream")
+
+    def __init__(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes = b"",
+        *,
+        stream: StreamBody | None = None,
+        media_type: str = JSON,
+        abort: Callable[[SwitchpointError], bytes] | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.stream = stream
+        self.media_type = media_type
+        #: For a stream: the bytes that end it in the dialect's error shape, should the
+        #: server have to stop it (shutdown past its drain deadline).
+        self.abort = abort
+
+
+def error_reply(dialect: Dialect, err: SwitchpointError, headers: dict[str, str]) -> Reply:
+    status, body = dialect.render_error(err)
+    if err.retry_after is not None:
+        headers["retry-after"] = str(max(1, round(err.retry_after)))
+    return Reply(status, headers, body)
+
+
+class ChatRoute:
+    """``POST /v1/chat/completions`` or ``POST /v1/messages``: decode, route, execute, encode.
+
+    Called with the request's headers (lower-case names) and its whole body; never raises:
+    every failure is answered in the dialect's error shape and booked as a record.
+    """
+
+    __slots__ = ("dialect", "endpoint", "gw")
+
+    def __init__(self, gw: Gateway, dialect: Dialect, endpoint: str) -> None:
+        self.gw = gw
+        self.dialect = dialect
+        self.endpoint = endpoint
+
+    def rejected(self, headers: Mapping[str, str], err: SwitchpointError) -> Reply:
+        """A request refused before it could be read (its body is over the limit)."""
+        return error_reply(self.dialect, err, {"x-request-id": request_id(headers)})
+
+    async def __call__(self, request_headers: Mapping[str, str], body: bytes) -> Reply:
+        gw, dialect, endpoint = self.gw, self.dialect, self.endpoint
+        rid = request_id(request_headers)
+        ctx = RequestContext(rid)
+        headers = {"x-request-id": rid}
+        model, stream, principal = "", False, None
+        route: dict[str, Any] | None = None
+        try:
+            principal = gw.auth.check(request_headers)
+            ctx.limits = limits_from_headers(request_headers)
+            creq = dialect.decode_chat(body, request_headers)
+            model, stream = creq.model, creq.stream
+            router = gw.router
+            decision = await router.aroute(
+                creq, headers=request_headers, principal=principal, health=gw.health
+            )
+            headers["x-switchpoint-route"] = decision.header()
+            route = decision.trace()
+            xreq = decision.request or creq  # presets applied, context trimmed
+            if creq.stream:
+                committed = await gw.executor.chat_stream(xreq, decision, ctx)
+                router.pin(decision, committed.deployment.name)
+                headers["x-switchpoint-deployment"] = committed.deployment.name
+                headers.update(_SSE_HEADERS)
+                encoder = dialect.stream_encoder(creq)
+                encoder.commit(committed.family)
+                return Reply(
+                    200,
+                    headers,
+                    stream=StreamBody(
+                        gw, dialect, encoder, creq.model, committed, ctx, endpoint, principal, route
+                    ),
+                    media_type="text/event-stream",
+                    abort=encoder.error,
+                )
+            result = await gw.executor.chat(xreq, decision, ctx)
+            if ctx.deployment:
+                router.pin(decision, ctx.deployment)
+            headers["x-switchpoint-deployment"] = ctx.deployment or ""
+            out = dialect.encode_chat(result, creq)
+            gw.accounting.submit(
+                make_record(
+                    ctx,
+                    dialect=dialect.name,
+                    endpoint=endpoint,
+                    model=model,
+                    stream=False,
+                    status=200,
+                    error=None,
+                    principal=principal,
+                    route=route,
+                )
+            )
+            return Reply(200, headers, out)
+        except Exception as exc:
+            err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, rid)
+            if ctx.deployment:
+                headers["x-switchpoint-deployment"] = ctx.deployment
+            gw.accounting.submit(
+                make_record(
+                    ctx,
+                    dialect=dialect.name,
+                    endpoint=endpoint,
+                    model=model,
+                    stream=stream,
+                    status=err.status,
+                    error=err.kind,
+                    principal=principal,
+                    route=route,
+                )
+            )
+            return error_reply(dialect, err, headers)
+
+
+class StreamBody:
+    """A committed stream's bytes for the client, in the dialect's encoding: one piece per
+    upstream read. Iterate it once; whatever ends it (the last byte, a failure, :meth:`aclose`
+    when the client leaves, a cancellation at shutdown) books the request's record, once.
+
+    A failure after commit ends the stream with the dialect's error event (the last piece).
+    """
+
+    __slots__ = (
+        "_committed",
+        "_ctx",
+        "_dialect",
+        "_encoder",
+        "_endpoint",
+        "_gw",
+        "_model",
+        "_open",
+        "_principal",
+        "_route",
+    )
+
+    def __init__(
+        self,
+        gw: Gateway,
+        dialect: Dialect,
+        encoder: StreamEncoder,
+        model: str,
+        committed: CommittedStream,
+        ctx: RequestContext,
+        endpoint: str,
+        principal: str | None,
+        route: dict[str, Any] | None = None,
+    ) -> None:
+        self._gw = gw
+        self._dialect = dialect
+        self._encoder = encoder
+        self._model = model
+        self._committed = committed
+        self._ctx = ctx
+        self._endpoint = endpoint
+        self._principal = principal
+        self._route = route
+        self._open = True
+
+    def __aiter__(self) -> StreamBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        encoder = self._encoder
+        while self._open:
+            try:
+                batch = await self._committed.next()
+                if batch is None:
+                    tail = encoder.finish()
+                    self._book(200, None)
+                    if tail:
+                        return tail
+                    break
+                encode = encoder.encode
+                out = b"".join([encode(events, frame) for events, frame in batch])
+            except Exception as exc:
+                failure = (
+                    exc if isinstance(exc, SwitchpointError) else internal_error(exc, self._ctx.request_id)
+                )
+                await self._committed.aclose()  # an encoder's failure: the upstream is given up too
+                self._book(failure.status, failure.kind)
+                return encoder.error(failure)
+            except asyncio.CancelledError:
+                if self._gw.draining:  # cut by shutdown, not by the client leaving
+                    self._book(ShuttingDown.status, ShuttingDown.kind)
+                else:
+                    self._book(499, "client_disconnected")
+                raise
+            if out:
+                return out
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """The client is gone (or the server stops writing): give the upstream up."""
+        if self._open:
+            await self._committed.aclose()
+            self._book(499, "client_disconnected")
+
+    def _book(self, status: int, error: str | None) -> None:
+        self._open = False
+        self._gw.accounting.submit(
+            make_record(
+                self._ctx,
+                dialect=self._dialect.name,
+                endpoint=self._endpoint,
+                model=self._model,
+                stream=True,
+                status=status,
+                error=error,
+                principal=self._principal,
+                route=self._route,
+            )
+        )
