@@ -102,6 +102,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--soak-connections", type=int, default=16, help="connections for --soak (default %(default)s)"
     )
+    p.add_argument(
+        "--python",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="interpreter for switchpoint and LiteLLM, each in a venv of its own under bench/.work "
+        "(default: switchpoint from .venv, LiteLLM on the Python running this script)",
+    )
     p.add_argument("--no-save", action="store_true", help="do not write results JSON")
     args = p.parse_args(argv)
     if args.quick:
@@ -181,7 +189,7 @@ def start_gateway(procs: Processes, name: str, upstream: Live, args: argparse.Na
     print(f"starting {name} ...", flush=True)
     t0 = time.monotonic()
     try:
-        run, ep = tg.launch(procs, name, upstream.ep.port)
+        run, ep = tg.launch(procs, name, upstream.ep.port, args.python)
     except subprocess.CalledProcessError as exc:
         raise TargetFailed(f"{name}: install step failed: {exc}") from exc
     translate = args.translate and name == "switchpoint"
@@ -355,7 +363,8 @@ def benchmark(args: argparse.Namespace, procs: Processes) -> int:
     info = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": tg.machine(),
-        "versions": tg.versions(),
+        "versions": tg.versions(args.python),
+        "interpreter": tg.interpreter(args.python),
         "settings": {
             "targets": args.target_list,
             "duration_s": args.duration,
@@ -479,7 +488,8 @@ def soak(args: argparse.Namespace, procs: Processes) -> int:
             {
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": tg.machine(),
-                "versions": tg.versions(),
+                "versions": tg.versions(args.python),
+                "interpreter": tg.interpreter(args.python),
                 "target": name,
                 "duration_s": args.soak,
                 "connections": args.soak_connections,

@@ -69,16 +69,71 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def ensure_litellm() -> Path:
-    """LiteLLM's proxy in its own venv from the frozen requirement set; returns its ``litellm``."""
-    venv = WORK / "litellm-venv"
+def interpreter_tag(python: Path) -> str:
+    """A short name for an interpreter: its resolved path and version, hashed."""
+    res = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.version)"], capture_output=True, text=True, check=True
+    )
+    key = f"{python.resolve()}|{res.stdout.strip()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def interpreter(python: Path | None) -> dict[str, str]:
+    """What the Python gateways run on: version, path, and whether the interpreter is linked to
+    libpython as a shared library (every call inside the interpreter then goes through the PLT:
+    such builds, pyenv's default among them, run Python code measurably slower)."""
+    exe = python or REPO / ".venv" / "bin" / "python"
+    code = (
+        "import sys; print(sys.version.split()[0]); print(sys.executable); "
+        "print('shared' if any('libpython' in line for line in open('/proc/self/maps')) else 'static')"
+    )
+    try:
+        res = subprocess.run([str(exe), "-c", code], capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return {"path": str(exe)}
+    version, path, libpython = [*res.stdout.splitlines(), "", "", ""][:3]
+    return {"version": version, "path": path, "libpython": libpython}
+
+
+def switchpoint_venv_path(python: Path | None) -> Path:
+    return REPO / ".venv" if python is None else WORK / f"switchpoint-venv-{interpreter_tag(python)}"
+
+
+def switchpoint_venv(python: Path | None) -> Path:
+    """The venv switchpoint runs from: the project's ``.venv``, or one made from ``python``
+    with the project installed (editable, so it runs this checkout's code), once."""
+    venv = switchpoint_venv_path(python)
+    if python is None:
+        return venv
+    marker = venv / ".bench-installed"
+    if (
+        (venv / "bin" / "switchpoint").exists()
+        and marker.exists()
+        and marker.read_text() == _digest(REPO / "pyproject.toml")
+    ):
+        return venv
+    print(f"installing switchpoint into {venv} (on {python})", flush=True)
+    _run([str(python), "-m", "venv", "--clear", str(venv)])
+    _run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "-e", str(REPO)])
+    marker.write_text(_digest(REPO / "pyproject.toml"))
+    return venv
+
+
+def litellm_venv(python: Path | None) -> Path:
+    return WORK / ("litellm-venv" if python is None else f"litellm-venv-{interpreter_tag(python)}")
+
+
+def ensure_litellm(python: Path | None = None) -> Path:
+    """LiteLLM's proxy in its own venv from the frozen requirement set; returns its ``litellm``.
+    ``python``: the interpreter to make the venv from (default: the one running the bench)."""
+    venv = litellm_venv(python)
     req = BENCH / "peers" / "litellm-proxy-requirements.txt"
     marker = venv / ".bench-installed"
     exe = venv / "bin" / "litellm"
     if exe.exists() and marker.exists() and marker.read_text() == _digest(req):
         return exe
     print("installing LiteLLM into", venv, flush=True)
-    _run([sys.executable, "-m", "venv", "--clear", str(venv)])
+    _run([str(python or sys.executable), "-m", "venv", "--clear", str(venv)])
     pip = str(venv / "bin" / "pip")
     _run([pip, "install", "-q", "--disable-pip-version-check", "--no-deps", "-r", str(req)])
     marker.write_text(_digest(req))
@@ -100,9 +155,9 @@ def ensure_portkey() -> Path:
     return home
 
 
-def versions() -> dict[str, str]:
+def versions(python: Path | None = None) -> dict[str, str]:
     """Versions of what this run measured (best effort)."""
-    out: dict[str, str] = {"python": sys.version.split()[0]}
+    out: dict[str, str] = {"python": interpreter(python).get("version", "?")}
 
     def cmd(key: str, argv: list[str], pick: int | None = None) -> None:
         try:
@@ -117,13 +172,13 @@ def versions() -> dict[str, str]:
     cmd("nginx", ["nginx", "-v"], pick=2)
     cmd("wrk", ["wrk", "-v"], pick=1)
     cmd("node", ["node", "--version"])
-    lite = WORK / "litellm-venv" / "bin" / "python"
+    lite = litellm_venv(python) / "bin" / "python"
     if lite.exists():
         cmd("litellm", [str(lite), "-c", "import importlib.metadata as m; print(m.version('litellm'))"])
     pk = WORK / "portkey" / "node_modules" / "@portkey-ai" / "gateway" / "package.json"
     if pk.exists():
         cmd("portkey", ["node", "-p", f"require({str(pk)!r}).version"])
-    sp = REPO / ".venv" / "bin" / "python"
+    sp = switchpoint_venv_path(python) / "bin" / "python"
     if sp.exists():
         cmd("switchpoint", [str(sp), "-c", "import importlib.metadata as m; print(m.version('switchpoint'))"])
     return out
@@ -304,13 +359,16 @@ def switchpoint_workers(name: str) -> int | None:
     return None
 
 
-def launch(procs: Processes, name: str, upstream_port: int) -> tuple[Running, Endpoint]:
-    """Install (if needed) and start one gateway; returns its process and endpoint."""
+def launch(
+    procs: Processes, name: str, upstream_port: int, python: Path | None = None
+) -> tuple[Running, Endpoint]:
+    """Install (if needed) and start one gateway; returns its process and endpoint. ``python``:
+    the interpreter switchpoint and LiteLLM run on (default: ``.venv``'s and the bench's)."""
     port = free_port()
     bearer = {"Authorization": f"Bearer {MASTER_KEY}"}
     workers = switchpoint_workers(name)
     if workers is not None:
-        exe = REPO / ".venv" / "bin" / "switchpoint"
+        exe = switchpoint_venv(python) / "bin" / "switchpoint"
         if not exe.exists():
             raise TargetFailed(f"switchpoint: {exe} not found (install the project into .venv first)")
         cfg = _render(BENCH / "configs" / "switchpoint.yaml", upstream_port)
@@ -320,7 +378,7 @@ def launch(procs: Processes, name: str, upstream_port: int) -> tuple[Running, En
             argv += ["--workers", str(workers)]
         return procs.spawn(name, argv, env, REPO), Endpoint(name, port, "bench", bearer)
     if name == "litellm":
-        exe = ensure_litellm()
+        exe = ensure_litellm(python)
         cfg = _render(BENCH / "configs" / "litellm.yaml", upstream_port)
         env = clean_env(
             {

@@ -1,11 +1,11 @@
-"""Frozen values the request path hands to accounting (through a bounded queue).
+"""Frozen values the request path hands to accounting (through a bounded buffer).
 
 Accounting never calls back into the request path; these records are all it sees.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -28,6 +28,12 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     usage: Usage | None = None
 
 
+class Explained(Protocol):
+    """A routing decision, as a record keeps it: explained in full only when read."""
+
+    def trace(self) -> dict[str, Any]: ...
+
+
 class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     request_id: str
     started_at: float
@@ -45,5 +51,11 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     usage: Usage | None = None
     attempts: tuple[Attempt, ...] = ()
     principal: str | None = None
-    #: The routing decision's full explanation (``Decision.trace()``).
-    route: dict[str, Any] | None = None
+    #: The routing decision (None when the request failed before one was made).
+    decision: Explained | None = None
+
+    @property
+    def route(self) -> dict[str, Any] | None:
+        """The routing decision's full explanation (``Decision.trace()``), built when read:
+        most records are only counted, so the request path never pays for it."""
+        return self.decision.trace() if self.decision is not None else None

@@ -10,12 +10,15 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import msgspec
 
 from switchpoint.api.dialect import Dialect, StreamEncoder
 from switchpoint.errors import InternalError, ShuttingDown, SwitchpointError
 from switchpoint.executor import CommittedStream, RequestContext, limits_from_headers
 from switchpoint.records import RequestRecord
+from switchpoint.routing import Decision
 
 if TYPE_CHECKING:
     from switchpoint.api.app import Gateway
@@ -54,7 +57,7 @@ def make_record(
     status: int,
     error: str | None,
     principal: str | None,
-    route: dict[str, Any] | None = None,
+    decision: Decision | None = None,
 ) -> RequestRecord:
     return RequestRecord(
         request_id=ctx.request_id,
@@ -71,7 +74,7 @@ def make_record(
         usage=ctx.usage,
         attempts=tuple(ctx.attempts),
         principal=principal,
-        route=route,
+        decision=decision,
     )
 
 
@@ -131,7 +134,7 @@ class ChatRoute:
         ctx = RequestContext(rid)
         headers = {"x-request-id": rid}
         model, stream, principal = "", False, None
-        route: dict[str, Any] | None = None
+        decision: Decision | None = None
         try:
             principal = gw.auth.check(request_headers)
             ctx.limits = limits_from_headers(request_headers)
@@ -142,8 +145,9 @@ class ChatRoute:
                 creq, headers=request_headers, principal=principal, health=gw.health
             )
             headers["x-switchpoint-route"] = decision.header()
-            route = decision.trace()
             xreq = decision.request or creq  # presets applied, context trimmed
+            if decision.request is not None:  # the record keeps the decision, not the prompt
+                decision = msgspec.structs.replace(decision, request=None)
             if creq.stream:
                 committed = await gw.executor.chat_stream(xreq, decision, ctx)
                 router.pin(decision, committed.deployment.name)
@@ -155,7 +159,7 @@ class ChatRoute:
                     200,
                     headers,
                     stream=StreamBody(
-                        gw, dialect, encoder, creq.model, committed, ctx, endpoint, principal, route
+                        gw, dialect, encoder, creq.model, committed, ctx, endpoint, principal, decision
                     ),
                     media_type="text/event-stream",
                     abort=encoder.error,
@@ -175,7 +179,7 @@ class ChatRoute:
                     status=200,
                     error=None,
                     principal=principal,
-                    route=route,
+                    decision=decision,
                 )
             )
             return Reply(200, headers, out)
@@ -193,7 +197,7 @@ class ChatRoute:
                     status=err.status,
                     error=err.kind,
                     principal=principal,
-                    route=route,
+                    decision=decision,
                 )
             )
             return error_reply(dialect, err, headers)
@@ -210,6 +214,7 @@ class StreamBody:
     __slots__ = (
         "_committed",
         "_ctx",
+        "_decision",
         "_dialect",
         "_encoder",
         "_endpoint",
@@ -217,7 +222,6 @@ class StreamBody:
         "_model",
         "_open",
         "_principal",
-        "_route",
     )
 
     def __init__(
@@ -230,7 +234,7 @@ class StreamBody:
         ctx: RequestContext,
         endpoint: str,
         principal: str | None,
-        route: dict[str, Any] | None = None,
+        decision: Decision | None = None,
     ) -> None:
         self._gw = gw
         self._dialect = dialect
@@ -240,7 +244,7 @@ class StreamBody:
         self._ctx = ctx
         self._endpoint = endpoint
         self._principal = principal
-        self._route = route
+        self._decision = decision
         self._open = True
 
     def __aiter__(self) -> StreamBody:
@@ -294,6 +298,6 @@ class StreamBody:
                 status=status,
                 error=error,
                 principal=self._principal,
-                route=self._route,
+                decision=self._decision,
             )
         )

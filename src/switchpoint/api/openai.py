@@ -18,7 +18,7 @@ import base64
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -55,6 +55,8 @@ from switchpoint.streaming import SSEFrame, encode
 _json = msgspec.json.encode
 _DONE = b"data: [DONE]\n\n"
 _ROLES = ("system", "developer", "user", "assistant", "tool")
+#: Roles whose string content is one text part, as is.
+_PLAIN_ROLES = frozenset(("system", "developer", "user"))
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _FINISH_OUT = {"length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
 _ERROR_TYPES = {
@@ -242,6 +244,14 @@ def _assistant_parts(m: dict[str, Any], param: str) -> list[Part]:
 
 
 def _message(raw: Any, i: int) -> Message:
+    if isinstance(raw, dict):
+        role, content = raw.get("role"), raw.get("content")
+        if type(content) is str and role in _PLAIN_ROLES and raw.get("name") is None:
+            return Message(role=role, parts=[TextPart(text=content)])  # the common case
+    return _message_in_full(raw, i)
+
+
+def _message_in_full(raw: Any, i: int) -> Message:
     param = f"messages[{i}]"
     m = _object(raw, param)
     role = m.get("role")
@@ -375,6 +385,31 @@ def _reject_legacy(data: dict[str, Any]) -> None:
     n = data.get("n")
     if n is not None and n != 1:
         raise _bad("n", "only n=1 is supported")
+
+
+#: Request options: wire key -> (ChatRequest field, reader). A reader is called only when the
+#: key is in the body, and answers None for a null.
+_OPTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
+    "tools": ("tools", lambda d: _tools(d["tools"]) if d["tools"] is not None else None),
+    "tool_choice": ("tool_choice", lambda d: _tool_choice(d["tool_choice"])),
+    "parallel_tool_calls": (
+        "parallel_tool_calls",
+        lambda d: _bool(d, "parallel_tool_calls", "parallel_tool_calls"),
+    ),
+    "response_format": ("response_format", lambda d: _response_format(d["response_format"])),
+    "max_completion_tokens": ("max_completion_tokens", lambda d: _int(d, "max_completion_tokens", 1)),
+    "max_tokens": ("max_tokens", lambda d: _int(d, "max_tokens", 1)),
+    "temperature": ("temperature", lambda d: _number(d, "temperature", 2.0)),
+    "top_p": ("top_p", lambda d: _number(d, "top_p", 1.0)),
+    "stop": ("stop", lambda d: _stop(d["stop"])),
+    "seed": ("seed", lambda d: _int(d, "seed")),
+    "user": ("user", lambda d: _str(d, "user", "user")),
+    "metadata": ("metadata", lambda d: _metadata(d["metadata"])),
+    "logprobs": ("logprobs", lambda d: _bool(d, "logprobs", "logprobs")),
+    "top_logprobs": ("top_logprobs", lambda d: _int(d, "top_logprobs", 0, 20)),
+    "reasoning_effort": ("thinking", lambda d: _thinking(d["reasoning_effort"])),
+    "stream": ("stream", lambda d: bool(_bool(d, "stream", "stream"))),
+}
 
 
 # --- responses -------------------------------------------------------------------------------
@@ -526,31 +561,17 @@ class OpenAIDialect(Dialect):
             raise _bad("model", "must not be empty")
         _reject_legacy(data)
         messages = [_message(m, i) for i, m in enumerate(_array(data.get("messages"), "messages"))]
-        max_tokens = _int(data, "max_completion_tokens", 1)
-        legacy_max_tokens = _int(data, "max_tokens", 1)
-        stream = bool(_bool(data, "stream", "stream"))
-        return ChatRequest(
-            model=model,
-            messages=messages,
-            tools=_tools(data["tools"]) if data.get("tools") is not None else None,
-            tool_choice=_tool_choice(data.get("tool_choice")),
-            parallel_tool_calls=_bool(data, "parallel_tool_calls", "parallel_tool_calls"),
-            response_format=_response_format(data.get("response_format")),
-            max_tokens=max_tokens if max_tokens is not None else legacy_max_tokens,
-            temperature=_number(data, "temperature", 2.0),
-            top_p=_number(data, "top_p", 1.0),
-            stop=_stop(data.get("stop")),
-            seed=_int(data, "seed"),
-            user=_str(data, "user", "user"),
-            metadata=_metadata(data.get("metadata")),
-            logprobs=_bool(data, "logprobs", "logprobs"),
-            top_logprobs=_int(data, "top_logprobs", 0, 20),
-            thinking=_thinking(data.get("reasoning_effort")),
-            stream=stream,
-            include_usage=stream and _include_usage(data),
-            dialect="openai",
-            raw=data,
-        )
+        fields: dict[str, Any] = {}
+        for key in data:  # only the options the client sent are read
+            option = _OPTIONS.get(key)
+            if option is not None:
+                fields[option[0]] = option[1](data)
+        newer = fields.pop("max_completion_tokens", None)
+        if newer is not None:
+            fields["max_tokens"] = newer
+        if fields.get("stream"):
+            fields["include_usage"] = _include_usage(data)
+        return ChatRequest(model=model, messages=messages, dialect="openai", raw=data, **fields)
 
     def encode_chat(self, response: ChatResponse, request: ChatRequest) -> bytes:
         """The upstream's own bytes when it speaks OpenAI, else a ``chat.completion`` object."""

@@ -238,22 +238,25 @@ class Router:
         into: _Screened,
     ) -> None:
         needs = f.needs
-        factors = [features.family_factor(d.family) for d in deps]
+        family_factor = features.family_factor
         if not f.tokens_exact:
             near = f.prompt_tokens * features.REFINE_FACTOR
-            if any(near * k + reserve > d.usable_window for d, k in zip(deps, factors, strict=True)):
-                features.count(f, request)  # near a window once the output reserve is counted
-        start = len(into.kept)
+            for d in deps:
+                if near * family_factor(d.family) + reserve > d.usable_window:
+                    features.count(f, request)  # near a window once the output reserve is counted
+                    break
         budget = f.max_cost_usd
-        for rank, (dep, factor) in enumerate(zip(deps, factors, strict=True), start):
-            n = constraints.on_family(f.prompt_tokens, factor)
+        prompt = f.prompt_tokens
+        kept, weights = into.kept, rule.weights
+        for rank, dep in enumerate(deps, len(kept)):
+            n = constraints.on_family(prompt, family_factor(dep.family))
             cost = constraints.cost_of(dep.price, n, out_tokens)
             why = constraints.check(dep, n, needs, out_tokens, cost, reserve, budget)
             if why is not None:
                 into.skipped.append((dep.name, why[0], why[1]))
                 continue
             snap = health.snapshot(dep.name) if health is not None else _UNKNOWN
-            into.kept.append(Option(dep, rank, cost, snap, rule.weight(dep)))
+            kept.append(Option(dep, rank, cost, snap, weights.get(dep.name, 1.0) if weights else 1.0))
 
     def _trim(
         self,
@@ -311,18 +314,21 @@ class Router:
         if not screened.kept:
             raise constraints.failure(f.model, screened.skipped)
         limit = f.latency_ms if f.latency_ms is not None else rule.max_latency_ms
-        prefixes = {id(o): o.reason for o in screened.kept}
+        prefixes = {id(o): o.reason for o in screened.kept if o.reason}
         order = STRATEGIES[rule.strategy](screened.kept, stream=f.stream, rng=self.rng, limit_ms=limit)
-        for o in order:
-            o.reason = prefixes[id(o)] + o.reason
+        if prefixes:
+            for o in order:
+                o.reason = prefixes.get(id(o), "") + o.reason
         order = healthy_first(order)
-        affinity = self._affinity(f, order)
+        affinity = self._affinity(f, order) if f.session is not None else None
         executed, applied = presets.apply(request, rule.params)
         return Decision(
             model=f.model,
             candidates=tuple(
-                Candidate(deployment=o.dep, reason=o.reason, cost_usd=o.cost, healthy=o.health.healthy)
-                for o in order
+                [
+                    Candidate(deployment=o.dep, reason=o.reason, cost_usd=o.cost, healthy=o.health.healthy)
+                    for o in order
+                ]
             ),
             skipped=tuple((n, r) for n, _, r in screened.skipped),
             options=rule.options,
