@@ -56,8 +56,11 @@ def _control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
+MODES = ("plain", "stream", "translate-plain", "translate-stream")
+
+
 def measure_one(
-    src: Path, stream: bool, seconds: float, procs: Processes, upstream_port: int
+    src: Path, mode: str, seconds: float, procs: Processes, upstream_port: int
 ) -> tuple[int, int]:
     """(instructions, requests) for one counting window of wrk at 4 connections."""
     OUT.mkdir(parents=True, exist_ok=True)
@@ -88,10 +91,12 @@ def measure_one(
         str(port),
     ]
     run = procs.spawn("switchpoint-callgrind", argv, env, tg.REPO)
-    ep = Endpoint("switchpoint", port, "bench", {"Authorization": f"Bearer {tg.MASTER_KEY}"})
+    model = tg.TRANSLATE_MODEL if mode.startswith("translate-") else "bench"
+    stream = "1" if mode.endswith("stream") else "0"
+    ep = Endpoint("switchpoint", port, model, {"Authorization": f"Bearer {tg.MASTER_KEY}"})
     try:
         tg.wait_ready(run, ep, 180.0)
-        load = Load(port, 4, seconds, "1" if stream else "0", ep.model, ep.headers)
+        load = Load(port, 4, seconds, stream, ep.model, ep.headers)
         measure.run_wrk(Load(port, 4, 3.0, load.stream, ep.model, ep.headers), LUA)  # warm up
         _control(run.proc.pid, "-i", "on")
         result = measure.run_wrk(load, LUA)
@@ -112,8 +117,17 @@ def main() -> None:
     p.add_argument(
         "--seconds", type=float, default=10.0, help="wrk run counted, seconds (default %(default)s)"
     )
-    p.add_argument("--modes", default="plain,stream", help="plain, stream or both (default %(default)s)")
+    p.add_argument(
+        "--modes",
+        default="plain,stream",
+        help=f"comma list of {', '.join(MODES)} (default %(default)s); translate-* ask for the "
+        "Anthropic-upstream model",
+    )
     args = p.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        p.error(f"unknown mode(s): {', '.join(unknown)}")
     tg.ensure_tools()
     ensure_valgrind()
     procs = Processes()
@@ -122,13 +136,11 @@ def main() -> None:
         tg.start_upstream(procs, upstream_port)
         time.sleep(0.5)
         rows = {}
-        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
-            instructions, requests = measure_one(
-                args.src.resolve(), mode == "stream", args.seconds, procs, upstream_port
-            )
+        for mode in modes:
+            instructions, requests = measure_one(args.src.resolve(), mode, args.seconds, procs, upstream_port)
             rows[mode] = {"requests": requests, "instructions_per_request": instructions // max(1, requests)}
             print(
-                f"{mode:7} {requests:6d} requests  {instructions // max(1, requests):>10,} instructions/request"
+                f"{mode:16} {requests:6d} requests  {instructions // max(1, requests):>10,} instructions/request"
             )
         commit = subprocess.run(
             ["git", "-C", str(args.src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True

@@ -243,13 +243,18 @@ def translation_checks(rows: list[Row], subject: str = "switchpoint") -> list[Ch
     return out
 
 
-def workers_checks(rows: list[Row], workers_target: str, subject: str = "switchpoint") -> list[Check]:
-    """Per scenario the multi-worker target ran: its req/s over the one-worker target's."""
+def workers_checks(
+    rows: list[Row], workers_target: str, subject: str = "switchpoint", saturation: int | None = None
+) -> list[Check]:
+    """Per scenario the multi-worker target ran (at ``saturation`` connections, when given):
+    its req/s over the one-worker target's."""
     by = {(r.scenario, r.target): r for r in rows}
     out: list[Check] = []
     for r in rows:
         one = by.get((r.scenario, subject))
         if r.target != workers_target or one is None:
+            continue
+        if saturation is not None and not r.scenario.endswith(f" c{saturation}"):
             continue
         ratio = _ratio(r.rps, one.rps)
         out.append(
@@ -267,10 +272,15 @@ def workers_checks(rows: list[Row], workers_target: str, subject: str = "switchp
     return out
 
 
-def checks(rows: list[Row], workers_target: str | None = None, subject: str = "switchpoint") -> list[Check]:
+def checks(
+    rows: list[Row],
+    workers_target: str | None = None,
+    subject: str = "switchpoint",
+    saturation: int | None = None,
+) -> list[Check]:
     out = translation_checks(rows, subject)
     if workers_target:
-        out += workers_checks(rows, workers_target, subject)
+        out += workers_checks(rows, workers_target, subject, saturation)
     return out
 
 

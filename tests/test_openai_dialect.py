@@ -586,6 +586,25 @@ def test_translated_stream_without_usage_and_without_message_start() -> None:
     assert len({c["id"] for c in chunks}) == 1
 
 
+def test_text_chunks_carry_the_text_exactly_with_the_chunk_shape() -> None:
+    encoder = DIALECT.stream_encoder(request_for(stream=True))
+    encoder.commit("anthropic")
+    texts = ["Hello", 'a "quote", a \\ backslash', "ünïcödé ✓", "line\nbreak", "\u2028", "}]"]
+    out = encoder.encode([MessageStart(id="msg_1", model="claude-x", created=5)], None)
+    out += b"".join(encoder.encode([TextDelta(text=t)], None) for t in texts)
+    out += encoder.encode([TextDelta(text="a"), TextDelta(text="b")], None) + encoder.finish()
+    chunks = payloads(out)
+    assert [c["choices"][0]["delta"] for c in chunks[1:]] == [{"content": t} for t in [*texts, "a", "b"]]
+    for c in chunks:
+        assert (c["id"], c["object"], c["created"], c["model"]) == (
+            "msg_1",
+            "chat.completion.chunk",
+            5,
+            "claude-x",
+        )
+        assert c["choices"][0]["index"] == 0 and c["choices"][0]["finish_reason"] is None
+
+
 def test_an_empty_translated_stream_still_reports_usage_when_asked() -> None:
     encoder = DIALECT.stream_encoder(request_for(stream=True, include_usage=True))
     encoder.commit("anthropic")

@@ -288,6 +288,49 @@ def test_usage_and_finish_are_found_from_the_end_of_a_read() -> None:
     assert OPENAI_MARKS.first(region, len(region)) == len(region)
 
 
+def _frames_line_by_line(stream: bytes) -> list[tuple[str | None, bytes, bytes]]:
+    """The SSE reading rules applied one line at a time: a reference for the decoder."""
+    text = stream.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    out: list[tuple[str | None, bytes, bytes]] = []
+    pos = 0
+    while (end := text.find(b"\n\n", pos)) >= 0:
+        block, pos = text[pos:end], end + 2
+        event, data = None, []
+        for line in block.split(b"\n"):
+            if not line or line.startswith(b":"):
+                continue
+            name, _, value = line.partition(b":")
+            value = value[1:] if value.startswith(b" ") else value
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                event = value.decode()
+        if event is not None or data:
+            out.append((event, b"\n".join(data), block + b"\n\n"))
+    return out
+
+
+ODD_FRAMES = [
+    b"event:tight\ndata:tight\n\n",
+    b"event: a\nevent: b\ndata: x\n\n",
+    b"data:  two spaces\n\n",
+    b"event: alone\n\n",
+    b"event: e\ndata: a\ndata: b\n\n",
+    b"data: x\nevent: after\n\n",
+    b"event: \ndata: \n\n",
+    b"id: 7\ndata: with id\n\n",
+    b"data\n\n",
+]
+
+
+@pytest.mark.parametrize("family", ["openai", "anthropic"])
+def test_the_decoder_reads_frames_as_the_line_by_line_rules_do(family: str) -> None:
+    streams = [*variants(family).values(), b"".join(ODD_FRAMES), *ODD_FRAMES]
+    for stream in streams:
+        fed = SSEDecoder().feed(stream)
+        assert [(f.event, f.data, f.raw) for f in fed] == _frames_line_by_line(stream)
+
+
 def test_scan_keeps_an_incomplete_frame_until_it_ends() -> None:
     frames = openai_stream()
     decoder = SSEDecoder()

@@ -17,6 +17,7 @@ import yaml
 
 from switchpoint.api.app import create_app
 from switchpoint.config import load, parse
+from switchpoint.routing import Decision
 
 from gateway_harness import ENV, GATEWAY_KEY, RecordingTransport, e2e_document, validate_sent
 from servers import serve_in_thread
@@ -216,6 +217,19 @@ def test_route_trace_is_in_the_request_record(routed: Any) -> None:
     record = next(rec for rec, _ in routed.gw.accounting.recent if rec.request_id == "trace-me-1")
     assert record.route is not None and record.route["rule"] == "default"
     assert record.route["candidates"][0]["deployment"] == r.headers["x-switchpoint-deployment"]
+
+
+def test_the_record_keeps_the_decision_but_not_the_prompt_it_executed(routed: Any) -> None:
+    body = _openai_body(metadata={"task": "t-openai"})  # a rule with presets: a new request
+    r = _post(routed, "/v1/chat/completions", body, {**OAI, "x-request-id": "trace-me-2"})
+    assert r.status_code == 200, r.text
+    assert "presets=" in r.headers["x-switchpoint-route"]
+    with httpx.Client(base_url=routed.url) as c:
+        assert c.get("/admin/stats", headers=OAI).status_code == 200  # drains the accounting queue
+    record = next(rec for rec, _ in routed.gw.accounting.recent if rec.request_id == "trace-me-2")
+    decision = record.decision
+    assert isinstance(decision, Decision) and decision.request is None
+    assert record.route is not None and "top_p" in record.route["presets"]
 
 
 @pytest.mark.parametrize(

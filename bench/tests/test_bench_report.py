@@ -103,7 +103,7 @@ def test_soak_growth_and_rendering() -> None:
 
 
 def _extra_rows() -> list[report.Row]:
-    """switchpoint passthrough and translate at c64 and c4, and a 2-worker switchpoint at c64."""
+    """switchpoint passthrough and translate at c64 and c4, and a 2-worker switchpoint."""
     records = [
         _rec("direct", "plain c64", 1, 50000, 1.0, 2.0, 100, 500000),
         _rec("direct", "plain c4", 1, 40000, 0.1, 0.3, 100, 400000),
@@ -113,6 +113,7 @@ def _extra_rows() -> list[report.Row]:
         _rec("switchpoint", "stream c64", 1, 1800, 33.0, 60.0, 9000, 18000),
         _rec("switchpoint-w2", "plain c64", 1, 4800, 12.0, 30.0, 15000, 48000),
         _rec("switchpoint-w2", "stream c64", 1, 1700, 35.0, 70.0, 9500, 17000),
+        _rec("switchpoint-w2", "plain c4", 1, 3500, 0.9, 2.0, 6000, 28000),
         # translate plain: 0.33 and 0.275 ms/req against 0.3 and 0.25
         _rec("switchpoint", "translate plain c64", 1, 2800, 22.0, 45.0, 9900, 30000),
         _rec("switchpoint", "translate plain c4", 1, 2300, 1.7, 3.5, 5500, 20000),
@@ -147,7 +148,7 @@ def test_translate_rows_take_added_latency_from_their_passthrough_scenarios_dire
     assert ("translate plain c4", "direct") not in rows
     w2 = rows[("plain c64", "switchpoint-w2")]
     assert (w2.added_p50_ms, w2.rss_idle_mb) == (11.0, 170.0)
-    assert ("plain c4", "switchpoint-w2") not in rows
+    assert rows[("plain c4", "switchpoint-w2")].added_p50_ms == pytest.approx(0.8)  # 0.9 - 0.1
     assert rows[("translate stream c64", "switchpoint")].ttfb_p50_ms == 9.0
     assert math.isnan(rows[("stream c64", "switchpoint")].ttfb_p50_ms)
 
@@ -168,7 +169,7 @@ def test_translation_checks_pool_cpu_over_connection_counts_per_mode() -> None:
 
 
 def test_workers_checks_divide_req_s_by_the_one_worker_figure_of_the_same_scenario() -> None:
-    plain, stream = report.workers_checks(_extra_rows(), "switchpoint-w2")
+    plain, stream = report.workers_checks(_extra_rows(), "switchpoint-w2", saturation=64)
     assert (plain.scenarios, plain.unit, plain.measured, plain.baseline) == ("plain c64", "req/s", 4800, 3000)
     assert plain.ratio == pytest.approx(1.6)
     assert (plain.target, plain.met) == ("> 1", True)
@@ -177,18 +178,26 @@ def test_workers_checks_divide_req_s_by_the_one_worker_figure_of_the_same_scenar
     assert report.workers_checks(_extra_rows(), "switchpoint-w4") == []
 
 
+def test_workers_scaling_is_read_at_saturation_only_when_told() -> None:
+    every = report.workers_checks(_extra_rows(), "switchpoint-w2")
+    assert [c.scenarios for c in every] == ["plain c64", "plain c4", "stream c64"]
+    assert every[1].ratio == pytest.approx(3500 / 2500)
+    at64 = report.workers_checks(_extra_rows(), "switchpoint-w2", saturation=64)
+    assert [c.scenarios for c in at64] == ["plain c64", "stream c64"]
+
+
 def test_checks_skip_what_was_not_measured_and_mark_unknown_ratios() -> None:
     rows = _extra_rows()
     assert [c.unit for c in report.checks(rows)] == ["CPU ms/req", "CPU ms/req"]
-    assert len(report.checks(rows, workers_target="switchpoint-w2")) == 4
+    assert len(report.checks(rows, workers_target="switchpoint-w2", saturation=64)) == 4
     zero = [replace(r, rps=0.0) if r.target == "switchpoint" else r for r in rows]
-    (plain, _) = report.workers_checks(zero, "switchpoint-w2")
+    (plain, _) = report.workers_checks(zero, "switchpoint-w2", saturation=64)
     assert math.isnan(plain.ratio)
     assert plain.met is None
 
 
 def test_checks_table_is_markdown_with_verdicts() -> None:
-    text = report.render_checks(report.checks(_extra_rows(), workers_target="switchpoint-w2"))
+    text = report.render_checks(report.checks(_extra_rows(), workers_target="switchpoint-w2", saturation=64))
     lines = text.splitlines()
     assert lines[0] == "| check | scenarios | unit | measured | baseline | ratio | target | met |"
     assert lines[1] == "|---|---|---|---:|---:|---:|---:|---:|"

@@ -136,6 +136,11 @@ class SSEDecoder:
     def next(self) -> SSEFrame | None:
         """The next complete frame buffered, or ``None`` when there is none."""
         buf = self._buf
+        m = _USUAL_FRAME.match(buf, self._pos)
+        if m is not None:  # one pattern match instead of a search, a slice and a parse
+            self._pos = m.end()
+            name = m.group(1)
+            return SSEFrame(None if name is None else _event_name(name), m.group(2), m.group(0))
         while True:
             end = buf.find(b"\n\n", self._pos)
             if end < 0:
@@ -218,6 +223,20 @@ class SSEDecoder:
 #: drops) or a run of blank lines (which it splits differently from one search per frame).
 _ODD_FRAMING = re.compile(rb"\n\n(?!data:|event:)")
 _FIELDS = (b"data:", b"event:")
+#: The usual frame, whole: an optional event line and one data line, each with its one space.
+#: Anything else (comments, several data lines, other fields, no space) is parsed line by line.
+_USUAL_FRAME = re.compile(rb"(?:event: ([^\n]*)\n)?data: ([^\n]*)\n\n")
+#: Event names seen, decoded once (a stream repeats a handful of them); bounded.
+_EVENT_NAMES: dict[bytes, str] = {}
+
+
+def _event_name(raw: bytes) -> str:
+    name = _EVENT_NAMES.get(raw)
+    if name is None:
+        name = raw.decode("utf-8", "replace")
+        if len(_EVENT_NAMES) < 64:
+            _EVENT_NAMES[raw] = name
+    return name
 
 
 def _parse_block(block: bytes) -> SSEFrame | None:
@@ -234,7 +253,7 @@ def _parse_block(block: bytes) -> SSEFrame | None:
         if name == b"data":
             data.append(value)
         elif name == b"event":
-            event = value.decode("utf-8", "replace")
+            event = _event_name(value)
     if event is None and not data:
         return None
     return SSEFrame(event, b"\n".join(data), block + b"\n\n")

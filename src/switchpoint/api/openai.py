@@ -54,6 +54,7 @@ from switchpoint.streaming import SSEFrame, encode
 
 _json = msgspec.json.encode
 _DONE = b"data: [DONE]\n\n"
+_TEXT_END = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 #: Roles whose string content is one text part, as is.
 _PLAIN_ROLES = frozenset(("system", "developer", "user"))
@@ -460,6 +461,7 @@ class OpenAIStreamEncoder(StreamEncoder):
         self._head = b""
         self._tools_seen: set[int] = set()
         self._usage = Usage()
+        self._text_ends: tuple[bytes, bytes] | None = None
 
     def commit(self, family: str) -> None:
         self._passthrough = family == "openai"
@@ -471,7 +473,9 @@ class OpenAIStreamEncoder(StreamEncoder):
             if events and not self._include_usage and _usage_only(events):
                 return b""
             return frame.raw
-        return b"".join(self._event(e) for e in events)
+        if len(events) == 1:
+            return self._event(events[0])
+        return b"".join([self._event(e) for e in events])
 
     def _start(self, event: MessageStart | None) -> None:
         chunk_id = event.id if event is not None and event.id else _new_id()
@@ -491,6 +495,13 @@ class OpenAIStreamEncoder(StreamEncoder):
         choice = _json({"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish})
         return encode(self._head + choice + b"]}")
 
+    def _text_chunk(self, text: str) -> bytes:
+        """``_chunk({"content": text})``, the most frequent frame, from its fixed ends."""
+        ends = self._text_ends
+        if ends is None:
+            ends = self._text_ends = (b"data: " + self._head + b'{"index":0,"delta":{"content":', _TEXT_END)
+        return ends[0] + _json(text) + ends[1]
+
     def _event(self, event: StreamEvent) -> bytes:
         started = bool(self._head)
         if isinstance(event, MessageStart):
@@ -509,7 +520,7 @@ class OpenAIStreamEncoder(StreamEncoder):
 
     def _content(self, event: StreamEvent) -> bytes:
         if isinstance(event, TextDelta):
-            return self._chunk({"content": event.text}) if event.text else b""
+            return self._text_chunk(event.text) if event.text else b""
         if isinstance(event, ThinkingDelta):
             return self._chunk({"reasoning_content": event.text}) if event.text else b""
         if isinstance(event, ToolCallDelta):
