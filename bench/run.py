@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=2,
         metavar="N",
-        help="also run switchpoint with N worker processes at the highest connection count, "
+        help="also run switchpoint with N worker processes in every passthrough scenario, "
         "0 = off (default %(default)s)",
     )
     p.add_argument(
@@ -408,7 +408,9 @@ def print_report(rows: list[report.Row], checks: list[report.Check], info: dict[
     if s["translate"]:
         extras.append(f"translation scenarios (model {tg.TRANSLATE_MODEL}, Anthropic upstream)")
     if s["workers"]:
-        extras.append(f"switchpoint also with --workers {s['workers']} at -c{s['workers_connections']}")
+        extras.append(
+            f"switchpoint also with --workers {s['workers']} (scaling read at -c{s['workers_connections']})"
+        )
     print(
         f"Settings: {s['rounds']} interleaved rounds x {s['duration_s']:g} s per run, "
         f"TTFB runs {s['ttfb_duration_s']:g} s at -c4" + "".join(f"; {e}" for e in extras) + "."
