@@ -128,8 +128,33 @@ class ChatRoute:
         """A request refused before it could be read (its body is over the limit)."""
         return error_reply(self.dialect, err, {"x-request-id": request_id(headers)})
 
+    def book(
+        self,
+        ctx: RequestContext,
+        model: str,
+        stream: bool,
+        status: int,
+        error: str | None,
+        principal: str | None,
+        decision: Decision | None,
+    ) -> None:
+        """Hand the request's record to accounting."""
+        self.gw.accounting.submit(
+            make_record(
+                ctx,
+                dialect=self.dialect.name,
+                endpoint=self.endpoint,
+                model=model,
+                stream=stream,
+                status=status,
+                error=error,
+                principal=principal,
+                decision=decision,
+            )
+        )
+
     async def __call__(self, request_headers: Mapping[str, str], body: bytes) -> Reply:
-        gw, dialect, endpoint = self.gw, self.dialect, self.endpoint
+        gw, dialect = self.gw, self.dialect
         rid = request_id(request_headers)
         ctx = RequestContext(rid)
         headers = {"x-request-id": rid}
@@ -158,9 +183,7 @@ class ChatRoute:
                 return Reply(
                     200,
                     headers,
-                    stream=StreamBody(
-                        gw, dialect, encoder, creq.model, committed, ctx, endpoint, principal, decision
-                    ),
+                    stream=StreamBody(self, encoder, model, committed, ctx, principal, decision),
                     media_type="text/event-stream",
                     abort=encoder.error,
                 )
@@ -169,37 +192,13 @@ class ChatRoute:
                 router.pin(decision, ctx.deployment)
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
             out = dialect.encode_chat(result, creq)
-            gw.accounting.submit(
-                make_record(
-                    ctx,
-                    dialect=dialect.name,
-                    endpoint=endpoint,
-                    model=model,
-                    stream=False,
-                    status=200,
-                    error=None,
-                    principal=principal,
-                    decision=decision,
-                )
-            )
+            self.book(ctx, model, False, 200, None, principal, decision)
             return Reply(200, headers, out)
         except Exception as exc:
             err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, rid)
             if ctx.deployment:
                 headers["x-switchpoint-deployment"] = ctx.deployment
-            gw.accounting.submit(
-                make_record(
-                    ctx,
-                    dialect=dialect.name,
-                    endpoint=endpoint,
-                    model=model,
-                    stream=stream,
-                    status=err.status,
-                    error=err.kind,
-                    principal=principal,
-                    decision=decision,
-                )
-            )
+            self.book(ctx, model, stream, err.status, err.kind, principal, decision)
             return error_reply(dialect, err, headers)
 
 
@@ -215,34 +214,28 @@ class StreamBody:
         "_committed",
         "_ctx",
         "_decision",
-        "_dialect",
         "_encoder",
-        "_endpoint",
-        "_gw",
         "_model",
         "_open",
         "_principal",
+        "_route",
     )
 
     def __init__(
         self,
-        gw: Gateway,
-        dialect: Dialect,
+        route: ChatRoute,
         encoder: StreamEncoder,
         model: str,
         committed: CommittedStream,
         ctx: RequestContext,
-        endpoint: str,
         principal: str | None,
         decision: Decision | None = None,
     ) -> None:
-        self._gw = gw
-        self._dialect = dialect
+        self._route = route
         self._encoder = encoder
         self._model = model
         self._committed = committed
         self._ctx = ctx
-        self._endpoint = endpoint
         self._principal = principal
         self._decision = decision
         self._open = True
@@ -271,7 +264,7 @@ class StreamBody:
                 self._book(failure.status, failure.kind)
                 return encoder.error(failure)
             except asyncio.CancelledError:
-                if self._gw.draining:  # cut by shutdown, not by the client leaving
+                if self._route.gw.draining:  # cut by shutdown, not by the client leaving
                     self._book(ShuttingDown.status, ShuttingDown.kind)
                 else:
                     self._book(499, "client_disconnected")
@@ -288,16 +281,4 @@ class StreamBody:
 
     def _book(self, status: int, error: str | None) -> None:
         self._open = False
-        self._gw.accounting.submit(
-            make_record(
-                self._ctx,
-                dialect=self._dialect.name,
-                endpoint=self._endpoint,
-                model=self._model,
-                stream=True,
-                status=status,
-                error=error,
-                principal=self._principal,
-                decision=self._decision,
-            )
-        )
+        self._route.book(self._ctx, self._model, True, status, error, self._principal, self._decision)

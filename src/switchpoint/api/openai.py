@@ -54,7 +54,7 @@ from switchpoint.streaming import SSEFrame, encode
 
 _json = msgspec.json.encode
 _DONE = b"data: [DONE]\n\n"
-_TEXT_END = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+_OPEN_END = b',"logprobs":null,"finish_reason":null}]}\n\n'
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 #: Roles whose string content is one text part, as is.
 _PLAIN_ROLES = frozenset(("system", "developer", "user"))
@@ -459,9 +459,10 @@ class OpenAIStreamEncoder(StreamEncoder):
         self._include_usage = request.include_usage
         self._passthrough = False
         self._head = b""
+        #: Every chunk frame up to its delta: set with ``_head``, once per stream.
+        self._frame_start = b""
         self._tools_seen: set[int] = set()
         self._usage = Usage()
-        self._text_ends: tuple[bytes, bytes] | None = None
 
     def commit(self, family: str) -> None:
         self._passthrough = family == "openai"
@@ -490,17 +491,17 @@ class OpenAIStreamEncoder(StreamEncoder):
             + _json(model)
             + b',"choices":['
         )
+        self._frame_start = b"data: " + self._head + b'{"index":0,"delta":'
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = _json({"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish})
-        return encode(self._head + choice + b"]}")
+        return self._frame(_json(delta), finish)
 
-    def _text_chunk(self, text: str) -> bytes:
-        """``_chunk({"content": text})``, the most frequent frame, from its fixed ends."""
-        ends = self._text_ends
-        if ends is None:
-            ends = self._text_ends = (b"data: " + self._head + b'{"index":0,"delta":{"content":', _TEXT_END)
-        return ends[0] + _json(text) + ends[1]
+    def _frame(self, delta: bytes, finish: str | None = None) -> bytes:
+        """One chunk frame around an encoded delta: the fixed parts are bytes made once."""
+        end = (
+            _OPEN_END if finish is None else b',"logprobs":null,"finish_reason":' + _json(finish) + b"}]}\n\n"
+        )
+        return self._frame_start + delta + end
 
     def _event(self, event: StreamEvent) -> bytes:
         started = bool(self._head)
@@ -520,7 +521,7 @@ class OpenAIStreamEncoder(StreamEncoder):
 
     def _content(self, event: StreamEvent) -> bytes:
         if isinstance(event, TextDelta):
-            return self._text_chunk(event.text) if event.text else b""
+            return self._frame(b'{"content":' + _json(event.text) + b"}") if event.text else b""
         if isinstance(event, ThinkingDelta):
             return self._chunk({"reasoning_content": event.text}) if event.text else b""
         if isinstance(event, ToolCallDelta):

@@ -247,7 +247,7 @@ class Router:
                     break
         budget = f.max_cost_usd
         prompt = f.prompt_tokens
-        kept, weights = into.kept, rule.weights
+        kept = into.kept
         for rank, dep in enumerate(deps, len(kept)):
             n = constraints.on_family(prompt, family_factor(dep.family))
             cost = constraints.cost_of(dep.price, n, out_tokens)
@@ -256,7 +256,7 @@ class Router:
                 into.skipped.append((dep.name, why[0], why[1]))
                 continue
             snap = health.snapshot(dep.name) if health is not None else _UNKNOWN
-            kept.append(Option(dep, rank, cost, snap, weights.get(dep.name, 1.0) if weights else 1.0))
+            kept.append(Option(dep, rank, cost, snap, rule.weight(dep)))
 
     def _trim(
         self,
