@@ -203,7 +203,11 @@ async def test_chat_fails_over_and_keeps_every_attempt() -> None:
     assert ex.health.snapshot("a").failures == 1 and ex.health.snapshot("b").requests == 1
     assert ex.health.snapshot("a").inflight == ex.health.snapshot("b").inflight == 0
     assert describe_attempts(ctx.attempts)[0]["error"] == "overloaded"
-    assert ex.stats.failovers == 1
+    # the first attempt (made before any plan) and the failover are each counted once
+    assert (ex.stats.attempts, ex.stats.failovers, ex.stats.retries) == (2, 1, 0)
+    answered = ex.health.snapshot("b")
+    assert answered.ttft_ewma_ms is not None and answered.total_ewma_ms == answered.ttft_ewma_ms
+    assert ex.health.ttft_p95("b", streamed=False) is None  # one latency sample, fewer than p95 needs
 
 
 async def test_timeouts_of_rule_and_request_reach_the_transport() -> None:

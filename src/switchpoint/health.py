@@ -296,8 +296,19 @@ class HealthRegistry:
         h.ttft_ewma_ms = _ewma(h.ttft_ewma_ms, ttft_ms)
         (h.ttft if streamed else h.latency).add(ttft_ms)
 
-    def on_success(self, name: str, total_ms: float) -> None:
+    def on_answer(self, name: str, latency_ms: float) -> None:
+        """A non-streamed attempt came back fine: :meth:`on_end`, :meth:`on_first_token` (not
+        streamed) and :meth:`on_success` in one call."""
         h = self.get(name)
+        h.inflight = max(0, h.inflight - 1)
+        h.ttft_ewma_ms = _ewma(h.ttft_ewma_ms, latency_ms)
+        h.latency.add(latency_ms)
+        self._succeeded(h, latency_ms)
+
+    def on_success(self, name: str, total_ms: float) -> None:
+        self._succeeded(self.get(name), total_ms)
+
+    def _succeeded(self, h: DeploymentHealth, total_ms: float) -> None:
         h.requests += 1
         h.total_ewma_ms = _ewma(h.total_ewma_ms, total_ms)
         h.consecutive = 0

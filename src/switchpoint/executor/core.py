@@ -21,7 +21,7 @@ from switchpoint.canonical import ChatRequest, ChatResponse, EmbeddingRequest, E
 from switchpoint.config import Deployment, ExecutionOptions, Resilience, TimeoutLimits
 from switchpoint.errors import ProviderError
 from switchpoint.executor.hedging import Race, hedge_delay
-from switchpoint.executor.policy import Plan, ResilienceStats, Step
+from switchpoint.executor.policy import Plan, ResilienceStats, Step, plan_deadline
 from switchpoint.executor.stream import CommittedStream, Opened, make_attempt, open_stream
 from switchpoint.executor.timeouts import RequestLimits, attempt_limits
 from switchpoint.executor.transport import Transport
@@ -108,18 +108,36 @@ class Executor:
     ) -> tuple[T, Deployment, float]:
         """Attempts until one succeeds (result, deployment, its start time) or the plan ends."""
         limits = ctx.limits
-        plan = Plan(
-            candidates,
-            health=self.health,
-            actions=self.resilience.actions,
-            options=options,
-            stats=self.stats,
-            rng=self._rng,
-            deadline_s=limits.deadline_s if limits is not None else None,
-        )
+        deadline_s = limits.deadline_s if limits is not None else None
         hedging = options.hedging if options is not None and options.hedging is not None else None
         if hedging is None:
             hedging = self.resilience.hedging
+        plan: Plan | None = None
+        rule = options.retry if options is not None else None
+        first = candidates[0] if candidates else None
+        if (
+            first is not None
+            and not hedging.enabled
+            and plan_deadline(first.retry, rule, deadline_s) is None
+            and self.health.admit(first.name, first.breaker)
+        ):
+            # The usual request: its first candidate, at once, with no deadline to keep. The
+            # plan is made only if this attempt fails (it counts the attempt as its first).
+            timeouts = options.timeouts if options is not None else None
+            first_limits = attempt_limits(first.timeouts, timeouts, limits, None)
+            self.stats.attempts += 1
+            self.health.on_start(first.name)
+            t0 = time.perf_counter()
+            try:
+                return await once(first, first_limits, t0), first, t0
+            except ProviderError as err:
+                plan = self._plan(candidates, options, deadline_s)
+                self.failed(plan, plan.first_tried(), err, ctx, t0)
+            except BaseException:
+                self._given_up(first, t0, ctx)
+                raise
+        if plan is None:
+            plan = self._plan(candidates, options, deadline_s)
         while True:
             step = plan.next()
             if step is None:
@@ -145,20 +163,35 @@ class Executor:
                 self.failed(plan, step, err, ctx, t0)
                 continue
             except BaseException:
-                self.health.on_end(dep.name)
-                self.health.on_release(dep.name)
-                ctx.attempts.append(make_attempt(dep, t0, error="cancelled"))
+                self._given_up(dep, t0, ctx)
                 raise
             return result, dep, t0
+
+    def _plan(
+        self, candidates: Sequence[Deployment], options: ExecutionOptions | None, deadline_s: float | None
+    ) -> Plan:
+        return Plan(
+            candidates,
+            health=self.health,
+            actions=self.resilience.actions,
+            options=options,
+            stats=self.stats,
+            rng=self._rng,
+            deadline_s=deadline_s,
+        )
+
+    def _given_up(self, dep: Deployment, t0: float, ctx: RequestContext) -> None:
+        """An attempt cancelled (the client left, shutdown): not in flight, no outcome."""
+        self.health.on_end(dep.name)
+        self.health.on_release(dep.name)
+        ctx.attempts.append(make_attempt(dep, t0, error="cancelled"))
 
     def _succeeded(self, ctx: RequestContext, dep: Deployment, t0: float, usage: Usage | None) -> None:
         attempt = make_attempt(dep, t0, status=200, usage=usage)
         ctx.attempts.append(attempt)
         ctx.deployment = dep.name
         ctx.usage = usage
-        self.health.on_end(dep.name)
-        self.health.on_first_token(dep.name, attempt.latency_ms, streamed=False)
-        self.health.on_success(dep.name, attempt.latency_ms)
+        self.health.on_answer(dep.name, attempt.latency_ms)
 
     # --- non-streaming ---------------------------------------------------------------------
 

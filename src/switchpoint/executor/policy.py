@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 
-from switchpoint.config import Deployment, ErrorAction, ExecutionOptions, RetrySettings
+from switchpoint.config import Deployment, ErrorAction, ExecutionOptions, RetryPolicy, RetrySettings
 from switchpoint.errors import AllCandidatesFailed, ProviderError, SwitchpointError
 from switchpoint.health import HealthRegistry
 
@@ -68,6 +68,17 @@ _COUNTERS = (
     ("hedge_wins", "Hedged attempts that won the race."),
     ("timeouts", "Attempts that timed out (connect, first token, stall or total)."),
 )
+
+
+def plan_deadline(first: RetrySettings, rule: RetryPolicy | None, deadline_s: float | None) -> float | None:
+    """Seconds a request's attempts have in all (``None``: no deadline): the first candidate's
+    ``deadline_s``, under the rule's (``0`` turns it off), capped by the client's."""
+    deadline = first.deadline_s
+    if rule is not None and rule.deadline_s is not None:
+        deadline = rule.deadline_s or None
+    if deadline_s is not None:
+        deadline = deadline_s if deadline is None else min(deadline, deadline_s)
+    return deadline
 
 
 class Step:
@@ -125,11 +136,7 @@ class Plan:
         self.max_total = first.max_total_attempts
         if rule is not None and rule.max_total_attempts:
             self.max_total = rule.max_total_attempts
-        deadline = first.deadline_s
-        if rule is not None and rule.deadline_s is not None:
-            deadline = rule.deadline_s or None
-        if deadline_s is not None:
-            deadline = deadline_s if deadline is None else min(deadline, deadline_s)
+        deadline = plan_deadline(first, rule, deadline_s)
         self.deadline = None if deadline is None else time.monotonic() + deadline
         self._tries = [0] * len(candidates)
         self._excluded = [False] * len(candidates)
@@ -139,6 +146,13 @@ class Plan:
         self._stopped = False
         self.total = 0
         self.errors: list[SwitchpointError] = []
+
+    def first_tried(self) -> Step:
+        """The first candidate's attempt, made before the plan was (see ``Executor._run``),
+        counted here as :meth:`started` would have: the step, to report its outcome."""
+        self._tries[0] = 1
+        self.total = 1
+        return Step(0, self.candidates[0], 0.0)
 
     # --- settings, the rule's over the deployment's ------------------------------------------
 
