@@ -9,7 +9,7 @@ and, through the gateway, the same client bytes and the same request record.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -216,18 +216,38 @@ def _splits(stream: bytes, step: int) -> Iterator[list[bytes]]:
 EVERY_BYTE = {"plain", "crlf", "cr", "multiline", "multiline_key", "spaced"}
 
 
+def _complete(received: bytes) -> bytes:
+    """The complete frames among the bytes received so far, line endings normalised."""
+    text = received.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return text[: text.rfind(b"\n\n") + 2] if b"\n\n" in text else b""
+
+
+def _events(frames: Iterable[SSEFrame]) -> list[tuple[str | None, bytes]]:
+    return [(f.event, f.data) for f in frames if f.event is not None or f.data]
+
+
 @pytest.mark.parametrize("family", ["openai", "anthropic"])
-def test_scan_gives_the_bytes_of_feed_per_read_and_marks_every_frame_that_matters(family: str) -> None:
+def test_scan_forwards_each_read_s_frames_as_they_came_and_marks_every_frame_that_matters(
+    family: str,
+) -> None:
     marks = MARKS[family]
     for name, stream in variants(family).items():
         for reads in _splits(stream, 1 if name in EVERY_BYTE else 7):
             by_feed, by_scan = _reads_by_feed(reads), _reads_by_scan(reads, marks)
-            for fed, scanned in zip(by_feed, by_scan, strict=True):
-                # the same bytes leave with the same read: never part of a frame
-                assert b"".join(f.raw for f in fed) == b"".join(f.raw for f in scanned), name
-            marked = [f.raw for read in by_scan for f in read if f.data]
-            needed = [f.raw for read in by_feed for f in read if _needed(family, f)]
-            assert all(raw in marked for raw in needed), (name, reads)
+            sent = b""
+            for i, scanned in enumerate(by_scan[:-1]):
+                # a frame leaves with the read that completes it, byte for byte (comments too);
+                # a blank line that begins a read may wait for the frame after it
+                sent += b"".join(f.raw for f in scanned)
+                complete = _complete(b"".join(reads[: i + 1]))
+                assert complete.startswith(sent), (name, reads)
+                assert sent.rstrip(b"\n") == complete.rstrip(b"\n"), (name, reads)
+            assert [f.raw for f in by_scan[-1]] == [f.raw for f in by_feed[-1]]  # the unended end
+            # what feed reads from those bytes, scan forwards; every frame needed is parsed
+            assert _events(SSEDecoder().feed(sent)) == _events(f for read in by_feed[:-1] for f in read)
+            marked = _events(f for read in by_scan for f in read if f.data)
+            needed = _events(f for read in by_feed for f in read if _needed(family, f))
+            assert all(e in marked for e in needed), (name, reads)
 
 
 @pytest.mark.parametrize("family", ["openai", "anthropic"])
@@ -639,7 +659,7 @@ async def test_openai_stream_cut_before_done(
 
 
 @pytest.mark.parametrize("family", ["openai", "anthropic"])
-async def test_odd_framings_reach_the_client_as_on_the_full_path(
+async def test_odd_framings_reach_the_client_with_the_events_of_the_full_path(
     gw: Gateway, monkeypatch: pytest.MonkeyPatch, family: str
 ) -> None:
     for name, stream in variants(family).items():
@@ -649,7 +669,12 @@ async def test_odd_framings_reach_the_client_as_on_the_full_path(
             [stream[i : i + 97] for i in range(0, len(stream), 97)],
         ):
             expected, ref = await _reference(gw, monkeypatch, family, reads, include_usage=True)
-            assert await gw.stream(family, reads, include_usage=True) == expected, name
+            body = await gw.stream(family, reads, include_usage=True)
+            # the same events; after commit, comments and blank lines are forwarded as they came
+            assert _events(SSEDecoder().feed(body)) == _events(SSEDecoder().feed(expected)), name
+            assert (body == expected) is (name not in {"keepalive", "blank_lines", "ids"}), name
+            if name == "keepalive":
+                assert body.count(b": keep-alive\n\n") > expected.count(b": keep-alive\n\n"), name
             _same_record(gw.records.pop(), ref)
 
 

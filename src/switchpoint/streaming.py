@@ -4,7 +4,7 @@ The decoder splits a byte stream into frames without decoding JSON; each frame k
 original bytes so a same-family stream can be forwarded unchanged. For such a stream,
 :meth:`SSEDecoder.scan` hands out the complete frames as runs of bytes and picks out only
 the frames the caller's :class:`Marks` match (the few it must still parse), so the others are
-never split into lines or decoded.
+never split into lines or decoded, and go out byte for byte (keep-alive comments included).
 """
 
 from __future__ import annotations
@@ -101,7 +101,9 @@ class SSEDecoder:
 
     Line endings are normalised to ``\\n`` (a CRLF split between two reads counts once). Either
     :meth:`feed` a read and take all its frames, or :meth:`push` it and take frames one by one
-    with :meth:`next`, then the rest with :meth:`scan`; the bytes that come out are the same.
+    with :meth:`next`, then the rest with :meth:`scan`. The frames with data or an event name
+    are the same either way; :meth:`scan` also hands on the bytes of comment-only frames and
+    blank lines (as runs), which :meth:`feed` and :meth:`next` drop.
     """
 
     __slots__ = ("_buf", "_cr", "_pos")
@@ -155,7 +157,11 @@ class SSEDecoder:
         first in which one of ``marks`` matches come out as one run (see :class:`SSEFrame`), never
         split into lines; that frame and the ones after it come out parsed, one by one (the
         marked frames of a stream are its last few: usage, the finish, the end). An incomplete
-        frame at the end stays buffered. The bytes are those :meth:`feed` would give, joined.
+        frame at the end stays buffered.
+
+        The bytes that come out are the read's complete frames as they came (line endings
+        normalised): comments (keep-alives), blank lines and fields the parser ignores are
+        forwarded too, as runs, where :meth:`feed` would drop them.
         """
         buf, pos = self._buf, self._pos
         last = buf.rfind(b"\n\n", pos)
@@ -164,46 +170,33 @@ class SSEDecoder:
         end = last + 2
         region = buf[pos:end] if pos or end < len(buf) else buf
         size = end - pos
-        if not region.startswith(_FIELDS):
-            return self._scan_frames(marks)
         if region.find(b"\n\n") == size - 2:
-            # One frame (the usual read of a paced stream), plain as it starts with a field:
-            # asking whether any mark matches is quicker than asking where each does.
+            # One frame (the usual read of a paced stream): asking whether any mark matches is
+            # quicker than asking where each does.
             self._pos = end
-            if not marks.any(region):
-                return [SSEFrame(None, b"", region)]
-            frame = _parse_block(region[:-2])
-            return [frame] if frame is not None else []
+            frame = _parse_block(region[:-2]) if marks.any(region) else None
+            return [frame if frame is not None else SSEFrame(None, b"", region)]
         at = marks.first(region, size)
         # Where the frame with the first match begins (0: the first frame; size: no match).
         begin = size if at == size else region.rfind(b"\n\n", 0, at) + 2
         if begin < 2:
             begin = 0
         out: list[SSEFrame] = []
-        if begin:  # a run of unmarked frames, if plain (else feed would drop or split some)
-            if _ODD_FRAMING.search(region, 0, begin - 1) is not None:
-                return self._scan_frames(marks)
+        if begin:
             out.append(SSEFrame(None, b"", region if begin == size else region[:begin]))
             self._pos = pos + begin
-        while (frame := self.next()) is not None:
+        while True:
+            start = self._pos
+            frame = self.next()
+            if frame is None:  # what is left of the region holds no frame with data
+                self._pos = end
+                if end > start:
+                    out.append(SSEFrame(None, b"", buf[start:end]))
+                return out
+            skipped = self._pos - len(frame.raw) - start  # comments or blank lines before it
+            if skipped:
+                out.append(SSEFrame(None, b"", buf[start : start + skipped]))
             out.append(frame)
-        return out
-
-    def _scan_frames(self, marks: Marks) -> list[SSEFrame]:
-        """:meth:`scan` the slow way, frame by frame (a read with comments or stray blank lines)."""
-        out: list[SSEFrame] = []
-        run: list[bytes] = []
-        while (frame := self.next()) is not None:
-            if not marks.any(frame.raw):
-                run.append(frame.raw)
-                continue
-            if run:
-                out.append(SSEFrame(None, b"", b"".join(run)))
-                run = []
-            out.append(frame)
-        if run:
-            out.append(SSEFrame(None, b"", b"".join(run)))
-        return out
 
     def flush(self) -> list[SSEFrame]:
         """At end of stream: a final frame without its blank line still counts."""
@@ -219,10 +212,6 @@ class SSEDecoder:
         return bool(self._buf[self._pos :].strip())
 
 
-#: A blank line not followed by a field: a comment-only or empty frame (which :meth:`SSEDecoder.feed`
-#: drops) or a run of blank lines (which it splits differently from one search per frame).
-_ODD_FRAMING = re.compile(rb"\n\n(?!data:|event:)")
-_FIELDS = (b"data:", b"event:")
 #: The usual frame, whole: an optional event line and one data line, each with its one space.
 #: Anything else (comments, several data lines, other fields, no space) is parsed line by line.
 _USUAL_FRAME = re.compile(rb"(?:event: ([^\n]*)\n)?data: ([^\n]*)\n\n")

@@ -572,12 +572,14 @@ def _little_endian_floats(data: str) -> list[float]:
 #: and, to stay on the safe side, any ASCII letter spelled as an escape (``"\u0075sage"``).
 #: Key names cannot hide in text: a quote inside a JSON string is always escaped. Usage and the
 #: finish are reported once, near the end (usage cumulatively: ``Usage.merge`` keeps the
-#: largest), so a read's last frame with either stands for any earlier one.
+#: largest), so a read's last frame with either stands for any earlier one; ``[DONE]`` is the
+#: last frame of a stream, so it is looked for from the end too (the text ``[DONE]`` inside an
+#: earlier chunk's content needs no parsing).
 _PASSTHROUGH_MARKS = Marks(
     b'"error"',
-    b"[DONE]",
     (b"\\", re.compile(rb"\\u00[4-7]")),
     latest=(
+        (b"[DONE]", re.compile(rb"\[DONE\]")),
         (b'"usage"', re.compile(rb'"usage"(?!\s*:\s*null)')),
         (b'"finish_reason"', re.compile(rb'"finish_reason"(?!\s*:\s*null)')),
     ),
