@@ -113,14 +113,16 @@ class Reader:
         batch = []
         if not self.content:
             # Parsed one by one up to the first content event; the frames after it are scanned.
-            while (frame := decoder.next()) is not None:
+            while not self.content:
+                frame = decoder.next()
+                if frame is None:
+                    return batch
                 events = parser.feed(frame)
                 batch.append((events, frame))
-                if any(isinstance(e, CONTENT_EVENTS) for e in events):
-                    self.content = True
-                    break
-            else:
-                return batch
+                for e in events:
+                    if isinstance(e, CONTENT_EVENTS):
+                        self.content = True
+                        break
         for frame in decoder.scan(marks):
             # A run of frames has no data and needs no parsing; a marked frame is parsed.
             batch.append((parser.feed(frame) if frame.data else [], frame))

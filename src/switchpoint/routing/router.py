@@ -314,8 +314,9 @@ class Router:
         if not screened.kept:
             raise constraints.failure(f.model, screened.skipped)
         limit = f.latency_ms if f.latency_ms is not None else rule.max_latency_ms
-        prefixes = {id(o): o.reason for o in screened.kept if o.reason}
-        order = STRATEGIES[rule.strategy](screened.kept, stream=f.stream, rng=self.rng, limit_ms=limit)
+        kept = screened.kept
+        prefixes = {id(o): o.reason for o in kept if o.reason} if trimmed is None and rule.overflow else None
+        order = STRATEGIES[rule.strategy](kept, stream=f.stream, rng=self.rng, limit_ms=limit)
         if prefixes:
             for o in order:
                 o.reason = prefixes.get(id(o), "") + o.reason
@@ -330,7 +331,7 @@ class Router:
                     for o in order
                 ]
             ),
-            skipped=tuple((n, r) for n, _, r in screened.skipped),
+            skipped=tuple([(n, r) for n, _, r in screened.skipped]) if screened.skipped else (),
             options=rule.options,
             rule=rule.name,
             task=f.task,
