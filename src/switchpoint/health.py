@@ -211,6 +211,15 @@ def _ewma(old: float | None, sample: float) -> float:
     return sample if old is None else old + EWMA_ALPHA * (sample - old)
 
 
+def _ended(h: DeploymentHealth) -> None:
+    h.inflight = max(0, h.inflight - 1)
+
+
+def _first_token(h: DeploymentHealth, ttft_ms: float, streamed: bool) -> None:
+    h.ttft_ewma_ms = _ewma(h.ttft_ewma_ms, ttft_ms)
+    (h.ttft if streamed else h.latency).add(ttft_ms)
+
+
 class HealthRegistry:
     """Per-process registry of :class:`DeploymentHealth`, keyed by deployment name."""
 
@@ -288,21 +297,17 @@ class HealthRegistry:
         self.get(name).inflight += 1
 
     def on_end(self, name: str) -> None:
-        h = self.get(name)
-        h.inflight = max(0, h.inflight - 1)
+        _ended(self.get(name))
 
     def on_first_token(self, name: str, ttft_ms: float, *, streamed: bool = True) -> None:
-        h = self.get(name)
-        h.ttft_ewma_ms = _ewma(h.ttft_ewma_ms, ttft_ms)
-        (h.ttft if streamed else h.latency).add(ttft_ms)
+        _first_token(self.get(name), ttft_ms, streamed)
 
     def on_answer(self, name: str, latency_ms: float) -> None:
         """A non-streamed attempt came back fine: :meth:`on_end`, :meth:`on_first_token` (not
         streamed) and :meth:`on_success` in one call."""
         h = self.get(name)
-        h.inflight = max(0, h.inflight - 1)
-        h.ttft_ewma_ms = _ewma(h.ttft_ewma_ms, latency_ms)
-        h.latency.add(latency_ms)
+        _ended(h)
+        _first_token(h, latency_ms, False)
         self._succeeded(h, latency_ms)
 
     def on_success(self, name: str, total_ms: float) -> None:

@@ -315,6 +315,7 @@ class Router:
             raise constraints.failure(f.model, screened.skipped)
         limit = f.latency_ms if f.latency_ms is not None else rule.max_latency_ms
         kept = screened.kept
+        # Only the overflow step gives reasons before ordering (a trimmed retry screens anew).
         prefixes = {id(o): o.reason for o in kept if o.reason} if trimmed is None and rule.overflow else None
         order = STRATEGIES[rule.strategy](kept, stream=f.stream, rng=self.rng, limit_ms=limit)
         if prefixes:
