@@ -172,7 +172,10 @@ FinishReason: TypeAlias = Literal[
 class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
     input_tokens: int = 0
     cached_input_tokens: int = 0
+    #: Every cache write (Anthropic: 5-minute and 1-hour together).
     cache_write_tokens: int = 0
+    #: The part of ``cache_write_tokens`` written with a 1-hour TTL (Anthropic), billed at its own rate.
+    cache_write_1h_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
 
@@ -190,6 +193,7 @@ class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
             input_tokens=max(self.input_tokens, other.input_tokens),
             cached_input_tokens=max(self.cached_input_tokens, other.cached_input_tokens),
             cache_write_tokens=max(self.cache_write_tokens, other.cache_write_tokens),
+            cache_write_1h_tokens=max(self.cache_write_1h_tokens, other.cache_write_1h_tokens),
             output_tokens=max(self.output_tokens, other.output_tokens),
             reasoning_tokens=max(self.reasoning_tokens, other.reasoning_tokens),
         )

@@ -26,6 +26,10 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     usage: Usage | None = None
+    #: When the attempt began, in ms after the request started (a timeline of attempts).
+    offset_ms: float = 0.0
+    #: A hedge: started while an earlier attempt was still running.
+    hedge: bool = False
 
 
 class Explained(Protocol):
@@ -53,6 +57,22 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     principal: str | None = None
     #: The routing decision (None when the request failed before one was made).
     decision: Explained | None = None
+    #: The caller: virtual key id and team (None for the master key / an open gateway) and
+    #: the end user the client named (OpenAI ``user``, Anthropic ``metadata.user_id``).
+    key_id: str | None = None
+    team: str | None = None
+    end_user: str | None = None
+    #: Task type (``x-switchpoint-task`` or routing's classification) and session id.
+    task: str | None = None
+    session: str | None = None
+    tags: tuple[str, ...] = ()
+    #: Served from the gateway's response cache (no upstream call was billed).
+    cached: bool = False
+    #: Part of a batch (billed at the deployment's batch discount).
+    batch: bool = False
+    #: The request and response bodies, only when ``storage.store_bodies`` is on (redacted).
+    request_body: bytes | None = None
+    response_body: bytes | None = None
 
     @property
     def route(self) -> dict[str, Any] | None:

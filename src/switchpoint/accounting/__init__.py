@@ -4,6 +4,11 @@ The request path calls :meth:`Accounting.submit`, which never blocks: records go
 bounded buffer, accounted together by one callback once the current event-loop iteration has
 served what was ready (no task switch per record). When the buffer is full the record is
 dropped and counted (``dropped``), so a slow sink can never slow requests down.
+
+Each drained batch is priced once (:class:`Booked`: the record with its cost by token class,
+per attempt and in all) and handed to every :class:`Sink` in turn: the durable ledger, the
+metrics, the traces. A sink's ``write`` runs on the event loop, so it only buffers or counts;
+anything slow (a database write, an export) happens on the sink's own tracked worker.
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
+from switchpoint.catalog import bundled
 from switchpoint.config import Deployment
-from switchpoint.pricing import cost_usd
+from switchpoint.pricing import ZERO, Cost, cost_breakdown
 from switchpoint.records import RequestRecord
 
 log = logging.getLogger("switchpoint.accounting")
@@ -32,11 +38,40 @@ class DeploymentTotals(msgspec.Struct, kw_only=True):
     cost_usd: float = 0.0
 
 
+class Booked(msgspec.Struct, frozen=True, kw_only=True):
+    """A record, priced: what every sink receives."""
+
+    record: RequestRecord
+    #: The request's cost: the sum over its attempts (a failed attempt may still have billed).
+    cost: Cost
+    #: One cost per ``record.attempts``, in the same order.
+    attempt_costs: tuple[Cost, ...]
+    #: The price catalog version the deployments' prices were resolved against.
+    price_version: str
+
+
+class Sink(Protocol):
+    """Where booked records go. ``write`` is called on the event loop and must not block."""
+
+    def write(self, batch: Sequence[Booked]) -> None: ...
+
+    async def close(self) -> None:
+        """Finish what was written (flush, export), then stop."""
+        ...
+
+
 class Accounting:
     def __init__(
-        self, deployments: Mapping[str, Deployment], *, queue_size: int = 10_000, keep: int = 1_000
+        self,
+        deployments: Mapping[str, Deployment],
+        *,
+        queue_size: int = 10_000,
+        keep: int = 1_000,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         self._deployments = deployments
+        self.sinks: list[Sink] = list(sinks)
+        self.price_version = bundled().version
         self._limit = queue_size
         self._pending: list[RequestRecord] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -67,9 +102,14 @@ class Accounting:
             self._drain_handle = self._loop.call_soon(self._drain)
 
     async def stop(self) -> None:
-        """Account what is buffered, then stop scheduling."""
+        """Account what is buffered, close every sink (they finish their writes), then stop."""
         self._drain()
         self._loop = None
+        for sink in self.sinks:
+            try:
+                await sink.close()
+            except Exception:
+                log.exception("could not close accounting sink %r", sink)
 
     async def flush(self) -> None:
         """Account what is buffered now."""
@@ -80,17 +120,25 @@ class Accounting:
             self._drain_handle.cancel()
             self._drain_handle = None
         pending, self._pending = self._pending, []
+        if not pending:
+            return
+        booked: list[Booked] = []
         for record in pending:
             try:
-                self._account(record)
+                booked.append(self._account(record))
             except Exception:  # a bad record must not stop accounting
                 log.exception("could not account request %s", record.request_id)
+        for sink in self.sinks:
+            try:
+                sink.write(booked)
+            except Exception:  # a failing sink must not stop the others
+                log.exception("accounting sink %r failed on %d record(s)", sink, len(booked))
 
-    def _account(self, record: RequestRecord) -> None:
+    def _account(self, record: RequestRecord) -> Booked:
         self.requests += 1
         if record.status >= 400:
             self.failed += 1
-        total = 0.0
+        costs: list[Cost] = []
         for attempt in record.attempts:
             t = self.totals.get(attempt.deployment)
             if t is None:
@@ -98,15 +146,20 @@ class Accounting:
             t.requests += 1
             if attempt.error is not None:
                 t.errors += 1
-            if attempt.usage is not None:
-                dep = self._deployments.get(attempt.deployment)
-                cost = cost_usd(attempt.usage, dep.price if dep else None)
-                t.input_tokens += attempt.usage.input_tokens
-                t.cached_input_tokens += attempt.usage.cached_input_tokens
-                t.output_tokens += attempt.usage.output_tokens
-                t.cost_usd += cost
-                total += cost
-        self.recent.append((record, total))
+            usage = attempt.usage
+            if usage is None:
+                costs.append(ZERO)
+                continue
+            dep = self._deployments.get(attempt.deployment)
+            cost = cost_breakdown(usage, dep.price if dep else None, batch=record.batch)
+            costs.append(cost)
+            t.input_tokens += usage.input_tokens
+            t.cached_input_tokens += usage.cached_input_tokens
+            t.output_tokens += usage.output_tokens
+            t.cost_usd += cost.total
+        total = costs[0] if len(costs) == 1 else _sum(costs)
+        self.recent.append((record, total.total))
+        return Booked(record=record, cost=total, attempt_costs=tuple(costs), price_version=self.price_version)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -115,3 +168,16 @@ class Accounting:
             "dropped": self.dropped,
             "deployments": {k: msgspec.to_builtins(v) for k, v in sorted(self.totals.items())},
         }
+
+
+def _sum(costs: Sequence[Cost]) -> Cost:
+    if not costs:
+        return ZERO
+    return Cost(
+        input=sum(c.input for c in costs),
+        cached_input=sum(c.cached_input for c in costs),
+        cache_write_5m=sum(c.cache_write_5m for c in costs),
+        cache_write_1h=sum(c.cache_write_1h for c in costs),
+        output=sum(c.output for c in costs),
+        reasoning=sum(c.reasoning for c in costs),
+    )
