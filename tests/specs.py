@@ -1,4 +1,4 @@
-"""Validation against the providers' published OpenAPI documents (``../shared/specs``).
+"""Validation against the providers' published OpenAPI documents (``specs/`` at the top of the repo).
 
 ``check_request`` validates what an adapter sends upstream (or what a client sends us);
 ``check_response`` validates a response body; ``check_schema`` validates one value against a
@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import pytest
-
-SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
+# The repository carries the documents it tests against (sources and licences: specs/SOURCES.md).
+SPECS = Path(__file__).resolve().parents[1] / "specs"
 FILES = {
     "openai": "openai/openapi.normalized.json",
     "anthropic": "anthropic/openapi.normalized.json",
@@ -31,8 +30,8 @@ SERVERS = {
 
 def _require(family: str) -> Path:
     path = SPECS / FILES[family]
-    if not path.exists():
-        pytest.skip(f"spec {path} not present (the shared/ folder sits beside the checkout)")
+    if not path.exists():  # a broken checkout, never a reason to skip
+        raise FileNotFoundError(f"spec {path} is missing from the repository (see specs/SOURCES.md)")
     return path
 
 
