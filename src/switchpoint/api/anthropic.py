@@ -55,7 +55,7 @@ from switchpoint.canonical import Finish as FinishEvent
 from switchpoint.errors import BadRequest, SwitchpointError
 from switchpoint.streaming import SSEFrame, encode
 
-from .dialect import Dialect, StreamEncoder
+from .dialect import Dialect, StreamEncoder, decode_boundary
 
 EXTRA_KEY = ANTHROPIC_BLOCKS
 
@@ -304,7 +304,10 @@ def _decode_tools(tools: Any) -> list[Tool] | None:
         path = f"tools.{i}"
         if not isinstance(tool, dict):
             _fail("each tool must be an object", path)
-        if tool.get("type") not in (None, "custom"):
+        ttype = tool.get("type")
+        if ttype is not None and not isinstance(ttype, str):
+            _fail("a tool's 'type' must be a string", f"{path}.type")
+        if ttype not in (None, "custom"):
             continue  # a server tool: only an Anthropic upstream runs it (it stays in raw)
         name, schema, desc = tool.get("name"), tool.get("input_schema"), tool.get("description")
         if not isinstance(name, str) or not name:
@@ -331,7 +334,8 @@ def _decode_tool_choice(choice: Any) -> tuple[ToolChoice | None, bool | None]:
         return None, None
     if not isinstance(choice, dict):
         _fail("tool_choice must be an object", "tool_choice")
-    mode = _TOOL_CHOICES.get(choice.get("type"))  # type: ignore[arg-type]
+    ctype = choice.get("type")
+    mode = _TOOL_CHOICES.get(ctype) if isinstance(ctype, str) else None
     if mode is None:
         _fail("tool_choice.type must be one of auto, any, tool, none", "tool_choice.type")
     name = choice.get("name")
@@ -457,6 +461,10 @@ def decode_messages_body(body: bytes, headers: Mapping[str, str], *, require_max
     )
 
 
+def _read_count_tokens(body: bytes, headers: Mapping[str, str]) -> ChatRequest:
+    return decode_messages_body(body, headers, require_max_tokens=False)
+
+
 # --- encoding --------------------------------------------------------------------------------
 
 
@@ -529,12 +537,13 @@ def error_body(err: SwitchpointError) -> dict[str, Any]:
 class AnthropicDialect(Dialect):
     name = "anthropic"
 
-    def decode_chat(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
+    def read_chat(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         return decode_messages_body(body, headers, require_max_tokens=True)
 
     def decode_count_tokens(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
-        """``POST /v1/messages/count_tokens``: as :meth:`decode_chat`, ``max_tokens`` optional."""
-        return decode_messages_body(body, headers, require_max_tokens=False)
+        """``POST /v1/messages/count_tokens``: as :meth:`decode_chat`, ``max_tokens`` optional,
+        behind the same decode boundary."""
+        return decode_boundary(_read_count_tokens, body, headers)
 
     def encode_chat(self, response: ChatResponse, request: ChatRequest) -> bytes:
         if response.family == "anthropic" and response.raw is not None:

@@ -56,8 +56,9 @@ _json = msgspec.json.encode
 _DONE = b"data: [DONE]\n\n"
 _OPEN_END = b',"logprobs":null,"finish_reason":null}]}\n\n'
 _ROLES = ("system", "developer", "user", "assistant", "tool")
-#: Roles whose string content is one text part, as is.
-_PLAIN_ROLES = frozenset(("system", "developer", "user"))
+#: Roles whose string content is one text part, as is (a tuple: a role of any JSON type may be
+#: tested against it).
+_PLAIN_ROLES = ("user", "system", "developer")
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 _FINISH_OUT = {"length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
 _ERROR_TYPES = {
@@ -566,7 +567,7 @@ def _usage_only(events: list[StreamEvent]) -> bool:
 class OpenAIDialect(Dialect):
     name = "openai"
 
-    def decode_chat(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
+    def read_chat(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         data = _decode_object(body)
         model = _str(data, "model", "model", required=True)
         if not model:
@@ -628,7 +629,7 @@ class OpenAIDialect(Dialect):
     def render_error(self, err: SwitchpointError) -> tuple[int, bytes]:
         return err.status, _json({"error": _error_object(err)})
 
-    def decode_embeddings(self, body: bytes, headers: Mapping[str, str]) -> EmbeddingRequest:
+    def read_embeddings(self, body: bytes, headers: Mapping[str, str]) -> EmbeddingRequest:
         data = _decode_object(body)
         model = _str(data, "model", "model", required=True)
         if not model:

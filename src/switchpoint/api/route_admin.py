@@ -73,10 +73,9 @@ def dialect_for(body: bytes, headers: Mapping[str, str], asked: str | None) -> D
     if "anthropic-version" in headers:
         return ANTHROPIC
     try:
-        doc = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return OPENAI  # the decoder reports the problem
-    return ANTHROPIC if _looks_anthropic(doc) else OPENAI
+        return ANTHROPIC if _looks_anthropic(msgspec.json.decode(body)) else OPENAI
+    except Exception:  # any shape at all: the dialect's decode boundary reports the problem
+        return OPENAI
 
 
 def dry_run(
