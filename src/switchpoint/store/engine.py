@@ -1,0 +1,86 @@
+"""A database URL → a SQLAlchemy engine, set up for the ledger.
+
+SQLite (the embedded default, ``sqlite:///./switchpoint.db``) runs in WAL mode with
+``synchronous=NORMAL`` (a commit is durable once the WAL is written; a power cut can lose the last
+commits, a process crash cannot) and a busy timeout, so several processes (``--workers N``) share
+one file. PostgreSQL goes through psycopg 3: ``postgresql://…`` and ``postgres://…`` are read as
+``postgresql+psycopg://…``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+DEFAULT_URL = "sqlite:///./switchpoint.db"
+#: Overrides ``storage.url`` when set.
+ENV_URL = "SWITCHPOINT_DATABASE_URL"
+
+#: How long a SQLite writer waits for another process's lock before failing (ms).
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+def database_url(configured: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The URL to use: ``SWITCHPOINT_DATABASE_URL``, else ``configured``, else the default."""
+    env = os.environ if env is None else env
+    return env.get(ENV_URL) or configured or DEFAULT_URL
+
+
+def normalize(url: str | URL) -> URL:
+    """The URL with its driver made explicit (psycopg 3 for PostgreSQL)."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file behind a SQLite URL (None for an in-memory database)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def redacted(url: str | URL) -> str:
+    """The URL safe to print: the password hidden."""
+    return normalize(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine for ``url``; a SQLite file's directory is created if missing."""
+    u = normalize(url)
+    if u.get_backend_name() == "sqlite":
+        path = sqlite_path(u)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if path is None:  # one shared connection, or every checkout would be a new empty database
+            kwargs.setdefault("poolclass", StaticPool)
+            kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
+        engine = create_engine(u, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    connect_args = kwargs.setdefault("connect_args", {})
+    connect_args.setdefault("connect_timeout", 5)
+    return create_engine(u, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()

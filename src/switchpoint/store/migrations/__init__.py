@@ -1,0 +1,1 @@
+"""Alembic migrations of the ledger (script location: this package; see ``store.migrate``)."""

@@ -1,0 +1,157 @@
+"""The ledger's write primitives: a batch of rows inserted and the per-instance totals upserted in
+one transaction, and retention pruning.
+
+Rows are tuples in the column order of :data:`tables.REQUEST_COLUMNS` / :data:`tables.ATTEMPT_COLUMNS`
+(the store knows no records: ``accounting.ledger`` converts). Statements are built once per
+writer and run with the driver's ``executemany`` (no SQLAlchemy compilation per batch).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from switchpoint.store.tables import ATTEMPT_COLUMNS, BUCKETS, INF, REQUEST_COLUMNS, TOKEN_COLUMNS
+
+Row = tuple[Any, ...]
+
+_R = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
+_INSTANCE, _DEPLOYMENT, _ALIAS, _STATUS, _ERROR = (
+    _R["instance"],
+    _R["deployment"],
+    _R["alias"],
+    _R["status"],
+    _R["error_kind"],
+)
+_LATENCY, _TTFT, _COST = _R["latency_ms"], _R["ttft_ms"], _R["cost_usd"]
+_TOKENS = tuple(_R[name] for name in TOKEN_COLUMNS)
+_REQUEST_ID, _STARTED_AT = _R["request_id"], _R["started_at"]
+
+_TOTAL_KEYS = ("instance", "deployment", "alias", "status", "error_kind")
+_TOTAL_SUMS = ("requests", *TOKEN_COLUMNS, "cost_usd", "latency_ms_sum", "ttft_ms_sum", "ttft_count")
+_BUCKET_KEYS = ("instance", "metric", "deployment", "alias", "le")
+_BOUNDS = (*BUCKETS, INF)
+
+#: Rows per DELETE when pruning (short transactions: writers are never held up for long).
+PRUNE_CHUNK = 10_000
+
+
+def _insert(table: str, columns: Sequence[str], ph: str, conflict: str = "ON CONFLICT DO NOTHING") -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([ph] * len(columns))}) {conflict}"
+
+
+def _upsert(table: str, keys: Sequence[str], sums: Sequence[str], ph: str) -> str:
+    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in sums)
+    return _insert(table, (*keys, *sums), ph, f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}")
+
+
+def _bucket(seconds: float) -> float:
+    return _BOUNDS[bisect.bisect_left(BUCKETS, seconds)]
+
+
+def aggregate(rows: Iterable[Row]) -> tuple[list[Row], list[Row]]:
+    """The totals and histogram increments a batch of request rows adds (one row per key)."""
+    totals: dict[tuple[Any, ...], list[Any]] = {}
+    buckets: dict[tuple[Any, ...], int] = {}
+    width = len(_TOTAL_SUMS)
+    for r in rows:
+        instance, deployment, alias = r[_INSTANCE], r[_DEPLOYMENT] or "", r[_ALIAS]
+        key = (instance, deployment, alias, r[_STATUS], r[_ERROR] or "")
+        t = totals.get(key)
+        if t is None:
+            t = totals[key] = [0] * width
+            t[-4] = 0.0
+        t[0] += 1
+        for j, i in enumerate(_TOKENS, 1):
+            t[j] += r[i] or 0
+        t[-4] += r[_COST] or 0.0
+        latency = r[_LATENCY] or 0.0
+        t[-3] += latency
+        bkey = (instance, "latency", deployment, alias, _bucket(latency / 1000.0))
+        buckets[bkey] = buckets.get(bkey, 0) + 1
+        ttft = r[_TTFT]
+        if ttft is not None:
+            t[-2] += ttft
+            t[-1] += 1
+            bkey = (instance, "ttft", deployment, alias, _bucket(ttft / 1000.0))
+            buckets[bkey] = buckets.get(bkey, 0) + 1
+    return [(*k, *v) for k, v in totals.items()], [(*k, n) for k, n in buckets.items()]
+
+
+class Writer:
+    """Writes batches to one database. Thread-compatible: use from one thread at a time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._ph = ph
+        self._requests = _insert("requests", REQUEST_COLUMNS, ph)
+        self._attempts = _insert("attempts", ATTEMPT_COLUMNS, ph)
+        self._totals = _upsert("usage_totals", _TOTAL_KEYS, _TOTAL_SUMS, ph)
+        self._buckets = _upsert("latency_buckets", _BUCKET_KEYS, ("count",), ph)
+
+    def write(self, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
+        """Insert the rows and add them to the totals, all in one transaction (a request already
+        in the ledger, e.g. replayed twice, is skipped and not counted again only when written
+        through :meth:`replay`)."""
+        if not requests and not attempts:
+            return
+        with self.engine.begin() as conn:
+            self._write(conn, requests, attempts)
+
+    def replay(self, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
+        """Like :meth:`write`, for rows that may already be in the ledger (a spill file replayed
+        after a crash between its commit and its removal): those are neither inserted nor counted."""
+        if not requests:
+            return
+        with self.engine.begin() as conn:
+            have = self._existing(conn, [r[_REQUEST_ID] for r in requests])
+            if have:
+                requests = [r for r in requests if r[_REQUEST_ID] not in have]
+                attempts = [a for a in attempts if a[0] not in have]
+            self._write(conn, requests, attempts)
+
+    def _write(self, conn: Connection, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
+        if requests:
+            conn.exec_driver_sql(self._requests, list(requests))
+            totals, buckets = aggregate(requests)
+            conn.exec_driver_sql(self._totals, totals)
+            conn.exec_driver_sql(self._buckets, buckets)
+        if attempts:
+            conn.exec_driver_sql(self._attempts, list(attempts))
+
+    def _existing(self, conn: Connection, ids: Sequence[str]) -> set[str]:
+        have: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            sql = (
+                f"SELECT request_id FROM requests WHERE request_id IN ({', '.join([self._ph] * len(chunk))})"
+            )
+            have.update(row[0] for row in conn.exec_driver_sql(sql, tuple(chunk)))
+        return have
+
+    def prune(self, before: float) -> int:
+        """Delete requests (and their attempts) that started before ``before`` (epoch seconds),
+        and feedback given before it. The totals are counters and stay. Returns requests deleted."""
+        ph = self._ph
+        deleted = 0
+        steps = (
+            f"DELETE FROM attempts WHERE request_id IN (SELECT request_id FROM requests"
+            f" WHERE started_at < {ph} LIMIT {PRUNE_CHUNK})",
+            f"DELETE FROM requests WHERE request_id IN (SELECT request_id FROM requests"
+            f" WHERE started_at < {ph} LIMIT {PRUNE_CHUNK})",
+        )
+        while True:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(steps[0], (before,))
+                n = conn.exec_driver_sql(steps[1], (before,)).rowcount
+            deleted += max(n, 0)
+            if n < PRUNE_CHUNK:
+                break
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(f"DELETE FROM attempts WHERE started_at < {ph}", (before,))
+            conn.exec_driver_sql(f"DELETE FROM feedback WHERE created_at < {ph}", (before,))
+        return deleted
