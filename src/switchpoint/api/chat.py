@@ -58,7 +58,16 @@ def make_record(
     error: str | None,
     principal: str | None,
     decision: Decision | None = None,
+    end_user: str | None = None,
 ) -> RequestRecord:
+    """The request's record. Task, session and tags come from what routing already read
+    (``x-switchpoint-task`` / classification, ``x-switchpoint-session`` / ``metadata.session_id``,
+    ``x-switchpoint-tags`` / metadata); ``end_user`` is the body's OpenAI ``user`` or Anthropic
+    ``metadata.user_id``, and the session when none was named."""
+    task = session = None
+    tags: tuple[str, ...] = ()
+    if decision is not None:
+        task, session, tags = decision.task, decision.session, decision.tags
     return RequestRecord(
         request_id=ctx.request_id,
         started_at=ctx.started_at,
@@ -75,6 +84,10 @@ def make_record(
         attempts=tuple(ctx.attempts),
         principal=principal,
         decision=decision,
+        end_user=end_user,
+        task=task,
+        session=session or end_user,
+        tags=tags,
     )
 
 
@@ -137,6 +150,7 @@ class ChatRoute:
         error: str | None,
         principal: str | None,
         decision: Decision | None,
+        end_user: str | None = None,
     ) -> None:
         """Hand the request's record to accounting."""
         self.gw.accounting.submit(
@@ -150,6 +164,7 @@ class ChatRoute:
                 error=error,
                 principal=principal,
                 decision=decision,
+                end_user=end_user,
             )
         )
 
@@ -160,11 +175,12 @@ class ChatRoute:
         headers = {"x-request-id": rid}
         model, stream, principal = "", False, None
         decision: Decision | None = None
+        end_user: str | None = None
         try:
             principal = gw.auth.check(request_headers)
             ctx.limits = limits_from_headers(request_headers)
             creq = dialect.decode_chat(body, request_headers)
-            model, stream = creq.model, creq.stream
+            model, stream, end_user = creq.model, creq.stream, creq.user
             router = gw.router
             decision = await router.aroute(
                 creq, headers=request_headers, principal=principal, health=gw.health
@@ -183,7 +199,7 @@ class ChatRoute:
                 return Reply(
                     200,
                     headers,
-                    stream=StreamBody(self, encoder, model, committed, ctx, principal, decision),
+                    stream=StreamBody(self, encoder, model, committed, ctx, principal, decision, end_user),
                     media_type="text/event-stream",
                     abort=encoder.error,
                 )
@@ -192,13 +208,13 @@ class ChatRoute:
                 router.pin(decision, ctx.deployment)
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
             out = dialect.encode_chat(result, creq)
-            self.book(ctx, model, False, 200, None, principal, decision)
+            self.book(ctx, model, False, 200, None, principal, decision, end_user)
             return Reply(200, headers, out)
         except Exception as exc:
             err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, rid)
             if ctx.deployment:
                 headers["x-switchpoint-deployment"] = ctx.deployment
-            self.book(ctx, model, stream, err.status, err.kind, principal, decision)
+            self.book(ctx, model, stream, err.status, err.kind, principal, decision, end_user)
             return error_reply(dialect, err, headers)
 
 
@@ -215,6 +231,7 @@ class StreamBody:
         "_ctx",
         "_decision",
         "_encoder",
+        "_end_user",
         "_model",
         "_open",
         "_principal",
@@ -230,6 +247,7 @@ class StreamBody:
         ctx: RequestContext,
         principal: str | None,
         decision: Decision | None = None,
+        end_user: str | None = None,
     ) -> None:
         self._route = route
         self._encoder = encoder
@@ -238,6 +256,7 @@ class StreamBody:
         self._ctx = ctx
         self._principal = principal
         self._decision = decision
+        self._end_user = end_user
         self._open = True
 
     def __aiter__(self) -> StreamBody:
@@ -281,4 +300,6 @@ class StreamBody:
 
     def _book(self, status: int, error: str | None) -> None:
         self._open = False
-        self._route.book(self._ctx, self._model, True, status, error, self._principal, self._decision)
+        self._route.book(
+            self._ctx, self._model, True, status, error, self._principal, self._decision, self._end_user
+        )

@@ -51,6 +51,8 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     affinity: str | None = None
     #: Display currency for costs in the trace: (code, units per USD).
     currency: tuple[str, float] = ("USD", 1.0)
+    #: The caller's tags (``x-switchpoint-tags``, string metadata) as ``key=value``, for the ledger.
+    tags: tuple[str, ...] = ()
 
     def header(self) -> str:
         """Short form for the ``x-switchpoint-route`` response header (ASCII, one line)."""

@@ -348,6 +348,7 @@ class Router:
             session=f.session,
             affinity=affinity,
             currency=self.currency,
+            tags=tuple([f"{k}={v}" for k, v in f.tags.items()]) if f.tags else (),
         )
 
     def _affinity(self, f: Features, order: list[Option]) -> str | None:

@@ -1,0 +1,620 @@
+"""The ledger's typed reads (and the one write a client makes: feedback).
+
+Everything here is plain SQLAlchemy Core over :mod:`switchpoint.store.tables` and runs the same on
+SQLite (≥ 3.25, for window functions) and PostgreSQL. Calls are synchronous: callers on the event
+loop run them in a thread (``asyncio.to_thread``).
+
+Percentiles are nearest-rank (the smallest value with at least p·n values at or below it),
+computed with ``ROW_NUMBER``/``COUNT`` windows, so no database extension is needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import msgspec
+from sqlalchemy import (
+    Case,
+    ColumnElement,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+from switchpoint.store.tables import TOKEN_COLUMNS, attempts, feedback, requests
+
+Outcome = Literal["completed", "failed", "abandoned"]
+OUTCOMES: tuple[str, ...] = ("completed", "failed", "abandoned")
+
+# --- time buckets ----------------------------------------------------------------------------
+
+
+class _bucket(FunctionElement[int]):
+    """``floor(started_at / width) * width`` (epoch seconds), the same on every backend."""
+
+    inherit_cache = True
+    type = Integer()
+
+
+@compiles(_bucket)
+def _bucket_default(element: _bucket, compiler: Any, **kw: Any) -> str:
+    col, width = list(element.clauses)
+    # SQLite: CAST truncates, and times are positive, so truncation is the floor.
+    return f"(CAST({compiler.process(col, **kw)} / {compiler.process(width, **kw)} AS INTEGER) * {compiler.process(width, **kw)})"
+
+
+@compiles(_bucket, "postgresql")
+def _bucket_pg(element: _bucket, compiler: Any, **kw: Any) -> str:
+    col, width = list(element.clauses)
+    # PostgreSQL rounds a double cast to integer: take the floor first.
+    return f"(CAST(floor({compiler.process(col, **kw)} / {compiler.process(width, **kw)}) AS BIGINT) * {compiler.process(width, **kw)})"
+
+
+def bucket(col: Any, width_s: int) -> ColumnElement[int]:
+    return _bucket(col, literal_column(str(int(width_s))))
+
+
+# --- usage -----------------------------------------------------------------------------------
+
+#: ``group_by`` names → the expression grouped on.
+GROUPS: Mapping[str, ColumnElement[Any]] = {
+    "deployment": requests.c.deployment,
+    "alias": requests.c.alias,
+    "provider": requests.c.provider,
+    "task": requests.c.task,
+    "key": requests.c.key_id,
+    "team": requests.c.team,
+    "session": requests.c.session,
+    "end_user": requests.c.end_user,
+    "dialect": requests.c.dialect,
+    "endpoint": requests.c.endpoint,
+    "status": requests.c.status,
+    "day": bucket(requests.c.started_at, 86400),
+    "hour": bucket(requests.c.started_at, 3600),
+}
+
+#: Filter names → the column compared for equality (``tag`` and ``errors`` are special).
+FILTERS: Mapping[str, Any] = {
+    "deployment": requests.c.deployment,
+    "alias": requests.c.alias,
+    "provider": requests.c.provider,
+    "task": requests.c.task,
+    "key": requests.c.key_id,
+    "team": requests.c.team,
+    "session": requests.c.session,
+    "end_user": requests.c.end_user,
+    "dialect": requests.c.dialect,
+    "endpoint": requests.c.endpoint,
+    "status": requests.c.status,
+    "error_kind": requests.c.error_kind,
+}
+#: Filters that are not a column: ``tag`` (one ``key=value`` of the request's tags) and
+#: ``errors`` (``true``: failed requests only, ``false``: successful only).
+SPECIAL_FILTERS = ("tag", "errors")
+
+COST_COLUMNS = (
+    "cost_input",
+    "cost_cached_input",
+    "cost_cache_write_5m",
+    "cost_cache_write_1h",
+    "cost_output",
+    "cost_reasoning",
+)
+
+
+class QueryError(ValueError):
+    """A query asked for something that does not exist (an unknown group or filter)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class UsageRow(msgspec.Struct, kw_only=True):
+    """One group of :func:`usage`: the group's key values, then its totals."""
+
+    group: dict[str, Any]
+    requests: int
+    errors: int
+    input_tokens: int
+    cached_input_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    cost_usd: float
+    cost_input: float
+    cost_cached_input: float
+    cost_cache_write_5m: float
+    cost_cache_write_1h: float
+    cost_output: float
+    cost_reasoning: float
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+    #: Cached input tokens over input tokens (None when no input was billed).
+    cache_read_ratio: float | None
+
+
+def _int(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+def _float(value: Any) -> float:
+    return float(value) if value is not None else 0.0
+
+
+def _filter_value(name: str, value: Any) -> Any:
+    if name == "status":
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise QueryError(f"filter 'status' must be an HTTP status, got {value!r}", name) from None
+    return str(value)
+
+
+def _conditions(
+    since: float | None, until: float | None, filters: Mapping[str, Any] | None
+) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if since is not None:
+        where.append(requests.c.started_at >= since)
+    if until is not None:
+        where.append(requests.c.started_at < until)
+    for name, value in (filters or {}).items():
+        if name == "tag":
+            # Tags are a JSON array of "key=value" strings; match one element exactly.
+            where.append(requests.c.tags.like("%" + json.dumps(str(value))[:-1] + '"%'))
+        elif name == "errors":
+            flag = str(value).lower()
+            if flag not in ("true", "false", "1", "0"):
+                raise QueryError("filter 'errors' must be true or false", name)
+            where.append(requests.c.status >= 400 if flag in ("true", "1") else requests.c.status < 400)
+        elif name in FILTERS:
+            col = FILTERS[name]
+            where.append(col.is_(None) if value is None else col == _filter_value(name, value))
+        else:
+            known = ", ".join([*FILTERS, *SPECIAL_FILTERS])
+            raise QueryError(f"unknown filter '{name}' (one of: {known})", name)
+    return where
+
+
+def check_groups(group_by: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for name in group_by:
+        if name not in GROUPS:
+            raise QueryError(f"cannot group by '{name}' (one of: {', '.join(GROUPS)})", "group_by")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def _percentile(value: Any, rank: Any, count: Any, p: float) -> ColumnElement[Any]:
+    """Nearest-rank: the smallest value whose rank is at least p·n."""
+    return func.min(case((and_(value.is_not(None), rank >= count * p), value)))
+
+
+def usage_query(
+    group_by: Sequence[str],
+    since: float | None = None,
+    until: float | None = None,
+    filters: Mapping[str, Any] | None = None,
+) -> Select[Any]:
+    names = check_groups(group_by)
+    keys = [GROUPS[n].label(f"g_{i}") for i, n in enumerate(names)]
+    where = _conditions(since, until, filters)
+    r = requests.c
+    inner_keys = [GROUPS[n] for n in names]
+    # Ranks among the non-NULL values only (NULLs sort first on SQLite, last on PostgreSQL).
+    ttft_null = case((r.ttft_ms.is_(None), 1), else_=0)
+    lat_null = case((r.latency_ms.is_(None), 1), else_=0)
+    lat_rank = func.row_number().over(partition_by=[*inner_keys, lat_null], order_by=r.latency_ms)
+    ttft_rank = func.row_number().over(partition_by=[*inner_keys, ttft_null], order_by=r.ttft_ms)
+    inner = select(
+        *keys,
+        r.status,
+        *(getattr(r, c) for c in TOKEN_COLUMNS),
+        *(getattr(r, c) for c in COST_COLUMNS),
+        r.cost_usd,
+        r.latency_ms,
+        r.ttft_ms,
+        lat_rank.label("lat_rank"),
+        func.count(r.latency_ms).over(partition_by=inner_keys).label("lat_n"),
+        ttft_rank.label("ttft_rank"),
+        func.count(r.ttft_ms).over(partition_by=inner_keys).label("ttft_n"),
+    ).where(*where)
+    sub = inner.subquery("u")
+    s = sub.c
+    errors: Case[Any] = case((s.status >= 400, 1), else_=0)
+    outer_keys = [s[f"g_{i}"] for i in range(len(names))]
+    q = select(
+        *outer_keys,
+        func.count().label("requests"),
+        func.sum(errors).label("errors"),
+        *(func.sum(s[c]).label(c) for c in TOKEN_COLUMNS),
+        func.sum(s.cost_usd).label("cost_usd"),
+        *(func.sum(s[c]).label(c) for c in COST_COLUMNS),
+        _percentile(s.latency_ms, s.lat_rank, s.lat_n, 0.5).label("latency_p50_ms"),
+        _percentile(s.latency_ms, s.lat_rank, s.lat_n, 0.95).label("latency_p95_ms"),
+        _percentile(s.ttft_ms, s.ttft_rank, s.ttft_n, 0.5).label("ttft_p50_ms"),
+        _percentile(s.ttft_ms, s.ttft_rank, s.ttft_n, 0.95).label("ttft_p95_ms"),
+    )
+    if outer_keys:
+        q = q.group_by(*outer_keys).order_by(*outer_keys)
+    return q
+
+
+def usage(
+    engine: Engine,
+    group_by: Sequence[str] = (),
+    since: float | None = None,
+    until: float | None = None,
+    filters: Mapping[str, Any] | None = None,
+) -> list[UsageRow]:
+    """Totals per group (no ``group_by``: one row for everything matched), ordered by the
+    group's keys. ``since`` is inclusive, ``until`` exclusive (epoch seconds)."""
+    names = check_groups(group_by)
+    q = usage_query(names, since, until, filters)
+    with engine.connect() as conn:
+        rows = conn.execute(q).mappings().all()
+    out: list[UsageRow] = []
+    for row in rows:
+        n = _int(row["requests"])
+        if n == 0:  # no group_by and nothing matched: no row
+            continue
+        inp, cached = _int(row["input_tokens"]), _int(row["cached_input_tokens"])
+        out.append(
+            UsageRow(
+                group={name: row[f"g_{i}"] for i, name in enumerate(names)},
+                requests=n,
+                errors=_int(row["errors"]),
+                input_tokens=inp,
+                cached_input_tokens=cached,
+                cache_write_5m_tokens=_int(row["cache_write_5m_tokens"]),
+                cache_write_1h_tokens=_int(row["cache_write_1h_tokens"]),
+                output_tokens=_int(row["output_tokens"]),
+                reasoning_tokens=_int(row["reasoning_tokens"]),
+                cost_usd=_float(row["cost_usd"]),
+                cost_input=_float(row["cost_input"]),
+                cost_cached_input=_float(row["cost_cached_input"]),
+                cost_cache_write_5m=_float(row["cost_cache_write_5m"]),
+                cost_cache_write_1h=_float(row["cost_cache_write_1h"]),
+                cost_output=_float(row["cost_output"]),
+                cost_reasoning=_float(row["cost_reasoning"]),
+                latency_p50_ms=row["latency_p50_ms"],
+                latency_p95_ms=row["latency_p95_ms"],
+                ttft_p50_ms=row["ttft_p50_ms"],
+                ttft_p95_ms=row["ttft_p95_ms"],
+                cache_read_ratio=cached / inp if inp else None,
+            )
+        )
+    return out
+
+
+# --- requests --------------------------------------------------------------------------------
+
+#: The columns a request listing shows (bodies and the routing trace only in :func:`request`).
+LIST_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in requests.columns if c.name not in ("route", "request_body", "response_body")
+)
+
+
+class Page(msgspec.Struct, kw_only=True):
+    items: list[dict[str, Any]]
+    #: Pass back as ``cursor`` for the next (older) page; None on the last page.
+    next_cursor: str | None
+
+
+def encode_cursor(started_at: float, request_id: str) -> str:
+    raw = json.dumps([started_at, request_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        ts, rid = json.loads(raw)
+        if isinstance(ts, bool) or not isinstance(ts, int | float) or not isinstance(rid, str):
+            raise ValueError
+        return float(ts), rid
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise QueryError("cursor is not one this API returned", "cursor") from None
+
+
+def _row_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
+    out = dict(row)
+    tags = out.get("tags")
+    if isinstance(tags, str):
+        try:
+            out["tags"] = json.loads(tags)
+        except ValueError:
+            pass
+    for flag in ("stream", "cached", "batch", "hedge"):
+        if flag in out and out[flag] is not None:
+            out[flag] = bool(out[flag])
+    return out
+
+
+MAX_PAGE = 1000
+
+
+def list_requests(
+    engine: Engine,
+    filters: Mapping[str, Any] | None = None,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> Page:
+    """Requests newest first, ``limit`` at a time. Keyset paging on ``(started_at,
+    request_id)``: a page is an index range scan however deep it is, and rows written
+    meanwhile never shift a page."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise QueryError(f"limit must be 1-{MAX_PAGE}", "limit")
+    r = requests.c
+    where = _conditions(since, until, filters)
+    if cursor is not None:
+        ts, rid = decode_cursor(cursor)
+        where.append(or_(r.started_at < ts, and_(r.started_at == ts, r.request_id < rid)))
+    q = (
+        select(*(r[c] for c in LIST_COLUMNS))
+        .where(*where)
+        .order_by(r.started_at.desc(), r.request_id.desc())
+        .limit(limit + 1)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(q).mappings().all()
+    items = [_row_dict(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    last = items[-1] if items and more else None
+    return Page(
+        items=items,
+        next_cursor=encode_cursor(last["started_at"], last["request_id"]) if last is not None else None,
+    )
+
+
+def request(engine: Engine, request_id: str) -> dict[str, Any] | None:
+    """One request with its attempts (in order), its feedback, and its routing explanation
+    (``route``: the decision's trace as the writer stored it). None when unknown."""
+    with engine.connect() as conn:
+        row = conn.execute(select(requests).where(requests.c.request_id == request_id)).mappings().first()
+        if row is None:
+            return None
+        tries = (
+            conn.execute(select(attempts).where(attempts.c.request_id == request_id).order_by(attempts.c.seq))
+            .mappings()
+            .all()
+        )
+        notes = (
+            conn.execute(select(feedback).where(feedback.c.request_id == request_id).order_by(feedback.c.id))
+            .mappings()
+            .all()
+        )
+    out = _row_dict(row)
+    route = out.get("route")
+    if isinstance(route, str):
+        out["route"] = json.loads(route)
+    out["attempt_list"] = [_row_dict(a) for a in tries]
+    out["feedback"] = [dict(f) for f in notes]
+    return out
+
+
+def request_exists(engine: Engine, request_id: str) -> bool:
+    with engine.connect() as conn:
+        found = conn.execute(select(requests.c.request_id).where(requests.c.request_id == request_id)).first()
+    return found is not None
+
+
+# --- feedback --------------------------------------------------------------------------------
+
+
+def insert_feedback(
+    engine: Engine,
+    *,
+    outcome: str,
+    request_id: str | None = None,
+    task_id: str | None = None,
+    score: float | None = None,
+    key_id: str | None = None,
+    created_at: float | None = None,
+) -> int:
+    """Record an outcome for a request or a client's task; returns the feedback row's id."""
+    if outcome not in OUTCOMES:
+        raise QueryError(f"outcome must be one of: {', '.join(OUTCOMES)}", "outcome")
+    if (request_id is None) == (task_id is None):
+        raise QueryError("give exactly one of request_id and task_id", "request_id")
+    values = {
+        "created_at": time.time() if created_at is None else created_at,
+        "request_id": request_id,
+        "task_id": task_id,
+        "outcome": outcome,
+        "score": score,
+        "key_id": key_id,
+    }
+    with engine.begin() as conn:
+        result = conn.execute(insert(feedback).values(**values).returning(feedback.c.id))
+        return int(result.scalar_one())
+
+
+# --- task analytics (the views of migration 0002_task_views) ---------------------------------
+
+TASK_GROUPS = ("task", "alias", "deployment")
+
+
+class TaskRow(msgspec.Struct, kw_only=True):
+    group: dict[str, Any]
+    #: Task instances with an outcome, and how many of them completed.
+    tasks: int
+    completed: int
+    #: All spend on those task instances (every outcome, every request).
+    cost_usd: float
+    #: ``cost_usd / completed``: what one success costs, failures paid for included.
+    cost_per_completed_task: float | None
+    #: Visible output of successful requests / every token billed (docs/ledger.md).
+    token_efficiency: float | None
+
+
+def _task_groups(group_by: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for name in group_by:
+        if name not in TASK_GROUPS:
+            raise QueryError(f"cannot group tasks by '{name}' (one of: {', '.join(TASK_GROUPS)})", "group_by")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def task_costs(engine: Engine, group_by: Sequence[str] = ("task",)) -> list[TaskRow]:
+    """Cost per completed task (view ``ledger_task_requests``), grouped by task type, alias
+    and/or deployment. A task instance spanning two deployments counts once in each."""
+    names = _task_groups(group_by)
+    cols = ", ".join(names)
+    billed = "COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)"
+    useful = (
+        "CASE WHEN status < 400 THEN COALESCE(output_tokens, 0) - COALESCE(reasoning_tokens, 0) ELSE 0 END"
+    )
+    sql = (
+        f"SELECT {cols + ', ' if cols else ''}"
+        "COUNT(DISTINCT instance) AS tasks, "
+        "COUNT(DISTINCT CASE WHEN outcome = 'completed' THEN instance END) AS completed, "
+        "SUM(COALESCE(cost_usd, 0)) AS cost_usd, "
+        f"SUM({useful}) AS useful, SUM({billed}) AS billed "
+        "FROM ledger_task_requests" + (f" GROUP BY {cols} ORDER BY {cols}" if cols else "")
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql)).mappings().all()
+    out: list[TaskRow] = []
+    for row in rows:
+        tasks = _int(row["tasks"])
+        if tasks == 0:
+            continue
+        completed, cost, billed_n = _int(row["completed"]), _float(row["cost_usd"]), _int(row["billed"])
+        out.append(
+            TaskRow(
+                group={n: row[n] for n in names},
+                tasks=tasks,
+                completed=completed,
+                cost_usd=cost,
+                cost_per_completed_task=cost / completed if completed else None,
+                token_efficiency=_int(row["useful"]) / billed_n if billed_n else None,
+            )
+        )
+    return out
+
+
+class EfficiencyRow(msgspec.Struct, kw_only=True):
+    group: dict[str, Any]
+    requests: int
+    useful_output_tokens: int
+    billed_tokens: int
+    token_efficiency: float | None
+
+
+def token_efficiency(
+    engine: Engine,
+    group_by: Sequence[str] = ("task",),
+    since: float | None = None,
+    until: float | None = None,
+) -> list[EfficiencyRow]:
+    """Token efficiency over every request (no feedback needed), per task, alias, deployment."""
+    names = _task_groups(group_by)
+    r = requests.c
+    keys = [GROUPS[n].label(n) for n in names]
+    useful = case(
+        (r.status < 400, func.coalesce(r.output_tokens, 0) - func.coalesce(r.reasoning_tokens, 0)), else_=0
+    )
+    billed = func.coalesce(r.input_tokens, 0) + func.coalesce(r.output_tokens, 0)
+    q = select(
+        *keys,
+        func.count().label("requests"),
+        func.sum(useful).label("useful"),
+        func.sum(billed).label("billed"),
+    ).where(*_conditions(since, until, None))
+    if keys:
+        q = q.group_by(*keys).order_by(*keys)
+    with engine.connect() as conn:
+        rows = conn.execute(q).mappings().all()
+    out: list[EfficiencyRow] = []
+    for row in rows:
+        n = _int(row["requests"])
+        if n == 0:
+            continue
+        u, b = _int(row["useful"]), _int(row["billed"])
+        out.append(
+            EfficiencyRow(
+                group={k: row[k] for k in names},
+                requests=n,
+                useful_output_tokens=u,
+                billed_tokens=b,
+                token_efficiency=u / b if b else None,
+            )
+        )
+    return out
+
+
+class SessionSwitches(msgspec.Struct, kw_only=True):
+    session: str
+    requests: int
+    deployments: int
+    switches: int
+    #: ``switches / (requests - 1)``: the share of turns that changed deployment.
+    switch_rate: float | None
+
+
+def session_switches(engine: Engine, *, limit: int = 100, min_requests: int = 2) -> list[SessionSwitches]:
+    """Model switch frequency per session (view ``ledger_session_switches``), most switches first."""
+    sql = text(
+        "SELECT session, requests, deployments, switches FROM ledger_session_switches "
+        "WHERE requests >= :m ORDER BY switches DESC, session LIMIT :n"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(sql, {"m": min_requests, "n": limit}).mappings().all()
+    return [
+        SessionSwitches(
+            session=row["session"],
+            requests=_int(row["requests"]),
+            deployments=_int(row["deployments"]),
+            switches=_int(row["switches"]),
+            switch_rate=_int(row["switches"]) / (_int(row["requests"]) - 1)
+            if _int(row["requests"]) > 1
+            else None,
+        )
+        for row in rows
+    ]
+
+
+__all__ = [
+    "GROUPS",
+    "OUTCOMES",
+    "EfficiencyRow",
+    "Page",
+    "QueryError",
+    "SessionSwitches",
+    "TaskRow",
+    "UsageRow",
+    "insert_feedback",
+    "list_requests",
+    "request",
+    "request_exists",
+    "session_switches",
+    "task_costs",
+    "token_efficiency",
+    "usage",
+]
