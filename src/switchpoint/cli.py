@@ -62,14 +62,31 @@ def start_simulator_thread(host: str = "127.0.0.1", port: int | None = None) -> 
     return f"http://{host}:{port}"
 
 
-def _load(path: Path | None) -> config_mod.Config:
+#: Where ``check-config --simulate`` and ``explain --simulate`` pretend the simulator is
+#: (``switchpoint simulate``'s default port); nothing is called there.
+_SIM_PLACEHOLDER = "http://127.0.0.1:8090"
+
+_SIMULATE_HELP = "Point every provider at the built-in simulator (no provider keys needed)"
+
+
+def _simulator_base() -> str:
+    sim_base = os.environ.get("SWITCHPOINT_SIM_BASE") or start_simulator_thread()
+    os.environ["SWITCHPOINT_SIM_BASE"] = sim_base  # workers rebuild the same config
+    return sim_base
+
+
+def _load(path: Path | None, simulate: bool = False) -> config_mod.Config:
     if path is not None:
+        if simulate:
+            os.environ["SWITCHPOINT_SIMULATE"] = "1"  # workers too
+            return defaults.load_simulated(path, _simulator_base())
         return config_mod.load(path)
-    sim_base = None
-    if defaults.needs_simulator():
-        sim_base = os.environ.get("SWITCHPOINT_SIM_BASE") or start_simulator_thread()
-        os.environ["SWITCHPOINT_SIM_BASE"] = sim_base  # workers rebuild the same config
+    sim_base = _simulator_base() if defaults.needs_simulator() else None
     return defaults.embedded(sim_base)
+
+
+def _check(path: Path, simulate: bool) -> config_mod.Config:
+    return defaults.load_simulated(path, _SIM_PLACEHOLDER) if simulate else config_mod.load(path)
 
 
 def _banner(cfg: config_mod.Config, host: str, port: int, workers: int) -> None:
@@ -80,8 +97,14 @@ def _banner(cfg: config_mod.Config, host: str, port: int, workers: int) -> None:
             "[bold yellow]SIMULATED PROVIDERS[/bold yellow]: no provider key is set "
             "(OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, DEEPSEEK_API_KEY, OLLAMA_HOST), "
             "so answers come from the built-in simulator and say so."
+            if cfg.source.startswith("<")
+            else "[bold yellow]SIMULATED PROVIDERS[/bold yellow] (--simulate): every provider of the file "
+            "points at the built-in simulator; the deployments, aliases and routing are the file's."
         )
     aliases = ", ".join(f"{a} → {'/'.join(d)}" for a, d in cfg.aliases.items()) or "(none)"
+    if cfg.routing is not None and (cfg.routing.rules or cfg.routing.default is not None):
+        default = " + default" if cfg.routing.default is not None else ""
+        aliases = f"auto → routing policy ({len(cfg.routing.rules)} rules{default}), {aliases}"
     out.print(f"models: {aliases}")
     out.print(f"deployments: {', '.join(cfg.deployments) or '(none)'}")
     if cfg.master_key is None:
@@ -103,6 +126,7 @@ def serve(
     shutdown_timeout: Annotated[
         float, typer.Option(help="Seconds in-flight requests and streams get to finish on shutdown")
     ] = 30.0,
+    simulate: Annotated[bool, typer.Option("--simulate", help=_SIMULATE_HELP)] = False,
 ) -> None:
     """Start the gateway."""
     import uvicorn
@@ -111,7 +135,7 @@ def serve(
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = _load(config)
+        cfg = _load(config, simulate)
     except ConfigError as exc:
         _print_problems(str(config) if config else "embedded defaults", exc)
         raise typer.Exit(2) from None
@@ -147,15 +171,18 @@ def _print_problems(source: str, exc: ConfigError) -> None:
 
 
 @cli.command("check-config")
-def check_config(path: Annotated[Path, typer.Argument(help="YAML config file")]) -> None:
+def check_config(
+    path: Annotated[Path, typer.Argument(help="YAML config file")],
+    simulate: Annotated[bool, typer.Option("--simulate", help=_SIMULATE_HELP)] = False,
+) -> None:
     """Validate a config file; print every problem with its path. Exit 0 if valid, 1 if not."""
     try:
-        cfg = config_mod.load(path)
+        cfg = _check(path, simulate)
     except ConfigError as exc:
         _print_problems(str(path), exc)
         raise typer.Exit(1) from None
     out.print(
-        f"[green]{path}: OK[/green] — {len(cfg.providers)} provider(s), {len(cfg.deployments)} deployment(s), "
+        f"[green]{cfg.source}: OK[/green] — {len(cfg.providers)} provider(s), {len(cfg.deployments)} deployment(s), "
         f"{len(cfg.aliases)} alias(es)"
     )
 
@@ -224,6 +251,7 @@ def explain(
     dialect: Annotated[str | None, typer.Option(help="openai or anthropic (default: from the body)")] = None,
     principal: Annotated[str, typer.Option(help="Caller to route as")] = "master",
     as_json: Annotated[bool, typer.Option("--json", help="Print the full trace as JSON")] = False,
+    simulate: Annotated[bool, typer.Option("--simulate", help=_SIMULATE_HELP)] = False,
 ) -> None:
     """Dry run: print the routing decision for a request, without calling any model."""
     import msgspec
@@ -233,7 +261,7 @@ def explain(
     from switchpoint.routing import Router
 
     try:
-        cfg = config_mod.load(config)
+        cfg = _check(config, simulate)
     except ConfigError as exc:
         _print_problems(str(config), exc)
         raise typer.Exit(2) from None

@@ -7,11 +7,15 @@ user sees it work at once.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from switchpoint.config import Config, parse
+from switchpoint.config.loader import load as config_load
+from switchpoint.config.loader import read
 
 #: (env var, provider name, family, base URL, [(deployment, upstream model, window, max out)])
 _DETECTED: tuple[tuple[str, str, str, str, list[tuple[str, str, int, int]]], ...] = (
@@ -57,6 +61,8 @@ _ALIASES = {
     "cheap": ["deepseek-chat", "gemini-3-flash", "gpt-5.5-mini", "claude-haiku-4-5", "ollama"],
 }
 
+_LONG_CONTEXT = ["gemini-3-pro", "gemini-3-flash", "gpt-5.5", "claude-opus-4-7"]
+
 
 def detected_document(env: Mapping[str, str]) -> dict[str, Any] | None:
     """A config document for the providers whose keys are set, or None when there are none."""
@@ -88,35 +94,59 @@ def detected_document(env: Mapping[str, str]) -> dict[str, Any] | None:
     if not providers:
         return None
     aliases = {alias: [d for d in order if d in deployments] for alias, order in _ALIASES.items()}
+    long_context = [d for d in _LONG_CONTEXT if d in deployments]
+    rules: list[dict[str, Any]] = []
+    if long_context:
+        rules.append(
+            {"name": "long-context", "match": {"prompt_tokens": {"min": 100_000}}, "candidates": long_context}
+        )
+    rules.append({"name": "tools", "match": {"tools": True}, "candidates": aliases["smart"]})
     return {
         "providers": providers,
         "deployments": deployments,
         "models": {k: v for k, v in aliases.items() if v},
+        # ``auto``: long prompts to a long window, tools to a strong model, the rest cheap.
+        "routing": {"rules": rules, "default": {"name": "default", "candidates": aliases["cheap"]}},
     }
 
 
+#: Where each wire family lives on the simulator (``switchpoint simulate`` prints the same).
+SIM_PATHS = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini/v1beta"}
+
+#: ``auto`` on the simulated deployments: a small real policy, so the route header shows rules
+#: at work (docs/routing.md). Content first; otherwise the cheapest model that can answer.
+SIMULATED_ROUTING: dict[str, Any] = {
+    "rules": [
+        {
+            "name": "long-context",
+            "match": {"prompt_tokens": {"min": 100_000}},
+            "candidates": ["sim-gemini", "sim-gpt"],
+        },
+        {"name": "vision", "match": {"images": True}, "candidates": ["sim-gemini", "sim-gpt", "sim-claude"]},
+        {"name": "tools", "match": {"tools": True}, "candidates": ["sim-claude", "sim-gpt"]},
+        {"name": "json-schema", "match": {"json_schema": True}, "candidates": ["sim-gpt", "sim-gemini"]},
+        {
+            "name": "speed-mode",
+            "match": {"priority": "speed"},
+            "candidates": ["sim-mini", "sim-gemini", "sim-gpt"],
+            "strategy": "lowest_latency",
+        },
+    ],
+    "default": {
+        "name": "default",
+        "candidates": ["sim-mini", "sim-gemini", "sim-gpt"],
+        "strategy": "lowest_cost",
+    },
+}
+
+
 def simulated_document(sim_base: str) -> dict[str, Any]:
-    """Simulated providers of all three wire families behind ``sim_base`` (``http://host:port``)."""
+    """Simulated providers of all three wire families behind ``sim_base`` (``http://host:port``),
+    with aliases and a routing policy for ``auto``."""
     return {
         "providers": {
-            "sim-openai": {
-                "family": "openai",
-                "base_url": f"{sim_base}/openai/v1",
-                "simulated": True,
-                "headers": {"authorization": "Bearer simulated"},
-            },
-            "sim-anthropic": {
-                "family": "anthropic",
-                "base_url": f"{sim_base}/anthropic",
-                "simulated": True,
-                "headers": {"x-api-key": "simulated"},
-            },
-            "sim-gemini": {
-                "family": "gemini",
-                "base_url": f"{sim_base}/gemini/v1beta",
-                "simulated": True,
-                "headers": {"x-goog-api-key": "simulated"},
-            },
+            f"sim-{family}": {"family": family, "base_url": sim_base + path, "simulated": True}
+            for family, path in SIM_PATHS.items()
         },
         "deployments": {
             "sim-gpt": {
@@ -125,6 +155,14 @@ def simulated_document(sim_base: str) -> dict[str, Any]:
                 "context_window": 400_000,
                 "max_output_tokens": 16_384,
                 "price": {"input": 1.25, "cached_input": 0.125, "output": 10.0},
+            },
+            "sim-mini": {  # the cheap one: text only, no tools
+                "provider": "sim-openai",
+                "model": "sim-mini",
+                "context_window": 128_000,
+                "max_output_tokens": 16_384,
+                "capabilities": ["streaming", "json_schema"],
+                "price": {"input": 0.1, "cached_input": 0.01, "output": 0.4},
             },
             "sim-claude": {
                 "provider": "sim-anthropic",
@@ -153,7 +191,50 @@ def simulated_document(sim_base: str) -> dict[str, Any]:
             "cheap": ["sim-gemini", "sim-gpt"],
             "embed": "sim-embed",
         },
+        "routing": SIMULATED_ROUTING,
     }
+
+
+def simulate_config(doc: Any, sim_base: str, env: Mapping[str, str]) -> Any:
+    """A copy of a config document with every provider pointed at the simulator.
+
+    Each provider keeps its name and wire family and gets the simulator's base URL for that
+    family; keys and header secrets are dropped (a simulated provider needs none), and so is
+    Azure's URL layout. A master key whose variable is unset is dropped too: the gateway then
+    serves only simulated answers, open, and says so at start-up. Everything else (deployments,
+    aliases, routing, resilience) is the file's own, so its policy runs as written.
+    """
+    if not isinstance(doc, dict):
+        return doc  # parse() reports the shape
+    doc = copy.deepcopy(doc)
+    providers = doc.get("providers")
+    if isinstance(providers, dict):
+        for row in providers.values():
+            if not isinstance(row, dict):
+                continue
+            family = row.get("family")
+            row["base_url"] = sim_base + SIM_PATHS.get(family if isinstance(family, str) else "", "")
+            row["simulated"] = True
+            row.pop("api_key", None)
+            row.pop("azure_api_version", None)
+            headers = row.get("headers")
+            if isinstance(headers, dict):
+                row["headers"] = {
+                    k: v for k, v in headers.items() if not (isinstance(v, str) and v.startswith("env:"))
+                }
+    server = doc.get("server")
+    if isinstance(server, dict):
+        ref = server.get("master_key")
+        if isinstance(ref, str) and ref.startswith("env:") and not env.get(ref[4:]):
+            server.pop("master_key")
+    return doc
+
+
+def load_simulated(path: str | Path, sim_base: str, env: Mapping[str, str] | None = None) -> Config:
+    """Read a config file and run it against the simulator (``serve --simulate``)."""
+    env = os.environ if env is None else env
+    data = read(path)
+    return parse(simulate_config(data, sim_base, env), source=f"{path} (simulated providers)", env=env)
 
 
 def embedded(sim_base: str | None, env: Mapping[str, str] | None = None) -> Config:
@@ -173,3 +254,17 @@ def embedded(sim_base: str | None, env: Mapping[str, str] | None = None) -> Conf
 
 def needs_simulator(env: Mapping[str, str] | None = None) -> bool:
     return detected_document(os.environ if env is None else env) is None
+
+
+def from_environment(env: Mapping[str, str] | None = None) -> Config:
+    """The config a worker process rebuilds from what ``serve`` left in the environment:
+    ``SWITCHPOINT_CONFIG`` (a file; with ``SWITCHPOINT_SIMULATE=1`` pointed at the simulator),
+    else the embedded defaults; ``SWITCHPOINT_SIM_BASE`` is the simulator the parent started."""
+    env = os.environ if env is None else env
+    path = env.get("SWITCHPOINT_CONFIG")
+    sim_base = env.get("SWITCHPOINT_SIM_BASE")
+    if path and env.get("SWITCHPOINT_SIMULATE") == "1" and sim_base:
+        return load_simulated(path, sim_base, env)
+    if path:
+        return config_load(path, env=env)
+    return embedded(sim_base, env)

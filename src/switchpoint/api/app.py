@@ -519,14 +519,13 @@ def app_from_env() -> GatewayApp:
     """Factory for worker processes: rebuild the config the parent resolved.
 
     ``SWITCHPOINT_CONFIG`` names a config file; without it the embedded defaults are used,
-    with the simulator the parent started at ``SWITCHPOINT_SIM_BASE``.
+    with the simulator the parent started at ``SWITCHPOINT_SIM_BASE`` (see
+    :func:`switchpoint.defaults.from_environment`).
     """
 
-    from switchpoint import config as config_mod
     from switchpoint import defaults
 
-    path = os.environ.get("SWITCHPOINT_CONFIG")
-    cfg = config_mod.load(path) if path else defaults.embedded(os.environ.get("SWITCHPOINT_SIM_BASE"))
+    cfg = defaults.from_environment()
     app = create_app(cfg, shutdown_timeout_s=float(os.environ.get("SWITCHPOINT_SHUTDOWN_TIMEOUT", "30")))
     freeze_heap()
     return app
