@@ -1,8 +1,9 @@
 """The bundled price catalog: list prices of the major models, versioned with the package.
 
-``data/prices.json`` holds USD per million tokens for input, cached input, cache writes,
-output and reasoning, the batch discount, and the long-context tier where a provider bills a
-whole request at higher rates once its prompt passes a threshold. The config resolves each
+``data/prices.json`` holds USD per million tokens for input, cached input (cache reads), cache
+writes (5-minute ``cache_write`` and 1-hour ``cache_write_1h``), output and reasoning, the
+batch discount, and the long-context tier where a provider bills a whole request at higher
+rates once its prompt passes a threshold. The config resolves each
 deployment's price against it (fields given under ``deployments.<name>.price`` override the
 catalog's); routing prices candidates with the result, accounting prices usage.
 
@@ -21,7 +22,10 @@ class Rates(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     input: float
     output: float
     cached_input: float | None = None
+    #: The 5-minute cache write (Anthropic: 1.25 x input).
     cache_write: float | None = None
+    #: The 1-hour cache write (Anthropic: 2 x input).
+    cache_write_1h: float | None = None
     reasoning: float | None = None
 
 

@@ -33,28 +33,47 @@ class Cost(msgspec.Struct, frozen=True, kw_only=True):
 ZERO = Cost()
 
 
+def rates_for(usage: Usage, price: Price) -> Price:
+    """The rates a request bills at: the long-context tier once its prompt (``input_tokens``,
+    cached reads and cache writes included) passes ``long_context_above``, else the base."""
+    above, tier = price.long_context_above, price.long_context
+    if tier is not None and above is not None and usage.input_tokens > above:
+        return tier
+    return price
+
+
 def cost_breakdown(usage: Usage, price: Price | None, *, batch: bool = False) -> Cost:
-    """Cached reads, cache writes and reasoning are priced at their own rates.
+    """Each token class at its own rate (docs/accounting.md has the rules and a worked table).
 
     ``usage.input_tokens`` includes cached reads and cache writes (see canonical.py), so only
-    the remainder is charged at the plain input rate; the same holds for reasoning inside
-    ``output_tokens``.
+    the remainder is charged at the plain input rate; ``output_tokens`` includes reasoning, so
+    only the rest is charged at the output rate. Cache writes split into the 1-hour part
+    (``cache_write_1h``) and the rest (5-minute, ``cache_write``). Past the long-context
+    threshold every class bills at the tier's rates; a batch (or flex) request takes the
+    price's ``batch_discount`` off every class.
     """
     if price is None:
         return ZERO
+    rates = rates_for(usage, price)
     plain_in = max(usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens, 0)
     plain_out = max(usage.output_tokens - usage.reasoning_tokens, 0)
     write_1h = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
     write_5m = usage.cache_write_tokens - write_1h
+    rate_1h = rates.cache_write if rates.cache_write_1h is None else rates.cache_write_1h
     scale = (1.0 - price.batch_discount) / 1_000_000 if batch else 1 / 1_000_000
     return Cost(
-        input=plain_in * price.input * scale,
-        cached_input=usage.cached_input_tokens * price.cached_input * scale,
-        cache_write_5m=write_5m * price.cache_write * scale,
-        cache_write_1h=write_1h * price.cache_write * scale,
-        output=plain_out * price.output * scale,
-        reasoning=usage.reasoning_tokens * price.reasoning * scale,
+        input=plain_in * rates.input * scale,
+        cached_input=usage.cached_input_tokens * rates.cached_input * scale,
+        cache_write_5m=write_5m * rates.cache_write * scale,
+        cache_write_1h=write_1h * rate_1h * scale,
+        output=plain_out * rates.output * scale,
+        reasoning=usage.reasoning_tokens * rates.reasoning * scale,
     )
+
+
+def price_version(price: Price | None) -> str:
+    """What a ledger row stores as its price version (``unpriced`` for a deployment without a price)."""
+    return price.version if price is not None else "unpriced"
 
 
 def cost_usd(usage: Usage, price: Price | None, *, batch: bool = False) -> float:

@@ -23,7 +23,7 @@ import msgspec
 
 from switchpoint.catalog import bundled
 from switchpoint.config import Deployment
-from switchpoint.pricing import ZERO, Cost, cost_breakdown
+from switchpoint.pricing import ZERO, Cost, cost_breakdown, price_version
 from switchpoint.records import RequestRecord
 
 log = logging.getLogger("switchpoint.accounting")
@@ -46,7 +46,8 @@ class Booked(msgspec.Struct, frozen=True, kw_only=True):
     cost: Cost
     #: One cost per ``record.attempts``, in the same order.
     attempt_costs: tuple[Cost, ...]
-    #: The price catalog version the deployments' prices were resolved against.
+    #: The version of the price the answering deployment was costed at (``Price.version``: the
+    #: catalog's version, ``config``, ``config+<version>``; ``unpriced`` without a price).
     price_version: str
 
 
@@ -139,6 +140,7 @@ class Accounting:
         if record.status >= 400:
             self.failed += 1
         costs: list[Cost] = []
+        version = "unpriced"
         for attempt in record.attempts:
             t = self.totals.get(attempt.deployment)
             if t is None:
@@ -146,12 +148,14 @@ class Accounting:
             t.requests += 1
             if attempt.error is not None:
                 t.errors += 1
+            dep = self._deployments.get(attempt.deployment)
+            price = dep.price if dep else None
+            version = price_version(price)
             usage = attempt.usage
             if usage is None:
                 costs.append(ZERO)
                 continue
-            dep = self._deployments.get(attempt.deployment)
-            cost = cost_breakdown(usage, dep.price if dep else None, batch=record.batch)
+            cost = cost_breakdown(usage, price, batch=record.batch)
             costs.append(cost)
             t.input_tokens += usage.input_tokens
             t.cached_input_tokens += usage.cached_input_tokens
@@ -159,7 +163,7 @@ class Accounting:
             t.cost_usd += cost.total
         total = costs[0] if len(costs) == 1 else _sum(costs)
         self.recent.append((record, total.total))
-        return Booked(record=record, cost=total, attempt_costs=tuple(costs), price_version=self.price_version)
+        return Booked(record=record, cost=total, attempt_costs=tuple(costs), price_version=version)
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -57,7 +57,9 @@ class PriceSpec(_Base):
 
     input: float | None = None
     cached_input: float | None = None
+    #: The 5-minute cache write; ``cache_write_1h`` the 1-hour one (docs/accounting.md).
     cache_write: float | None = None
+    cache_write_1h: float | None = None
     output: float | None = None
     reasoning: float | None = None
     batch_discount: float | None = None
@@ -117,9 +119,14 @@ class Price(msgspec.Struct, frozen=True, kw_only=True):
     cache_write: float
     output: float
     reasoning: float
+    #: The 1-hour cache write; None: billed as ``cache_write``.
+    cache_write_1h: float | None = None
     batch_discount: float = 0.0
     #: Where it came from: ``config``, ``catalog:<version>:<key>`` or both joined by ``+``.
     source: str = "config"
+    #: The price version stored with each ledger row: the catalog's version, ``config`` for a
+    #: price given wholly in the config, ``config+<version>`` for catalog rates overridden.
+    version: str = "config"
     #: The whole request is billed at ``long_context`` once its prompt passes this many tokens.
     long_context_above: int | None = None
     long_context: Price | None = None
@@ -185,10 +192,12 @@ def _rates(spec: PriceSpec | None, entry: catalog.Rates | None) -> Price:
 
     inp, out = pick("input") or 0.0, pick("output") or 0.0
     cached, write, reasoning = pick("cached_input"), pick("cache_write"), pick("reasoning")
+    write_1h = pick("cache_write_1h")
     return Price(
         input=inp,
         cached_input=inp if cached is None else cached,
         cache_write=inp if write is None else write,
+        cache_write_1h=write_1h,
         output=out,
         reasoning=out if reasoning is None else reasoning,
     )
@@ -218,6 +227,7 @@ def _resolve_price(
         _rates(spec, entry),
         batch_discount=entry.batch_discount if discount is None else discount,
         source=f"config+{origin}" if spec is not None else origin,
+        version=f"config+{prices.version}" if spec is not None else prices.version,
         long_context_above=tier.above if tier is not None else None,
         long_context=_rates(None, tier) if tier is not None else None,
     )
