@@ -242,39 +242,65 @@ def _dialect_of(request: Request) -> Dialect:
     return _dialect_for(request.url.path, request.headers)
 
 
+def _model_names(gw: Gateway) -> list[str]:
+    """The names a client may send as ``model``: ``auto`` (with a policy), aliases, deployments."""
+    return [
+        *(["auto"] if gw.config.routing is not None else []),
+        *gw.config.aliases,
+        *gw.config.deployments,
+    ]
+
+
+def _model_entry(gw: Gateway, name: str, created: int, anthropic: bool) -> dict[str, Any]:
+    """One model as the dialect lists it (Anthropic's ``ModelInfo``, OpenAI's ``Model``);
+    a deployment's window and output limit are known, an alias's or ``auto``'s are not."""
+    if anthropic:
+        dep = gw.config.deployments.get(name)
+        return {
+            "type": "model",
+            "id": name,
+            "display_name": name,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+            "capabilities": None,
+            "max_input_tokens": dep.context_window if dep is not None else None,
+            "max_tokens": dep.max_output_tokens if dep is not None else None,
+        }
+    return {"id": name, "object": "model", "created": created, "owned_by": "switchpoint"}
+
+
 def _models_handler(gw: Gateway) -> Handler:
+    """``GET /v1/models`` and ``GET /v1/models/{id}``, in Anthropic's shape when the client
+    sends ``anthropic-version``; an unknown id is a 404 in the same dialect."""
+
     async def handle(request: Request) -> Response:
         rid = request_id(request.headers)
         headers = {"x-request-id": rid}
         anthropic = "anthropic-version" in request.headers
+        dialect = ANTHROPIC if anthropic else OPENAI
         try:
             gw.auth.check(request.headers)
         except SwitchpointError as err:
-            return _error_response(ANTHROPIC if anthropic else OPENAI, err, headers)
-        names = [
-            *(["auto"] if gw.config.routing is not None else []),
-            *gw.config.aliases,
-            *gw.config.deployments,
-        ]
+            return _error_response(dialect, err, headers)
+        names = _model_names(gw)
         created = int(gw.started)
+        one = request.path_params.get("model_id")
+        if one is not None:
+            if one not in names:
+                err = NotFound(f"The model '{one}' does not exist", param="model", code="model_not_found")
+                return _error_response(dialect, err, headers)
+            entry = _model_entry(gw, one, created, anthropic)
+            return Response(msgspec.json.encode(entry), headers=headers, media_type=JSON)
+        data = [_model_entry(gw, n, created, anthropic) for n in names]
+        doc: dict[str, Any]
         if anthropic:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
-            data: list[dict[str, Any]] = [
-                {"type": "model", "id": n, "display_name": n, "created_at": stamp} for n in names
-            ]
-            doc: dict[str, Any] = {
+            doc = {
                 "data": data,
                 "has_more": False,
                 "first_id": names[0] if names else None,
                 "last_id": names[-1] if names else None,
             }
         else:
-            doc = {
-                "object": "list",
-                "data": [
-                    {"id": n, "object": "model", "created": created, "owned_by": "switchpoint"} for n in names
-                ],
-            }
+            doc = {"object": "list", "data": data}
         return Response(msgspec.json.encode(doc), headers=headers, media_type=JSON)
 
     return handle
@@ -458,6 +484,7 @@ def create_app(
         Route("/v1/messages/count_tokens", _count_tokens_handler(gw), methods=["POST"]),
         Route("/v1/embeddings", _embeddings_handler(gw), methods=["POST"]),
         Route("/v1/models", _models_handler(gw), methods=["GET"]),
+        Route("/v1/models/{model_id:path}", _models_handler(gw), methods=["GET"]),
         Route("/health", _health, methods=["GET"]),
         Route("/ready", _ready_handler(gw), methods=["GET"]),
         Route("/v1/route", _route_handler(gw), methods=["POST"]),
