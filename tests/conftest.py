@@ -80,3 +80,15 @@ def gateway(simulator_url: str) -> Iterator[Any]:
     with serve_in_thread(app) as url:
         Running.url = url
         yield Running
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A migrated ledger database: a SQLite file, then a PostgreSQL schema of its own (dropped
+    after; skipped, with the reason, when PostgreSQL does not answer)."""
+    from ledger_db import ledger_database, postgres_missing
+
+    if request.param == "postgresql" and (why := postgres_missing()) is not None:
+        pytest.skip(why)
+    with ledger_database(request.param, tmp_path) as url:
+        yield url

@@ -600,6 +600,48 @@ def session_switches(engine: Engine, *, limit: int = 100, min_requests: int = 2)
     ]
 
 
+class SwitchRow(msgspec.Struct, kw_only=True):
+    group: dict[str, Any]
+    sessions: int
+    #: Turns that have a turn before them in their session, and how many changed deployment.
+    turns: int
+    switches: int
+    switch_rate: float | None
+
+
+def switch_frequency(engine: Engine, group_by: Sequence[str] = ("task",)) -> list[SwitchRow]:
+    """Model switch frequency (view ``ledger_session_turns``) per task type, alias and/or the
+    deployment switched to: switches over turns."""
+    names = _task_groups(group_by)
+    cols = ", ".join(names)
+    switched = (
+        "CASE WHEN previous_deployment IS NOT NULL AND previous_deployment <> deployment THEN 1 ELSE 0 END"
+    )
+    sql = (
+        f"SELECT {cols + ', ' if cols else ''}COUNT(DISTINCT session) AS sessions, "
+        f"COUNT(previous_deployment) AS turns, SUM({switched}) AS switches FROM ledger_session_turns"
+        + (f" GROUP BY {cols} ORDER BY {cols}" if cols else "")
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql)).mappings().all()
+    out: list[SwitchRow] = []
+    for row in rows:
+        sessions = _int(row["sessions"])
+        if sessions == 0:
+            continue
+        turns, switches = _int(row["turns"]), _int(row["switches"])
+        out.append(
+            SwitchRow(
+                group={n: row[n] for n in names},
+                sessions=sessions,
+                turns=turns,
+                switches=switches,
+                switch_rate=switches / turns if turns else None,
+            )
+        )
+    return out
+
+
 __all__ = [
     "GROUPS",
     "OUTCOMES",
@@ -607,6 +649,7 @@ __all__ = [
     "Page",
     "QueryError",
     "SessionSwitches",
+    "SwitchRow",
     "TaskRow",
     "UsageRow",
     "insert_feedback",
@@ -614,6 +657,7 @@ __all__ = [
     "request",
     "request_exists",
     "session_switches",
+    "switch_frequency",
     "task_costs",
     "token_efficiency",
     "usage",
