@@ -1,0 +1,145 @@
+"""The gateway the outside suites talk to: the simulator behind it, every upstream answer watched.
+
+Two ways to run it: in this process on a loopback port (:func:`gateway_in_thread`, the SDK
+suites and the fuzzer), or as ``switchpoint serve`` in a child process on embedded defaults
+(:func:`gateway_process`, the Node.js client).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from switchpoint import defaults
+from switchpoint.api.app import create_app
+from switchpoint.config import parse
+from switchpoint.executor import H1Transport
+from switchpoint.providers.base import UpstreamRequest, UpstreamResponse
+
+from gateway_harness import closed_port
+from servers import serve_in_thread
+
+# The model names the SDKs' own tests send, each an alias of a simulated deployment of the
+# same wire family, so the gateway passes those requests through as it would in production.
+SDK_MODELS = {
+    "gpt-6-astra": "sim-gpt",  # openai tests/api_resources/chat, models
+    "text-embedding-3-small": "sim-embed",  # openai tests/api_resources/test_embeddings.py
+    "claude-opus-5-5": "sim-claude",  # anthropic tests/api_resources/test_messages.py
+    "model_id": "sim-claude",  # anthropic tests/api_resources/test_models.py (models.retrieve)
+}
+
+# Lines for the closing summary of the pytest run (counts per suite, per fuzzed operation).
+SUMMARY: list[str] = []
+
+# Environment variables that would change which providers embedded defaults pick, or lock the gateway.
+_PROVIDER_ENV = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "OLLAMA_HOST",
+    "SWITCHPOINT_MASTER_KEY",
+    "SWITCHPOINT_SIM_BASE",
+    "SWITCHPOINT_CONFIG",
+)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without provider keys or gateway settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in _PROVIDER_ENV}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class UpstreamWatch:
+    """The gateway's real upstream client, noting every upstream answer with status >= 500.
+
+    A 5xx the client gets is the gateway's own unless an upstream answered one for it.
+    """
+
+    inner: H1Transport = field(default_factory=lambda: H1Transport(pool_size=64))
+    calls: int = 0
+    server_errors: list[tuple[str, int]] = field(default_factory=list)
+
+    def _note(self, request: UpstreamRequest, status: int) -> None:
+        self.calls += 1
+        if status >= 500:
+            self.server_errors.append((request.url, status))
+
+    async def send(self, request: UpstreamRequest, **kw: Any) -> UpstreamResponse:
+        response = await self.inner.send(request, **kw)
+        self._note(request, response.status)
+        return response
+
+    async def open_stream(self, request: UpstreamRequest, **kw: Any) -> Any:
+        stream = await self.inner.open_stream(request, **kw)
+        self._note(request, stream.status)
+        return stream
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def outside_document(sim: str, aliases: dict[str, str]) -> dict[str, Any]:
+    """Embedded defaults' simulated providers, plus ``aliases`` (client model name -> deployment)."""
+    doc = defaults.simulated_document(sim)
+    doc["models"].update(aliases)
+    return doc
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    watch: UpstreamWatch
+
+
+@contextlib.contextmanager
+def gateway_in_thread(sim: str, aliases: dict[str, str]) -> Iterator[RunningGateway]:
+    """An open gateway (no master key: the suites send keys of their own) on a loopback port."""
+    cfg = parse(outside_document(sim, aliases), source="<outside suites>", env={})
+    watch = UpstreamWatch()
+    with serve_in_thread(create_app(cfg, transport=watch)) as url:
+        yield RunningGateway(url, watch)
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"switchpoint serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"switchpoint serve did not answer /health at {url} within {timeout_s} s")
+
+
+@contextlib.contextmanager
+def gateway_process(timeout_s: float = 30.0) -> Iterator[str]:
+    """``python -m switchpoint.cli serve`` on embedded defaults (no provider key: the simulator)."""
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "switchpoint.cli", "serve", "--port", str(port), "--shutdown-timeout", "2"]
+    proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(url, proc, timeout_s)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

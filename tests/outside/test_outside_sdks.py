@@ -1,0 +1,85 @@
+"""The official SDKs' own API tests (from their PyPI source distributions) against the gateway.
+
+Nobody here wrote these tests: each SDK's ``tests/api_resources`` files for the endpoints the
+gateway serves run unchanged in a child pytest, with ``TEST_API_BASE_URL`` pointing at the
+gateway and the simulated provider behind it. Only the tests of endpoints the gateway does not
+serve are left out, by name, in ``sdk_suites.DESELECTED``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from outside_harness import SUMMARY, RunningGateway, clean_env
+from sdk_suites import DESELECTED, HERE, SUITES, fetch, pytest_args
+
+
+def _counts(junit: Path) -> dict[str, int]:
+    root = ET.parse(junit).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root)
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for suite in suites:
+        for key in totals:
+            totals[key] += int(suite.get(key, "0"))
+    return totals
+
+
+def _failures(junit: Path, limit: int = 60) -> str:
+    """One line per failed test: its id and the first line of its failure message."""
+    lines = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        for problem in (*case.findall("failure"), *case.findall("error")):
+            message = (problem.get("message") or problem.text or "").strip().splitlines()
+            first = message[0][:300] if message else ""
+            lines.append(f"{case.get('classname')}::{case.get('name')}: {first}")
+    more = f"\n... and {len(lines) - limit} more" if len(lines) > limit else ""
+    return "\n".join(lines[:limit]) + more
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_sdk_api_resources(suite: str, outside_gateway: RunningGateway, tmp_path: Path) -> None:
+    root = fetch(SUITES[suite].package)
+    junit = tmp_path / "junit.xml"
+    report = tmp_path / "deselected.json"
+    env = clean_env(
+        TEST_API_BASE_URL=outside_gateway.url + SUITES[suite].base_path,
+        PYTHONPATH=str(HERE),
+        SDK_SUITE=suite,
+        SDK_DESELECT_REPORT=str(report),
+    )
+    run = subprocess.run(
+        pytest_args(suite, root, junit),
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    assert junit.exists() and report.exists(), f"the {suite} suite did not run:\n{output[-4000:]}"
+    counts = _counts(junit)
+    matched = json.loads(report.read_text())["deselected"]
+    passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    SUMMARY.append(
+        f"{suite} {root.name} tests/api_resources: {passed} passed, {counts['failures']} failed, "
+        f"{counts['errors']} errors, {counts['skipped']} skipped, {sum(matched.values())} deselected "
+        f"({len(matched)} entries)"
+    )
+    unmatched = [key for key, n in matched.items() if n == 0]
+    assert not unmatched, f"DESELECTED entries that match no test any more (remove them): {unmatched}"
+    assert run.returncode == 0, (
+        f"{suite} SDK suite against the gateway:\n{_failures(junit)}\n{output.splitlines()[-1]}"
+    )
+    assert passed > 0
+
+
+def test_every_deselected_entry_names_a_selected_file() -> None:
+    for entry in DESELECTED:
+        assert entry.file in SUITES[entry.suite].files, entry
+        assert entry.reason, entry
