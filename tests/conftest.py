@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
+import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+# Every gateway the suite starts (in process or as a subprocess, which inherits the variable)
+# keeps its ledger in one throw-away SQLite file, never ./switchpoint.db in the checkout. A run
+# may point the suite at another database (PostgreSQL in CI) by setting the variable itself.
+_LEDGER_DIR = tempfile.mkdtemp(prefix="switchpoint-tests-")
+os.environ.setdefault("SWITCHPOINT_DATABASE_URL", f"sqlite:///{_LEDGER_DIR}/ledger.db")
+atexit.register(shutil.rmtree, _LEDGER_DIR, True)
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -84,8 +84,13 @@ class Accounting:
         self.dropped = 0
 
     def use_deployments(self, deployments: Mapping[str, Deployment]) -> None:
-        """Price later records with a reloaded config's deployments."""
+        """Price later records with a reloaded config's deployments (sinks that name
+        deployments' upstream models get them too)."""
         self._deployments = deployments
+        for sink in self.sinks:
+            use = getattr(sink, "use_deployments", None)
+            if use is not None:
+                use(deployments)
 
     def submit(self, record: RequestRecord) -> None:
         pending = self._pending

@@ -18,9 +18,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
-DEFAULT_URL = "sqlite:///./switchpoint.db"
-#: Overrides ``storage.url`` when set.
-ENV_URL = "SWITCHPOINT_DATABASE_URL"
+from switchpoint.config.storage import DEFAULT_URL, ENV_URL
 
 #: How long a SQLite writer waits for another process's lock before failing (ms).
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -64,9 +62,10 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         path = sqlite_path(u)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+        # The ledger's writer thread uses connections the start-up thread opened.
+        kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
         if path is None:  # one shared connection, or every checkout would be a new empty database
             kwargs.setdefault("poolclass", StaticPool)
-            kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
         engine = create_engine(u, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
