@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from switchpoint import tokens
 from switchpoint.accounting import Accounting
+from switchpoint.accounting.ledger import ledger_for
 from switchpoint.api import route_admin
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.chat import (
@@ -78,11 +79,15 @@ class Gateway:
         self.inflight = 0
         self.draining = False
         self._idle = asyncio.Event()
-        self.accounting = Accounting(config.deployments)
+        #: The durable ledger (None when ``storage.enabled`` is false); migrated at start-up.
+        self.ledger = ledger_for(config)
+        self.accounting = Accounting(config.deployments, sinks=[self.ledger] if self.ledger else [])
         self.ready = False
         self.started = time.time()
 
     async def startup(self) -> None:
+        if self.ledger is not None:
+            self.ledger.start()  # migrates the database (one query when it is at head)
         self.accounting.start()
         self.ready = True
 
@@ -345,7 +350,10 @@ def _admin_json(gw: Gateway, produce: Callable[[], Coroutine[Any, Any, Any]]) ->
 def _stats_handler(gw: Gateway) -> Handler:
     async def stats() -> Any:
         await gw.accounting.flush()
-        return gw.accounting.snapshot()
+        snapshot = gw.accounting.snapshot()
+        if gw.ledger is not None:
+            snapshot["ledger"] = gw.ledger.stats()
+        return snapshot
 
     return _admin_json(gw, stats)
 

@@ -58,6 +58,7 @@ from switchpoint.config.routing import (
     SemanticSpec,
     Strategy,
 )
+from switchpoint.config.storage import Storage, StorageSpec
 
 __all__ = [
     "ALL_CAPABILITIES",
@@ -96,6 +97,8 @@ __all__ = [
     "Secret",
     "SemanticSpec",
     "ServerSpec",
+    "Storage",
+    "StorageSpec",
     "Strategy",
     "TimeoutLimits",
     "Timeouts",

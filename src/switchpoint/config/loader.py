@@ -40,6 +40,7 @@ from switchpoint.config.routing import (
     _check_routing,
     _routing_section,
 )
+from switchpoint.config.storage import StorageSpec, resolve_storage
 from switchpoint.errors import ConfigError
 
 # --- loading ---------------------------------------------------------------------------------
@@ -82,6 +83,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
     routing, rule_index = _routing_section(data.get("routing"), problems)
     res_spec = section("resilience", ResilienceSpec) if data.get("resilience") is not None else None
     resilience = _resolve_resilience(res_spec, problems)
+    storage = resolve_storage(section("storage", StorageSpec) if data.get("storage") is not None else None, problems)
     prices = catalog.bundled() if routing is None or routing.catalog.enabled else None
 
     def rows(name: str, typ: Any) -> dict[str, Any]:
@@ -212,6 +214,8 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
         source=source,
         routing=routing,
         resilience=resilience,
+        storage=storage,
+        instance=server.instance,
     )
 
 

@@ -22,6 +22,7 @@ from switchpoint.config.resilience import (
 from switchpoint.config.routing import (
     RoutingSpec,
 )
+from switchpoint.config.storage import Storage, StorageSpec
 
 
 class ServerSpec(_Base):
@@ -32,6 +33,8 @@ class ServerSpec(_Base):
     max_body_bytes: int = 32 * 1024 * 1024
     #: Upstream connection pool size per host.
     pool_size: int = 256
+    #: This gateway's name in the ledger (one ``serve``, all its workers); default ``host:pid``.
+    instance: str | None = None
 
 
 class ProviderSpec(_Base):
@@ -95,6 +98,7 @@ class FileSpec(_Base):
     models: dict[str, str | list[str]] = msgspec.field(default_factory=dict)
     routing: RoutingSpec | None = None
     resilience: ResilienceSpec | None = None
+    storage: StorageSpec | None = None
 
 
 # --- the resolved, frozen configuration -----------------------------------------------------
@@ -171,6 +175,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     #: The routing policy; None = aliases in priority order only.
     routing: RoutingSpec | None = None
     resilience: Resilience = Resilience()
+    #: The durable ledger (``storage:``).
+    storage: Storage = Storage()
+    #: ``server.instance`` (None: ``hostname:pid`` of the serving parent).
+    instance: str | None = None
 
     @property
     def simulated(self) -> bool:
