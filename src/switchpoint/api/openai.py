@@ -55,7 +55,7 @@ from switchpoint.streaming import SSEFrame, encode
 _json = msgspec.json.encode
 _DONE = b"data: [DONE]\n\n"
 _OPEN_END = b',"logprobs":null,"finish_reason":null}]}\n\n'
-_ROLES = ("system", "developer", "user", "assistant", "tool")
+_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: Roles whose string content is one text part, as is (a tuple: a role of any JSON type may be
 #: tested against it).
 _PLAIN_ROLES = ("user", "system", "developer")
@@ -228,15 +228,33 @@ def _tool_calls(value: Any, param: str) -> list[Part]:
     return calls
 
 
-def _assistant_parts(m: dict[str, Any], param: str) -> list[Part]:
-    if m.get("function_call") is not None:
-        raise _bad(f"{param}.function_call", "function_call is deprecated and not supported; use tool_calls")
+def _legacy_call_id(i: int) -> str:
+    """The id given to the legacy ``function_call`` of ``messages[i]`` (the wire has none)."""
+    return f"call_legacy_{i}"
+
+
+def _legacy_call(value: Any, param: str, i: int, calls: list[str]) -> ToolCallPart:
+    """An assistant message's deprecated ``function_call``; its id is remembered in ``calls``
+    for the ``function`` message that answers it."""
+    fn = _object(value, param)
+    call = ToolCallPart(
+        id=_legacy_call_id(i),
+        name=_str(fn, "name", f"{param}.name", required=True) or "",
+        arguments=_str(fn, "arguments", f"{param}.arguments") or "{}",
+    )
+    calls.append(call.id)
+    return call
+
+
+def _assistant_parts(m: dict[str, Any], param: str, i: int, legacy: list[str]) -> list[Part]:
     content = m.get("content")
     calls = _tool_calls(m["tool_calls"], f"{param}.tool_calls") if m.get("tool_calls") is not None else []
+    if m.get("function_call") is not None:
+        calls.append(_legacy_call(m["function_call"], f"{param}.function_call", i, legacy))
     refusal = _str(m, "refusal", f"{param}.refusal")
     if content is None:
         if not calls and refusal is None:
-            raise _bad(f"{param}.content", "required unless tool_calls is given")
+            raise _bad(f"{param}.content", "required unless tool_calls or function_call is given")
         texts: list[Part] = [TextPart(text=refusal)] if refusal else []
     elif content == "" and calls:
         texts = []
@@ -245,27 +263,40 @@ def _assistant_parts(m: dict[str, Any], param: str) -> list[Part]:
     return texts + calls
 
 
-def _message(raw: Any, i: int) -> Message:
+def _message(raw: Any, i: int, legacy: list[str]) -> Message:
+    """``messages[i]``; ``legacy`` collects the ids given to deprecated function calls so far."""
     if isinstance(raw, dict):
         role, content = raw.get("role"), raw.get("content")
         if type(content) is str and role in _PLAIN_ROLES and raw.get("name") is None:
             return Message(role=role, parts=[TextPart(text=content)])  # the common case
-    return _message_in_full(raw, i)
+    return _message_in_full(raw, i, legacy)
 
 
-def _message_in_full(raw: Any, i: int) -> Message:
+def _function_result(m: dict[str, Any], param: str, i: int, legacy: list[str]) -> Message:
+    """A deprecated ``function`` message: the result of the latest legacy function call (a
+    ``function`` message before any call keeps an id of its own; the upstream judges it)."""
+    name = _str(m, "name", f"{param}.name", required=True) or ""
+    content = m.get("content")
+    texts: list[TextPart | ImagePart] = []
+    if content is not None:
+        texts = [p for p in _content_parts(content, f"{param}.content", ("text",)) if isinstance(p, TextPart)]
+    call_id = legacy[-1] if legacy else _legacy_call_id(i)
+    return Message(role="tool", parts=[ToolResultPart(tool_call_id=call_id, content=texts, name=name)])
+
+
+def _message_in_full(raw: Any, i: int, legacy: list[str]) -> Message:
     param = f"messages[{i}]"
     m = _object(raw, param)
     role = m.get("role")
     if role == "function":
-        raise _bad(f"{param}.role", "the 'function' role is deprecated and not supported; use 'tool'")
+        return _function_result(m, param, i, legacy)
     if role not in _ROLES:
         raise _bad(f"{param}.role", f"must be one of {', '.join(_ROLES)}")
     name = _str(m, "name", f"{param}.name")
     cp = f"{param}.content"
     parts: list[Part]
     if role == "assistant":
-        parts = _assistant_parts(m, param)
+        parts = _assistant_parts(m, param, i, legacy)
     elif role == "tool":
         call_id = _str(m, "tool_call_id", f"{param}.tool_call_id", required=True) or ""
         texts = [p for p in _content_parts(m.get("content"), cp, ("text",)) if isinstance(p, TextPart)]
@@ -280,6 +311,23 @@ def _message_in_full(raw: Any, i: int) -> Message:
 # --- request options -------------------------------------------------------------------------
 
 
+def _function(value: Any, param: str) -> Tool:
+    """A function definition (a tool's ``function``, or one of the deprecated ``functions``)."""
+    fn = _object(value, param)
+    name = _str(fn, "name", f"{param}.name", required=True)
+    if not name:
+        raise _bad(f"{param}.name", "must not be empty")
+    parameters = fn.get("parameters")
+    t = Tool(
+        name=name,
+        description=_str(fn, "description", f"{param}.description"),
+        strict=_bool(fn, "strict", f"{param}.strict"),
+    )
+    if parameters is not None:
+        t.parameters = _object(parameters, f"{param}.parameters")
+    return t
+
+
 def _tools(value: Any) -> list[Tool]:
     tools = []
     for i, raw in enumerate(_array(value, "tools")):
@@ -287,19 +335,7 @@ def _tools(value: Any) -> list[Tool]:
         tool = _object(raw, param)
         if tool.get("type") != "function":
             raise _bad(f"{param}.type", "only tools of type 'function' are supported")
-        fn = _object(tool.get("function"), f"{param}.function")
-        name = _str(fn, "name", f"{param}.function.name", required=True)
-        if not name:
-            raise _bad(f"{param}.function.name", "must not be empty")
-        parameters = fn.get("parameters")
-        t = Tool(
-            name=name,
-            description=_str(fn, "description", f"{param}.function.description"),
-            strict=_bool(fn, "strict", f"{param}.function.strict"),
-        )
-        if parameters is not None:
-            t.parameters = _object(parameters, f"{param}.function.parameters")
-        tools.append(t)
+        tools.append(_function(tool.get("function"), f"{param}.function"))
     return tools
 
 
@@ -380,13 +416,39 @@ def _include_usage(data: dict[str, Any]) -> bool:
     return bool(_bool(_object(options, "stream_options"), "include_usage", "stream_options.include_usage"))
 
 
-def _reject_legacy(data: dict[str, Any]) -> None:
-    for key in ("functions", "function_call"):
-        if data.get(key) is not None:
-            raise _bad(key, f"'{key}' is deprecated and not supported; use tools and tool_choice")
-    n = data.get("n")
-    if n is not None and n != 1:
-        raise _bad("n", "only n=1 is supported")
+def _function_call(value: Any) -> ToolChoice:
+    if value in ("none", "auto"):
+        return ToolChoice(mode=value)
+    if isinstance(value, str):
+        raise _bad("function_call", "must be 'none', 'auto' or an object naming a function")
+    choice = _object(value, "function_call")
+    return ToolChoice(mode="tool", name=_str(choice, "name", "function_call.name", required=True))
+
+
+def _legacy_functions(data: dict[str, Any], fields: dict[str, Any]) -> None:
+    """The deprecated ``functions`` and ``function_call`` (still in the published spec), as
+    tools and a tool choice; one call at a time, as they had it. An OpenAI upstream gets them
+    as sent (``raw``); the answer to a client that sent ``functions`` carries ``function_call``
+    (see :func:`uses_functions`)."""
+    functions, call = data.get("functions"), data.get("function_call")
+    if functions is not None:
+        if data.get("tools") is not None:
+            raise _bad("functions", "give tools or the deprecated functions, not both")
+        fields["tools"] = [
+            _function(f, f"functions[{i}]") for i, f in enumerate(_array(functions, "functions"))
+        ]
+        if fields.get("parallel_tool_calls") is None:
+            fields["parallel_tool_calls"] = False
+    if call is not None:
+        if data.get("tool_choice") is not None:
+            raise _bad("function_call", "give tool_choice or the deprecated function_call, not both")
+        fields["tool_choice"] = _function_call(call)
+
+
+def uses_functions(request: ChatRequest) -> bool:
+    """The client declared the deprecated ``functions``: answer with ``function_call``."""
+    raw = request.raw
+    return raw is not None and raw.get("functions") is not None
 
 
 #: Request options: wire key -> (ChatRequest field, reader). A reader is called only when the
@@ -464,6 +526,8 @@ class OpenAIStreamEncoder(StreamEncoder):
         self._frame_start = b""
         self._tools_seen: set[int] = set()
         self._usage = Usage()
+        #: The client declared the deprecated ``functions``: deltas carry ``function_call``.
+        self._functions = uses_functions(request)
 
     def commit(self, family: str) -> None:
         self._passthrough = family == "openai"
@@ -526,6 +590,8 @@ class OpenAIStreamEncoder(StreamEncoder):
         if isinstance(event, ThinkingDelta):
             return self._chunk({"reasoning_content": event.text}) if event.text else b""
         if isinstance(event, ToolCallDelta):
+            if self._functions:
+                return self._function_delta(event)
             call: dict[str, Any] = {"index": event.index}
             fn: dict[str, Any] = {"arguments": event.arguments}
             if event.index not in self._tools_seen:
@@ -536,8 +602,19 @@ class OpenAIStreamEncoder(StreamEncoder):
             call["function"] = fn
             return self._chunk({"tool_calls": [call]})
         if isinstance(event, Finish):
-            return self._chunk({}, _finish_out(event.reason))
+            reason = _finish_out(event.reason)
+            return self._chunk({}, "function_call" if self._functions and reason == "tool_calls" else reason)
         return b""
+
+    def _function_delta(self, event: ToolCallDelta) -> bytes:
+        """A deprecated ``delta.function_call``: of the calls the model makes, the first (that
+        wire has room for one; the upstream was asked for one at a time)."""
+        if not self._tools_seen:
+            self._tools_seen.add(event.index)
+            return self._chunk({"function_call": {"name": event.name or "", "arguments": event.arguments}})
+        if event.index not in self._tools_seen:
+            return b""
+        return self._chunk({"function_call": {"arguments": event.arguments}}) if event.arguments else b""
 
     def finish(self) -> bytes:
         if self._passthrough or not self._include_usage:
@@ -572,13 +649,18 @@ class OpenAIDialect(Dialect):
         model = _str(data, "model", "model", required=True)
         if not model:
             raise _bad("model", "must not be empty")
-        _reject_legacy(data)
-        messages = [_message(m, i) for i, m in enumerate(_array(data.get("messages"), "messages"))]
+        n = data.get("n")
+        if n is not None and n != 1:
+            raise _bad("n", "only n=1 is supported")
+        legacy: list[str] = []
+        messages = [_message(m, i, legacy) for i, m in enumerate(_array(data.get("messages"), "messages"))]
         fields: dict[str, Any] = {}
         for key in data:  # only the options the client sent are read
             option = _OPTIONS.get(key)
             if option is not None:
                 fields[option[0]] = option[1](data)
+        if "functions" in data or "function_call" in data:
+            _legacy_functions(data, fields)
         newer = fields.pop("max_completion_tokens", None)
         if newer is not None:
             fields["max_tokens"] = newer
@@ -604,14 +686,13 @@ class OpenAIDialect(Dialect):
         }
         if thinking:
             message["reasoning_content"] = thinking
-        if calls:
+        finish = _finish_out(response.finish_reason)
+        if calls and uses_functions(request):  # the deprecated shape: one function_call
+            message["function_call"] = calls[0]["function"]
+            finish = "function_call" if finish == "tool_calls" else finish
+        elif calls:
             message["tool_calls"] = calls
-        choice = {
-            "index": 0,
-            "message": message,
-            "finish_reason": _finish_out(response.finish_reason),
-            "logprobs": None,
-        }
+        choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         return _json(
             {
                 "id": response.id or _new_id(),

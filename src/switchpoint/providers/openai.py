@@ -99,6 +99,8 @@ class _Message(msgspec.Struct):
     reasoning_content: str | None = None
     reasoning: Any = None
     tool_calls: list[_ToolCall] | None = None
+    #: The deprecated single call, answered to a request with ``functions`` (passed through).
+    function_call: _Function | None = None
 
 
 class _Choice(msgspec.Struct):
@@ -551,6 +553,9 @@ def _response_parts(m: _Message) -> list[Part]:
     for tc in m.tool_calls or ():
         fn = tc.function or _Function()
         parts.append(ToolCallPart(id=tc.id or "", name=fn.name or "", arguments=fn.arguments or "{}"))
+    if m.function_call is not None:
+        fn = m.function_call
+        parts.append(ToolCallPart(id="", name=fn.name or "", arguments=fn.arguments or "{}"))
     return parts
 
 
@@ -644,6 +649,9 @@ class OpenAIStreamParser:
                 events.append(
                     ToolCallDelta(index=index, id=tc.id, name=fn.name, arguments=fn.arguments or "")
                 )
+            if delta.function_call is not None:
+                fn = delta.function_call
+                events.append(ToolCallDelta(index=0, name=fn.name, arguments=fn.arguments or ""))
         reason = _finish(choice.finish_reason)
         if reason is not None:
             if reason == "stop" and self._refusal_only:
