@@ -291,8 +291,8 @@ def _models_handler(gw: Gateway) -> Handler:
         one = request.path_params.get("model_id")
         if one is not None:
             if one not in names:
-                err = NotFound(f"The model '{one}' does not exist", param="model", code="model_not_found")
-                return _error_response(dialect, err, headers)
+                missing = NotFound(f"The model '{one}' does not exist", param="model", code="model_not_found")
+                return _error_response(dialect, missing, headers)
             entry = _model_entry(gw, one, created, anthropic)
             return Response(msgspec.json.encode(entry), headers=headers, media_type=JSON)
         data = [_model_entry(gw, n, created, anthropic) for n in names]
