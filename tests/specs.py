@@ -35,11 +35,24 @@ def _require(family: str) -> Path:
     return path
 
 
+def _load(family: str) -> Any:
+    """The published document, with the few places where the clients people use are stricter
+    than it and the gateway follows the clients (each one named here, nowhere else)."""
+    doc = json.loads(_require(family).read_text())
+    if family == "anthropic":
+        # A text block's ``citations``: the schema requires the key (array or null); Vercel's
+        # @ai-sdk/anthropic rejects null (array or absent only) and the anthropic SDKs treat it
+        # as optional, so answers leave the key out when there are no citations (issue #19).
+        block = doc["components"]["schemas"]["ResponseTextBlock"]
+        block["required"] = [name for name in block["required"] if name != "citations"]
+    return doc
+
+
 @functools.cache
 def _openapi(family: str) -> Any:
     from openapi_core import Config, OpenAPI
 
-    spec = json.loads(_require(family).read_text())
+    spec = _load(family)
     spec["servers"] = [{"url": SERVERS[family]}]
     # The documents are used as published; their own meta-validation is not our concern.
     return OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
@@ -51,7 +64,7 @@ def _schema_validator(family: str, name: str) -> Any:
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT4, DRAFT202012
 
-    doc = json.loads(_require(family).read_text())
+    doc = _load(family)
     if family == "gemini":  # OAS 3.0: JSON-Schema draft-4-ish with `nullable`
         resource = Resource(contents=doc, specification=DRAFT4)
         cls: Any = Draft4Validator

@@ -493,7 +493,12 @@ def _tool_input(arguments: str) -> dict[str, Any]:
 
 def _content_block(part: Part) -> dict[str, Any] | None:
     if isinstance(part, TextPart):
-        return {"type": "text", "text": part.text, "citations": None}
+        # No ``citations`` key without citations: the published schema allows null, but
+        # clients (Vercel's @ai-sdk/anthropic) accept only an array or the key absent.
+        cites = part.extra.get("citations") if part.extra else None
+        if isinstance(cites, list) and cites:
+            return {"type": "text", "text": part.text, "citations": cites}
+        return {"type": "text", "text": part.text}
     if isinstance(part, ThinkingPart):
         if not (part.text or part.signature or part.redacted):
             return None
@@ -512,16 +517,38 @@ def _content_block(part: Part) -> dict[str, Any] | None:
 
 
 def usage_body(u: Usage) -> dict[str, Any]:
-    """An Anthropic ``Usage``: ``input_tokens`` excludes cache reads and writes."""
-    return {
+    """An Anthropic ``Usage`` as the API sends it: ``input_tokens`` excludes cache reads and
+    writes (the canonical count includes them), ``cache_creation`` splits the writes by TTL,
+    ``output_tokens_details.thinking_tokens`` (read by the SDKs) is the reasoning part of the
+    output, sent when there is one."""
+    body = delta_usage_body(u)
+    body["inference_geo"] = None
+    body["service_tier"] = None
+    return body
+
+
+def delta_usage_body(u: Usage) -> dict[str, Any]:
+    """A ``message_delta``'s ``MessageDeltaUsage`` (cumulative counts), with the TTL split too:
+    a translated stream often learns its usage only at the end (OpenAI upstreams)."""
+    body: dict[str, Any] = {
         "input_tokens": max(u.input_tokens - u.cached_input_tokens - u.cache_write_tokens, 0),
         "output_tokens": u.output_tokens,
         "cache_creation_input_tokens": u.cache_write_tokens,
         "cache_read_input_tokens": u.cached_input_tokens,
-        "cache_creation": None,
-        "inference_geo": None,
+        "cache_creation": cache_creation(u),
         "server_tool_use": None,
-        "service_tier": None,
+    }
+    if u.reasoning_tokens:
+        body["output_tokens_details"] = {"thinking_tokens": min(u.reasoning_tokens, u.output_tokens)}
+    return body
+
+
+def cache_creation(u: Usage) -> dict[str, int]:
+    """The cache writes by TTL: the 1-hour part, and the rest written for 5 minutes."""
+    write_1h = min(u.cache_write_1h_tokens, u.cache_write_tokens)
+    return {
+        "ephemeral_5m_input_tokens": u.cache_write_tokens - write_1h,
+        "ephemeral_1h_input_tokens": write_1h,
     }
 
 
@@ -627,7 +654,6 @@ class AnthropicStreamEncoder(StreamEncoder):
         if not self._started:
             self._message_start(out)
         self._close(out)
-        u = self._usage
         reason = _stop_reason(self._reason)
         delta = {
             "type": "message_delta",
@@ -637,13 +663,7 @@ class AnthropicStreamEncoder(StreamEncoder):
                 "stop_details": None,
                 "container": None,
             },
-            "usage": {
-                "input_tokens": max(u.input_tokens - u.cached_input_tokens - u.cache_write_tokens, 0),
-                "cache_creation_input_tokens": u.cache_write_tokens,
-                "cache_read_input_tokens": u.cached_input_tokens,
-                "output_tokens": u.output_tokens,
-                "server_tool_use": None,
-            },
+            "usage": delta_usage_body(self._usage),
         }
         out.append(encode(_ENCODER.encode(delta), "message_delta"))
         out.append(encode(b'{"type":"message_stop"}', "message_stop"))
@@ -676,7 +696,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         if isinstance(event, TextDelta):
             if event.text:
                 if self._open != "text":
-                    self._start(out, "text", {"type": "text", "text": "", "citations": None})
+                    self._start(out, "text", {"type": "text", "text": ""})
                 self._delta(out, {"type": "text_delta", "text": event.text})
         elif isinstance(event, ThinkingDelta):
             self._thinking(event, out)

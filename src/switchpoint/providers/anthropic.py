@@ -124,11 +124,24 @@ _EXTRA_KEY = ANTHROPIC_BLOCKS
 # --- wire shapes (decoding only what the gateway reads) --------------------------------------
 
 
+class _CacheCreation(msgspec.Struct):
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
+class _OutputDetails(msgspec.Struct):
+    thinking_tokens: int = 0
+
+
 class _Usage(msgspec.Struct):
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    #: The cache writes by TTL (5-minute and 1-hour), beside their sum above.
+    cache_creation: _CacheCreation | None = None
+    #: ``thinking_tokens``: the part of ``output_tokens`` spent thinking.
+    output_tokens_details: _OutputDetails | None = None
 
 
 class _Block(msgspec.Struct):
@@ -541,14 +554,36 @@ def _finish(reason: str | None) -> FinishReason | None:
 
 
 def _usage(u: _Usage) -> Usage:
+    """Canonical usage: Anthropic's ``input_tokens`` leaves out cache reads and writes, the
+    canonical count holds them; ``cache_creation`` splits the writes into 5-minute and 1-hour."""
     cache_read = u.cache_read_input_tokens or 0
-    cache_write = u.cache_creation_input_tokens or 0
+    cache_write, write_1h = _writes(u)
     return Usage(
         input_tokens=(u.input_tokens or 0) + cache_read + cache_write,
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
+        cache_write_1h_tokens=write_1h,
         output_tokens=u.output_tokens or 0,
+        reasoning_tokens=_thinking_tokens(u),
     )
+
+
+def _writes(u: _Usage) -> tuple[int, int]:
+    """(all cache writes, the 1-hour part): the sum when given, else the TTL split's."""
+    split = u.cache_creation
+    if split is None:
+        return u.cache_creation_input_tokens or 0, 0
+    total = u.cache_creation_input_tokens
+    if total is None:
+        total = split.ephemeral_5m_input_tokens + split.ephemeral_1h_input_tokens
+    return total, min(split.ephemeral_1h_input_tokens, total)
+
+
+def _thinking_tokens(u: _Usage) -> int:
+    details = u.output_tokens_details
+    if details is None:
+        return 0
+    return min(details.thinking_tokens, u.output_tokens or 0)
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -733,11 +768,7 @@ def _message_delta(event: _Event) -> list[StreamEvent]:
         )
     u = event.usage
     if u is not None:
-        usage = Usage(output_tokens=u.output_tokens or 0)
-        if u.input_tokens is not None:
-            usage = _usage(u)
-        else:
-            usage.cached_input_tokens = u.cache_read_input_tokens or 0
-            usage.cache_write_tokens = u.cache_creation_input_tokens or 0
-        out.append(UsageUpdate(usage=usage))
+        # Without ``input_tokens`` the sum is the cache part only, below message_start's
+        # count, which ``Usage.merge`` keeps.
+        out.append(UsageUpdate(usage=_usage(u)))
     return out
