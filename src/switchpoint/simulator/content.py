@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
 
-from .schemas import example, example_object
+from .schemas import example_object, instance, looks_like_schema
 
 IMAGE_TOKENS = 85
 MESSAGE_OVERHEAD = 4
@@ -193,7 +195,7 @@ def _chunks(text: str) -> list[str]:
 
 
 def _text_pieces(conv: Conversation, digest: bytes, target: int) -> list[str]:
-    if conv.json_schema is not None or conv.json_mode:
+    if conv.json_schema is not None or conv.json_mode or asks_for_json(conv):
         return _chunks(_json_text(conv, digest, target))
     pieces = [f"[simulated {conv.model}]"]
     if conv.tool_result is not None:
@@ -208,11 +210,60 @@ def _text_pieces(conv: Conversation, digest: bytes, target: int) -> list[str]:
 
 
 def _json_text(conv: Conversation, digest: bytes, target: int) -> str:
-    if conv.json_schema is not None:
-        doc = example(conv.json_schema)
+    schema = conv.json_schema if conv.json_schema is not None else schema_in_prompt(conv)
+    if schema is not None:
+        doc = instance(schema)
     else:
         doc = {"simulated": conv.model, "answer": "".join(_words(digest, max(1, target - 8))).strip()}
     return msgspec.json.encode(doc).decode()
+
+
+# An instruction to answer in JSON, in the system prompt or the last user turn: "Respond with a
+# single valid JSON object", "provide the parsed objects in json", "The output should be formatted
+# as a JSON instance", "Return JSON only" (but not "Write a function that parses JSON").
+_VERBS = r"respond|reply|answer|return|output|format|provide|produce|emit|give|write|generate"
+_JSON_ASK = re.compile(
+    rf"\b({_VERBS})\w*\b[^.\n]{{0,60}}\b(in|as|with|using|into)\b[^.\n]{{0,30}}\bjson\b"
+    r"|\b(respond|reply|answer|return|output|produce|emit)\w*\s+((only|valid|a|an|the|single|strict)\s+)*json\b",
+    re.IGNORECASE,
+)
+_SCAN_CHARS = 200_000
+_SCAN_ATTEMPTS = 500
+
+
+def _instruction_texts(conv: Conversation) -> list[str]:
+    texts = [text for role, text in conv.turns if role in ("system", "developer")]
+    if conv.ends_with_user and conv.last_user_text:
+        texts.append(conv.last_user_text)
+    return texts
+
+
+def asks_for_json(conv: Conversation) -> bool:
+    """Whether the prompt tells the model to answer in JSON (as instructor's and LangChain's
+    JSON modes do, and the gateway does for Anthropic, which has no ``json_object``)."""
+    return any(_JSON_ASK.search(t[:_SCAN_CHARS]) for t in _instruction_texts(conv))
+
+
+def schema_in_prompt(conv: Conversation) -> Any:
+    """The last JSON schema written into the system prompt or the last user turn (JSON mode
+    without a schema in the API: the client puts it in the prompt), or None."""
+    decoder = json.JSONDecoder()
+    found = None
+    attempts = 0
+    for text in _instruction_texts(conv):
+        text = text[:_SCAN_CHARS]
+        i = text.find("{")
+        while i >= 0 and attempts < _SCAN_ATTEMPTS:
+            attempts += 1
+            try:
+                value, end = decoder.raw_decode(text, i)
+            except ValueError:
+                i = text.find("{", i + 1)
+                continue
+            if looks_like_schema(value):
+                found = value
+            i = text.find("{", end)
+    return found
 
 
 def _tool_calls(conv: Conversation, digest: bytes) -> list[ToolCall]:
