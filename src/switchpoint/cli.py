@@ -293,6 +293,117 @@ def explain(
     out.print(f"x-switchpoint-route: {decision.header()}", markup=False, highlight=False, soft_wrap=True)
 
 
+def _usage_table(doc: dict[str, Any], title: str) -> None:
+    from rich.table import Table
+
+    code = doc["currency"]["code"]
+    shown = code != "USD"
+    table = Table(title=title, show_footer=True)
+    totals = doc["totals"]
+    for i, g in enumerate(doc["group_by"]):
+        table.add_column(g, footer="total" if i == 0 else "")
+    metrics: list[tuple[str, str, Any]] = [
+        ("requests", "requests", totals["requests"]),
+        ("errors", "errors", totals["errors"]),
+        ("input", "input_tokens", totals["input_tokens"]),
+        ("cached", "cached_input_tokens", totals["cached_input_tokens"]),
+        ("output", "output_tokens", totals["output_tokens"]),
+        ("reasoning", "reasoning_tokens", totals["reasoning_tokens"]),
+        ("cost USD", "cost_usd", totals["cost_usd"]),
+    ]
+    if shown:
+        metrics.append((f"cost {code}", f"cost_{code.lower()}", totals[f"cost_{code.lower()}"]))
+    metrics += [("p50 ms", "latency_p50_ms", None), ("p95 ms", "latency_p95_ms", None)]
+
+    def cell(key: str, value: Any) -> str:
+        if value is None:
+            return "-"
+        if key.startswith("cost_"):
+            return f"{value:,.4f}"
+        if key.endswith("_ms"):
+            return f"{value:,.0f}"
+        return f"{value:,}"
+
+    if not doc["group_by"]:
+        table.add_column("", footer="total")
+    for header, key, total in metrics:
+        table.add_column(header, justify="right", footer=cell(key, total) if total is not None else "")
+    for row in doc["data"]:
+        keys = [str(row[g]) if row[g] is not None else "-" for g in doc["group_by"]] or ["all"]
+        table.add_row(*keys, *(cell(key, row[key]) for _, key, _ in metrics))
+    out.print(table)
+
+
+@cli.command()
+def usage(
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="Group by: deployment, alias, provider, task, key, team, session, day, hour (a comma list)",
+        ),
+    ] = "deployment",
+    since: Annotated[
+        str, typer.Option(help="From: 7d, 24h, 30m, an ISO date/time (UTC) or epoch seconds")
+    ] = "7d",
+    until: Annotated[str | None, typer.Option(help="Until (exclusive), same forms as --since")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Config file (its storage.url and display currency)")
+    ] = None,
+    database: Annotated[
+        str | None, typer.Option(help="Database URL (overrides the config's storage.url)")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+) -> None:
+    """Usage and spend from the ledger, as a table (or JSON / CSV)."""
+    import msgspec
+
+    from switchpoint.api.ledger_admin import parse_time, usage_csv, usage_document
+    from switchpoint.config.accounting import DisplayCurrency
+    from switchpoint.errors import SwitchpointError
+    from switchpoint.store import queries
+    from switchpoint.store.engine import database_url, make_engine, redacted
+
+    currency, url = DisplayCurrency(), None
+    if config is not None:
+        try:
+            cfg = config_mod.load(config)
+        except ConfigError as exc:
+            _print_problems(str(config), exc)
+            raise typer.Exit(2) from None
+        currency, url = cfg.currency, cfg.storage.url
+    url = database or database_url(url)
+    if fmt not in ("table", "json", "csv"):
+        err_console.print("--format must be table, json or csv")
+        raise typer.Exit(2)
+    try:
+        groups = queries.check_groups([g.strip() for g in by.split(",") if g.strip()])
+        start = parse_time(since, "--since") if since else None
+        end = parse_time(until, "--until") if until else None
+    except (queries.QueryError, SwitchpointError) as exc:
+        err_console.print(str(exc), highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    engine = make_engine(url)
+    try:
+        rows = queries.usage(engine, groups, start, end)
+    except Exception as exc:
+        err_console.print(
+            f"cannot read the ledger at {redacted(url)}: {type(exc).__name__}: {exc}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    doc = usage_document(rows, groups, start, end, currency)
+    if fmt == "json":
+        out.print_json(msgspec.json.encode(doc).decode())
+    elif fmt == "csv":
+        sys.stdout.write(usage_csv(doc))
+    else:
+        _usage_table(doc, f"usage since {since} by {', '.join(groups) or 'all'} ({redacted(url)})")
+
+
 def main() -> None:
     try:
         cli()

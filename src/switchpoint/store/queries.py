@@ -643,8 +643,12 @@ def switch_frequency(engine: Engine, group_by: Sequence[str] = ("task",)) -> lis
 
 
 __all__ = [
+    "FILTERS",
     "GROUPS",
+    "MAX_PAGE",
     "OUTCOMES",
+    "SPECIAL_FILTERS",
+    "TOKEN_COLUMNS",
     "EfficiencyRow",
     "Page",
     "QueryError",
@@ -652,6 +656,7 @@ __all__ = [
     "SwitchRow",
     "TaskRow",
     "UsageRow",
+    "check_groups",
     "insert_feedback",
     "list_requests",
     "request",
