@@ -104,6 +104,21 @@ class ShuttingDown(SwitchpointError):
     default_retryable = True
 
 
+class RequestTimeout(SwitchpointError):
+    """The client did not send its request's head or body in time (server connection limits)."""
+
+    status = 408
+    kind = "request_timeout"
+
+
+class TooManyConnections(SwitchpointError):
+    """The worker holds as many client connections as it allows (``server.max_connections``)."""
+
+    status = 503
+    kind = "too_many_connections"
+    default_retryable = True
+
+
 class ConfigError(SwitchpointError):
     """The configuration is invalid. Carries every problem, each with its path."""
 

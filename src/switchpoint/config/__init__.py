@@ -14,6 +14,7 @@ from switchpoint.config.base import ALL_CAPABILITIES, Capability, Family, Secret
 from switchpoint.config.loader import load, parse
 from switchpoint.config.model import (
     Config,
+    ConnectionLimits,
     Deployment,
     DeploymentSpec,
     FileSpec,
@@ -70,6 +71,7 @@ __all__ = [
     "CatalogSpec",
     "ClassifierSpec",
     "Config",
+    "ConnectionLimits",
     "ContextSpec",
     "Deployment",
     "DeploymentSpec",

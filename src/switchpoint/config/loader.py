@@ -14,6 +14,7 @@ from switchpoint import catalog
 from switchpoint.config.base import _SECRET_RE, Secret, error_path
 from switchpoint.config.model import (
     Config,
+    ConnectionLimits,
     Deployment,
     DeploymentSpec,
     FileSpec,
@@ -116,6 +117,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
         problems.append(f"$.server.port: {server.port} is not a valid TCP port")
     if server.max_body_bytes <= 0:
         problems.append("$.server.max_body_bytes: must be positive")
+    connections = _connection_limits(server, problems)
 
     providers: dict[str, Provider] = {}
     for name, p in provider_specs.items():
@@ -214,8 +216,24 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
         source=source,
         routing=routing,
         resilience=resilience,
+        connections=connections,
         storage=storage,
         instance=server.instance,
+    )
+
+
+def _connection_limits(server: ServerSpec, problems: list[str]) -> ConnectionLimits:
+    for name in ("head_timeout_s", "body_timeout_s", "keep_alive_s", "body_min_bytes_per_s"):
+        if getattr(server, name) <= 0:
+            problems.append(f"$.server.{name}: must be positive")
+    if server.max_connections is not None and server.max_connections <= 0:
+        problems.append("$.server.max_connections: must be positive (or left out for the default)")
+    return ConnectionLimits(
+        head_timeout_s=server.head_timeout_s,
+        body_timeout_s=server.body_timeout_s,
+        body_min_bytes_per_s=server.body_min_bytes_per_s,
+        keep_alive_s=server.keep_alive_s,
+        max_connections=server.max_connections,
     )
 
 

@@ -33,6 +33,17 @@ class ServerSpec(_Base):
     max_body_bytes: int = 32 * 1024 * 1024
     #: Upstream connection pool size per host.
     pool_size: int = 256
+    #: Client connection limits, per worker (docs/configuration.md, "Connection limits").
+    #: Seconds to read a request's head, from its first byte.
+    head_timeout_s: float = 10.0
+    #: Seconds of slack to read a body; each byte received adds 1 / ``body_min_bytes_per_s``.
+    body_timeout_s: float = 30.0
+    body_min_bytes_per_s: int = 64 * 1024
+    #: Seconds a connection may wait for the first byte of its next request.
+    keep_alive_s: float = 5.0
+    #: Open client connections per worker; unset = half the process's open-file limit, at
+    #: most 10,000.
+    max_connections: int | None = None
     #: This gateway's name in the ledger (one ``serve``, all its workers); default ``host:pid``.
     instance: str | None = None
 
@@ -161,6 +172,17 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
         return int(self.context_window * self.usable_fraction)
 
 
+class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """What the server allows a client connection (``server:`` keys of the same names)."""
+
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    body_min_bytes_per_s: int = 64 * 1024
+    keep_alive_s: float = 5.0
+    #: None: chosen at start-up from the open-file limit (``api/connections.py``).
+    max_connections: int | None = None
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     host: str
     port: int
@@ -175,6 +197,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     #: The routing policy; None = aliases in priority order only.
     routing: RoutingSpec | None = None
     resilience: Resilience = Resilience()
+    connections: ConnectionLimits = ConnectionLimits()
     #: The durable ledger (``storage:``).
     storage: Storage = Storage()
     #: ``server.instance`` (None: ``hostname:pid`` of the serving parent).
