@@ -351,3 +351,40 @@ def test_random_values_in_anthropic_message_fields_never_make_a_500(
     body: dict[str, Any] = {"model": model, "max_tokens": 16, "messages": HI, **fields}
     _check(_post(http, "/v1/messages", body, ANT), "anthropic")
     _check(_post(http, "/v1/messages/count_tokens", body, ANT), "anthropic")
+
+
+# --- deep, but within what the decoder takes --------------------------------------------------
+
+
+def _object_nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("depth", [400, 950])
+@pytest.mark.parametrize("model", UPSTREAM_MODELS)
+def test_deep_values_the_decoder_takes_never_make_a_500(http: httpx.Client, depth: int, model: str) -> None:
+    """Past decoding, nothing (routing, token estimates, adapters, encoders) recurses into a
+    client's deep value until it fails: each answer is below 500."""
+    props, arr = _object_nested(depth), "[" * depth + "]" * depth
+    hi = '"messages":[{"role":"user","content":"hi"}]'
+    openai_bodies = [
+        f'"tools":[{{"type":"function","function":{{"name":"f","parameters":{{"type":"object","properties":{props}}}}}}}]',
+        f'"response_format":{{"type":"json_schema","json_schema":{{"name":"x","schema":{{"properties":{props}}}}}}}',
+        f'"x_vendor_extension":{arr}',
+    ]
+    for extra in openai_bodies:
+        for stream in ("false", "true"):
+            body = f'{{"model":"{model}",{hi},{extra},"stream":{stream}}}'.encode()
+            r = http.post(
+                "/v1/chat/completions", content=body, headers={**OAI, "content-type": "application/json"}
+            )
+            assert r.status_code < 500, r.text
+    anthropic_bodies = [
+        f'"tools":[{{"name":"f","input_schema":{{"type":"object","properties":{props}}}}}]',
+        f'"output_config":{{"format":{{"type":"json_schema","schema":{{"properties":{props}}}}}}}',
+    ]
+    for extra in anthropic_bodies:
+        body = f'{{"model":"{model}","max_tokens":10,{hi},{extra}}}'.encode()
+        for path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/route"):
+            r = http.post(path, content=body, headers={**ANT, "content-type": "application/json"})
+            assert r.status_code < 500, r.text
