@@ -42,6 +42,8 @@ from switchpoint.config.routing import (
     _routing_section,
 )
 from switchpoint.config.storage import StorageSpec, resolve_storage
+from switchpoint.config.accounting import AccountingSpec, resolve_accounting
+from switchpoint.config.telemetry import TelemetrySpec, resolve_telemetry
 from switchpoint.errors import ConfigError
 
 # --- loading ---------------------------------------------------------------------------------
@@ -84,6 +86,10 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
     routing, rule_index = _routing_section(data.get("routing"), problems)
     res_spec = section("resilience", ResilienceSpec) if data.get("resilience") is not None else None
     resilience = _resolve_resilience(res_spec, problems)
+    tel_spec = section("telemetry", TelemetrySpec) if data.get("telemetry") is not None else None
+    telemetry = resolve_telemetry(tel_spec, problems, lambda ref, at: _resolve_secret(ref, at, problems, env))
+    acc_spec = section("accounting", AccountingSpec) if data.get("accounting") is not None else None
+    currency = resolve_accounting(acc_spec, problems)
     storage = resolve_storage(section("storage", StorageSpec) if data.get("storage") is not None else None, problems)
     prices = catalog.bundled() if routing is None or routing.catalog.enabled else None
 
@@ -216,9 +222,11 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
         source=source,
         routing=routing,
         resilience=resilience,
+        telemetry=telemetry,
         connections=connections,
         storage=storage,
         instance=server.instance,
+        currency=currency,
     )
 
 

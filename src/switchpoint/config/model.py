@@ -23,6 +23,8 @@ from switchpoint.config.routing import (
     RoutingSpec,
 )
 from switchpoint.config.storage import Storage, StorageSpec
+from switchpoint.config.accounting import AccountingSpec, DisplayCurrency
+from switchpoint.config.telemetry import Telemetry, TelemetrySpec
 
 
 class ServerSpec(_Base):
@@ -33,6 +35,8 @@ class ServerSpec(_Base):
     max_body_bytes: int = 32 * 1024 * 1024
     #: Upstream connection pool size per host.
     pool_size: int = 256
+    #: This gateway's name in the ledger (one ``serve``, all its workers); default ``host:pid``.
+    instance: str | None = None
     #: Client connection limits, per worker (docs/configuration.md, "Connection limits").
     #: Seconds to read a request's head, from its first byte.
     head_timeout_s: float = 10.0
@@ -44,8 +48,6 @@ class ServerSpec(_Base):
     #: Open client connections per worker; unset = half the process's open-file limit, at
     #: most 10,000.
     max_connections: int | None = None
-    #: This gateway's name in the ledger (one ``serve``, all its workers); default ``host:pid``.
-    instance: str | None = None
 
 
 class ProviderSpec(_Base):
@@ -109,7 +111,9 @@ class FileSpec(_Base):
     models: dict[str, str | list[str]] = msgspec.field(default_factory=dict)
     routing: RoutingSpec | None = None
     resilience: ResilienceSpec | None = None
+    telemetry: TelemetrySpec | None = None
     storage: StorageSpec | None = None
+    accounting: AccountingSpec | None = None
 
 
 # --- the resolved, frozen configuration -----------------------------------------------------
@@ -197,11 +201,15 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     #: The routing policy; None = aliases in priority order only.
     routing: RoutingSpec | None = None
     resilience: Resilience = Resilience()
+    #: OpenTelemetry traces (None: off).
+    telemetry: Telemetry | None = None
     connections: ConnectionLimits = ConnectionLimits()
     #: The durable ledger (``storage:``).
     storage: Storage = Storage()
     #: ``server.instance`` (None: ``hostname:pid`` of the serving parent).
     instance: str | None = None
+    #: ``accounting.display_currency``: spend is shown in USD and this currency.
+    currency: DisplayCurrency = DisplayCurrency()
 
     @property
     def simulated(self) -> bool:
