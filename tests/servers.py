@@ -21,7 +21,7 @@ def server_options(app: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: Any, *, graceful_s: float = 2.0) -> Iterator[str]:
+def serve_in_thread(app: Any, *, graceful_s: float = 2.0, loop: str = "asyncio") -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -30,7 +30,7 @@ def serve_in_thread(app: Any, *, graceful_s: float = 2.0) -> Iterator[str]:
         app,
         log_level="warning",
         access_log=False,
-        loop="asyncio",
+        loop=loop,
         lifespan="on",
         **server_options(app),
         timeout_graceful_shutdown=int(graceful_s) or 1,

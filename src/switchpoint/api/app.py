@@ -35,6 +35,7 @@ from switchpoint.api.chat import (
     make_record,
     request_id,
 )
+from switchpoint.api.connections import connection_stats
 from switchpoint.api.dialect import Dialect
 from switchpoint.api.openai import OpenAIDialect
 from switchpoint.auth import Authenticator
@@ -373,6 +374,7 @@ def _metrics_handler(gw: Gateway) -> Handler:
             "# TYPE switchpoint_requests_inflight gauge",
             f"switchpoint_requests_inflight {gw.inflight}",
         ]
+        lines += connection_stats(gw).prometheus()  # the server's connection limits
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return handle

@@ -7,15 +7,24 @@ directly with a header dict and the whole body, and their answer is written with
 message dicts, Starlette request/response objects or task group on the way. Every other
 route goes to the ASGI app unchanged, through a small bridge.
 
-HTTP/1.1 as served here: keep-alive (``timeout_keep_alive``), pipelined requests answered in
-order, ``Expect: 100-continue``, chunked and sized request bodies, a body limit answered
-with 413 before the body is read, chunked streaming responses, write back-pressure, and a
-client that leaves mid-stream cancels its stream (which closes the upstream call).
+HTTP/1.1 as served here: keep-alive, pipelined requests answered in order, ``Expect:
+100-continue``, chunked and sized request bodies, a body limit answered with 413 before the
+body is read, chunked streaming responses, write back-pressure, and a client that leaves
+mid-stream cancels its stream (which closes the upstream call).
+
+Connection limits (``server:`` in the config, ``api/connections.py``): a connection waits at
+most ``keep_alive_s`` for the first byte of a request, then has ``head_timeout_s`` for the
+head and ``body_timeout_s`` (plus a second per ``body_min_bytes_per_s`` bytes received) for
+the body; past either it is answered 408 in the route's dialect and closed. Past
+``max_connections`` a new connection is answered 503 and closed. Each connection keeps one
+deadline, which one sweep per server checks; a connection serving a request is never
+expired (the executor's timeouts cover that time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import urllib.parse
 from collections import deque
@@ -27,7 +36,15 @@ import httptools
 
 from switchpoint.api.app import GatewayApp
 from switchpoint.api.chat import ChatRoute, Reply
-from switchpoint.errors import PayloadTooLarge, ShuttingDown
+from switchpoint.api.connections import LINGER_S, NEVER, connection_stats, stats_for, sweeper_for
+from switchpoint.config import ConnectionLimits
+from switchpoint.errors import (
+    PayloadTooLarge,
+    RequestTimeout,
+    ShuttingDown,
+    SwitchpointError,
+    TooManyConnections,
+)
 
 log = logging.getLogger("switchpoint.server")
 
@@ -46,6 +63,14 @@ _BAD_REQUEST = (
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: %d\r\nconnection: close\r\n\r\n%b" % (len(_BAD_REQUEST_BODY), _BAD_REQUEST_BODY)
 )
+
+
+#: What a connection's deadline stands for: the wait for a request, reading its head or its
+#: body, or the last reads after a refusal.
+_IDLE = "idle"
+_HEAD = "head"
+_BODY = "body"
+_LINGER = "linger"
 
 
 def _status_line(status: int) -> bytes:
@@ -115,7 +140,21 @@ class GatewayProtocol(asyncio.Protocol):
         self.server_state = server_state
         self.connections: set[Any] = server_state.connections
         self.tasks: set[asyncio.Task[None]] = server_state.tasks
-        self.keep_alive_s: float = config.timeout_keep_alive
+        gwa = self.gateway_app
+        limits = (
+            gwa.gateway.config.connections
+            if gwa is not None
+            else ConnectionLimits(keep_alive_s=config.timeout_keep_alive)
+        )
+        self.keep_alive_s = limits.keep_alive_s
+        self.head_s = limits.head_timeout_s
+        self.body_s = limits.body_timeout_s
+        self.per_byte = 1.0 / limits.body_min_bytes_per_s
+        self.sweeper = sweeper_for(server_state, self.loop, limits)
+        self.stats = stats_for(gwa.gateway if gwa is not None else None)
+        #: Loop time past which the sweep expires the connection, and what it is waiting for.
+        self.deadline = NEVER
+        self.phase = _IDLE
         self.root_path: str = config.root_path
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
@@ -128,7 +167,6 @@ class GatewayProtocol(asyncio.Protocol):
         self.queue: deque[_Request] = deque()
         self.task: asyncio.Task[None] | None = None
         self.streaming = False
-        self.idle_timer: asyncio.TimerHandle | None = None
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self.gone: asyncio.Future[None] | None = None
@@ -151,11 +189,21 @@ class GatewayProtocol(asyncio.Protocol):
                 pass
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
+        self.stats.open += 1
+        sweeper = self.sweeper
+        sweeper.ensure()
+        if len(self.connections) > sweeper.max_connections:
+            self.stats.closed["limit"] += 1
+            self._refuse(
+                TooManyConnections("The gateway has too many open connections; retry shortly", retry_after=1)
+            )
+            return
+        self.deadline = self.loop.time() + self.keep_alive_s
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.connections.discard(self)
-        self._cancel_idle()
+        self.stats.open -= 1
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
         if self.gone is not None and not self.gone.done():
@@ -187,18 +235,50 @@ class GatewayProtocol(asyncio.Protocol):
         if self.task is None and not self.queue and self.transport is not None:
             self.transport.close()
 
-    def _cancel_idle(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+    def expire(self, now: float) -> None:
+        """Past the deadline (called by the sweep): close, answering 408 if a request began."""
+        transport = self.transport
+        if self.task is not None or transport is None or self.closed:
+            return  # serving: the executor's timeouts and the client's reading decide
+        phase = self.phase
+        if phase is _IDLE or phase is _LINGER:
+            if phase is _IDLE:
+                self.stats.closed["idle"] += 1
+            transport.close()
+        elif phase is _HEAD:
+            self.stats.closed["head_timeout"] += 1
+            self._refuse(RequestTimeout(f"The request's head did not arrive within {self.head_s:g} s"))
+        else:
+            self.stats.closed["body_timeout"] += 1
+            rate = round(1 / self.per_byte)
+            self._refuse(
+                RequestTimeout(
+                    f"The request's body did not arrive in time ({self.body_s:g} s, "
+                    f"plus one second per {rate} bytes received)"
+                )
+            )
 
-    def _idle_expired(self) -> None:
-        self.idle_timer = None
-        self._close_if_idle()
+    def _refuse(self, err: SwitchpointError) -> None:
+        """Answer ``err`` before any response began, then read nothing more and close soon."""
+        transport = self.transport
+        assert transport is not None
+        req = self.req
+        req.keep_alive = False
+        path = req.url.split(b"?", 1)[0].decode("latin-1")
+        headers = _header_dict(req.headers)
+        gwa = self.gateway_app
+        # ``too_large`` renders any refusal in the route's dialect (OpenAI or Anthropic JSON).
+        reply = gwa.too_large(path, headers, err) if gwa is not None else _plain_error(err)
+        transport.write(
+            self._head(reply.status, reply.headers, reply.media_type, len(reply.body), req) + reply.body
+        )
+        self.ending = True
+        self.phase = _LINGER
+        self.deadline = self.loop.time() + LINGER_S
+        if transport.can_write_eof():
+            transport.write_eof()
 
     def data_received(self, data: bytes) -> None:
-        if self.idle_timer is not None:
-            self._cancel_idle()
         if self.ending:
             return  # a request was refused unread: nothing more is read on this connection
         try:
@@ -218,6 +298,8 @@ class GatewayProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.req = _Request()
+        self.phase = _HEAD
+        self.deadline = self.loop.time() + self.head_s
 
     def on_url(self, url: bytes) -> None:
         self.req.url += url
@@ -226,6 +308,8 @@ class GatewayProtocol(asyncio.Protocol):
         self.req.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self.phase = _BODY
+        self.deadline = self.loop.time() + self.body_s
         req, parser = self.req, self.parser
         req.method = parser.get_method().decode("ascii")
         req.version = parser.get_http_version()
@@ -254,6 +338,7 @@ class GatewayProtocol(asyncio.Protocol):
         req = self.req
         if req.rejected is not None:
             return
+        self.deadline += len(body) * self.per_byte
         req.size += len(body)
         if req.size > self.limit and self.gateway_app is not None:
             req.rejected = PayloadTooLarge(f"Request body exceeds the limit of {self.limit} bytes")
@@ -263,6 +348,7 @@ class GatewayProtocol(asyncio.Protocol):
         req.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.phase = _IDLE  # between requests; the deadline is set when this one is served
         req = self.req
         if req.rejected is not None:
             return  # answered already
@@ -285,6 +371,7 @@ class GatewayProtocol(asyncio.Protocol):
     # --- serving ----------------------------------------------------------------------------
 
     def _start(self, req: _Request) -> None:
+        self.deadline = NEVER
         task = self.loop.create_task(self._serve(req))
         self.task = task
         self.tasks.add(task)
@@ -310,7 +397,10 @@ class GatewayProtocol(asyncio.Protocol):
         if self.read_paused:
             self.read_paused = False
             transport.resume_reading()
-        self.idle_timer = self.loop.call_later(self.keep_alive_s, self._idle_expired)
+        # The wait for the next request; or a pipelined one began: its head or body restarts.
+        phase = self.phase
+        wait = self.keep_alive_s if phase is _IDLE else self.head_s if phase is _HEAD else self.body_s
+        self.deadline = self.loop.time() + wait
 
     async def _serve(self, req: _Request) -> None:
         try:
@@ -522,6 +612,13 @@ class GatewayProtocol(asyncio.Protocol):
             req.keep_alive = False  # the response is incomplete: the connection cannot be reused
 
 
+def _plain_error(err: SwitchpointError) -> Reply:
+    """A refusal in OpenAI's error shape, for an app that is not the gateway's."""
+    kind = "server_error" if err.status >= 500 else "invalid_request_error"
+    error = {"message": err.message, "type": kind, "param": None, "code": err.kind}
+    return Reply(err.status, {}, json.dumps({"error": error}).encode())
+
+
 def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Names lower-cased; a repeated header keeps its first value (as Starlette's ``get``)."""
     out: dict[str, str] = {}
@@ -532,4 +629,4 @@ def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return out
 
 
-__all__ = ["UVICORN_OPTIONS", "GatewayProtocol"]
+__all__ = ["UVICORN_OPTIONS", "GatewayProtocol", "connection_stats"]
