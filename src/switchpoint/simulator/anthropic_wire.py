@@ -92,9 +92,14 @@ def response_headers() -> Headers:
     return [(b"request-id", new_id("req_").encode())]
 
 
-def _block_text(block: _Block, conv: Conversation) -> str:
-    if block.cache_control is not None:
+def _cache_breakpoint(conv: Conversation, control: dict[str, Any] | None) -> None:
+    if control is not None:
         conv.cache_control = True
+        conv.cache_1h = conv.cache_1h or control.get("ttl") == "1h"
+
+
+def _block_text(block: _Block, conv: Conversation) -> str:
+    _cache_breakpoint(conv, block.cache_control)
     kind = block.type
     if kind == "text":
         return block.text or ""
@@ -133,8 +138,7 @@ def _last_turn(last: _Message, conv: Conversation) -> None:
 
 def _tools(body: MessagesBody, conv: Conversation) -> None:
     for i, tool in enumerate(body.tools or ()):
-        if tool.cache_control is not None:
-            conv.cache_control = True
+        _cache_breakpoint(conv, tool.cache_control)
         if tool.type not in (None, "custom"):
             continue
         if tool.input_schema is None:
@@ -189,7 +193,8 @@ def parse_chat(raw: bytes, *, count_only: bool = False) -> ChatCall:
         body = _DECODER.decode(raw)
     except msgspec.MsgspecError as exc:
         raise invalid_body(exc) from None
-    conv = Conversation(model=body.model, explicit_cache=True, cache_control=body.cache_control is not None)
+    conv = Conversation(model=body.model, explicit_cache=True)
+    _cache_breakpoint(conv, body.cache_control)
     if body.system is not None:
         conv.turns.append(("system", _content_text(body.system, conv)))
     for msg in body.messages:
@@ -218,7 +223,10 @@ def _usage(u: Usage, *, delta: bool = False) -> dict[str, Any]:
         "input_tokens": fresh,
         "cache_creation_input_tokens": u.cache_write_tokens,
         "cache_read_input_tokens": u.cached_tokens,
-        "cache_creation": {"ephemeral_5m_input_tokens": u.cache_write_tokens, "ephemeral_1h_input_tokens": 0},
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": u.cache_write_tokens - u.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": u.cache_write_1h_tokens,
+        },
         "output_tokens": u.output_tokens,
         "server_tool_use": None,
         "service_tier": "standard",

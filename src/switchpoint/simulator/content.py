@@ -65,6 +65,8 @@ class Conversation:
     explicit_cache: bool = False
     """Caching only when the request asks for it (``cache_control``), as Anthropic does."""
     cache_control: bool = False
+    """A breakpoint asked for the 1-hour TTL: the writes are reported as 1-hour writes."""
+    cache_1h: bool = False
 
 
 @dataclass(slots=True)
@@ -83,6 +85,8 @@ class Usage:
     """The whole prompt, cached part included."""
     cached_tokens: int = 0
     cache_write_tokens: int = 0
+    """The part of ``cache_write_tokens`` written with the 1-hour TTL."""
+    cache_write_1h_tokens: int = 0
     output_tokens: int = 0
     """Everything generated: text, tool arguments and thinking."""
     thinking_tokens: int = 0
@@ -296,6 +300,7 @@ def generate(conv: Conversation, output_tokens: int, seed: int, cache: PromptCac
         usage.cached_tokens = cache.lookup_and_store(boundaries)
         if conv.cache_control:
             usage.cache_write_tokens = total - usage.cached_tokens
+            usage.cache_write_1h_tokens = usage.cache_write_tokens if conv.cache_1h else 0
     thinking: list[str] = []
     signature = ""
     if conv.thinking_tokens:
