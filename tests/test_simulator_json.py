@@ -475,3 +475,28 @@ def test_anthropic_sdk_output_format_every_family(ant: anthropic.Anthropic, upst
     ) as stream:
         text = "".join(stream.text_stream)
     valid(INVOICE, json.loads(text))
+
+
+async def test_gemini_response_schema_in_openapi_style(sim: httpx.AsyncClient) -> None:
+    """Gemini's own ``responseSchema`` dialect: upper-case types, ``nullable``, counts as strings,
+    ``propertyOrdering``, ``format: enum``."""
+    schema = {
+        "type": "OBJECT",
+        "properties": {
+            "score": {"type": "NUMBER", "minimum": 1},
+            "label": {"type": "STRING", "format": "enum", "enum": ["good", "bad"]},
+            "notes": {"type": "ARRAY", "items": {"type": "STRING"}, "minItems": "2"},
+            "extra": {"type": "STRING", "nullable": True},
+        },
+        "propertyOrdering": ["label", "score", "notes", "extra"],
+        "required": ["score", "label"],
+    }
+    body = {
+        "contents": [{"role": "user", "parts": [{"text": "rate it"}]}],
+        "generationConfig": {"responseMimeType": "application/json", "responseSchema": schema},
+    }
+    r = await sim.post("/gemini/v1beta/models/gem-x:generateContent", json=body, headers=GEMINI_H)
+    assert r.status_code == 200, r.text
+    doc = json.loads(r.json()["candidates"][0]["content"]["parts"][0]["text"])
+    assert list(doc) == ["label", "score", "notes", "extra"]
+    assert doc["label"] == "good" and doc["score"] >= 1 and len(doc["notes"]) == 2
