@@ -67,3 +67,26 @@ def ledger_database(kind: str, tmp: Path, *, migrate: bool = True) -> Iterator[s
         if migrate:
             migrations.upgrade(url)
         yield url
+
+
+class PgSchema:
+    """A fresh schema as an object (the test is skipped, with the reason, when PostgreSQL does
+    not answer): ``url`` uses it, ``drop()`` removes it and everything in it."""
+
+    def __init__(self, prefix: str = "t") -> None:
+        import psycopg
+        import pytest
+
+        why = postgres_missing()
+        if why is not None:
+            pytest.skip(why)
+        self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{self.name}"')
+        self.url = schema_url(self.name)
+
+    def drop(self) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE')

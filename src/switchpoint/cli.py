@@ -142,6 +142,7 @@ def serve(
     bind_host = host or cfg.host
     bind_port = port or cfg.port
     _banner(cfg, bind_host, bind_port, workers)
+    _prepare_ledger(cfg, workers)
     common = {
         "host": bind_host,
         "port": bind_port,
@@ -162,6 +163,63 @@ def serve(
     app = create_app(cfg, shutdown_timeout_s=shutdown_timeout)
     freeze_heap()
     uvicorn.run(app, **common)
+
+
+def _prepare_ledger(cfg: config_mod.Config, workers: int) -> None:
+    """Before any worker starts: migrate the ledger's database once, and name the instance all
+    the workers write as. A database that is down is not fatal (the ledger spills and retries)."""
+    if not cfg.storage.enabled:
+        return
+    from switchpoint.accounting.ledger import ENV_INSTANCE
+    from switchpoint.store.engine import database_url, redacted
+    from switchpoint.store.migrate import upgrade
+
+    os.environ.setdefault(ENV_INSTANCE, cfg.instance or f"{socket.gethostname()}:{os.getpid()}")
+    url = database_url(cfg.storage.url)
+    try:
+        upgrade(url)
+    except Exception as exc:
+        err_console.print(
+            f"[bold red]ledger database {redacted(url)} is not available[/bold red] ({exc}); "
+            "requests are served and their records spill to a file until it is",
+            highlight=False,
+        )
+        return
+    out.print(f"ledger: {redacted(url)}", highlight=False)
+
+
+db_cli = typer.Typer(no_args_is_help=True, help="The ledger's database.")
+cli.add_typer(db_cli, name="db")
+
+
+@db_cli.command("upgrade")
+def db_upgrade(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Config file (its storage.url)")
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(help="Database URL (default: SWITCHPOINT_DATABASE_URL, storage.url, ./switchpoint.db)"),
+    ] = None,
+) -> None:
+    """Apply the ledger's migrations (start-up does the same)."""
+    from switchpoint.store.engine import database_url, redacted
+    from switchpoint.store.migrate import upgrade
+
+    configured = None
+    if config is not None:
+        try:
+            configured = config_mod.load(config).storage.url
+        except ConfigError as exc:
+            _print_problems(str(config), exc)
+            raise typer.Exit(2) from None
+    url = database or database_url(configured)
+    try:
+        revision = upgrade(url)
+    except Exception as exc:
+        err_console.print(f"[bold red]{redacted(url)}: cannot migrate[/bold red]: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"{redacted(url)}: at revision {revision}", highlight=False)
 
 
 def _print_problems(source: str, exc: ConfigError) -> None:

@@ -82,6 +82,7 @@ class Gateway:
         self._idle = asyncio.Event()
         #: The durable ledger (None when ``storage.enabled`` is false); migrated at start-up.
         self.ledger = ledger_for(config)
+        self.store_bodies = self.ledger is not None and config.storage.store_bodies
         self.accounting = Accounting(config.deployments, sinks=[self.ledger] if self.ledger else [])
         self.ready = False
         self.started = time.time()
