@@ -144,8 +144,7 @@ class Ledger:
     def start(self) -> None:
         if self._thread is not None:
             return
-        if self._migrate:
-            upgrade(self.engine)
+        self._ready()  # a database that is down now is retried by the writer
         self._thread = threading.Thread(target=self._run, name="switchpoint-ledger", daemon=True)
         self._thread.start()
 
@@ -200,14 +199,20 @@ class Ledger:
     # --- the writer thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        self._replay()
+        if self._db_ok:
+            self._replay()
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
             stopping = self._stopping
             try:
                 self._flush()
-                if not self._db_ok and time.monotonic() >= self._retry_at and self._replay():
+                if (
+                    not self._db_ok
+                    and time.monotonic() >= self._retry_at
+                    and self._ready()
+                    and self._replay()
+                ):
                     self._up()
                 self._maybe_prune()
             except Exception:  # never let the writer die
@@ -225,6 +230,8 @@ class Ledger:
                 self._spill(requests, attempts)
                 continue
             try:
+                if not self._ready():
+                    raise ConnectionError("the ledger database could not be migrated")
                 self._writer.write(requests, attempts)
             except Exception as exc:
                 self._down(exc)
@@ -233,6 +240,18 @@ class Ledger:
             self.written += len(requests)
             if not self._db_ok:
                 self._up()
+
+    def _ready(self) -> bool:
+        """Migrate the database first if this ledger should and has not yet (False: failed)."""
+        if not self._migrate:
+            return True
+        try:
+            upgrade(self.engine)
+        except Exception as exc:
+            self._down(exc)
+            return False
+        self._migrate = False
+        return True
 
     def _down(self, exc: BaseException) -> None:
         self.failures += 1

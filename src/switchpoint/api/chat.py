@@ -151,22 +151,25 @@ class ChatRoute:
         principal: str | None,
         decision: Decision | None,
         end_user: str | None = None,
+        request_body: bytes | None = None,
+        response_body: bytes | None = None,
     ) -> None:
-        """Hand the request's record to accounting."""
-        self.gw.accounting.submit(
-            make_record(
-                ctx,
-                dialect=self.dialect.name,
-                endpoint=self.endpoint,
-                model=model,
-                stream=stream,
-                status=status,
-                error=error,
-                principal=principal,
-                decision=decision,
-                end_user=end_user,
-            )
+        """Hand the request's record to accounting (with the bodies when ``storage.store_bodies``)."""
+        record = make_record(
+            ctx,
+            dialect=self.dialect.name,
+            endpoint=self.endpoint,
+            model=model,
+            stream=stream,
+            status=status,
+            error=error,
+            principal=principal,
+            decision=decision,
+            end_user=end_user,
         )
+        if self.gw.store_bodies:
+            record = msgspec.structs.replace(record, request_body=request_body, response_body=response_body)
+        self.gw.accounting.submit(record)
 
     async def __call__(self, request_headers: Mapping[str, str], body: bytes) -> Reply:
         gw, dialect = self.gw, self.dialect
@@ -199,7 +202,9 @@ class ChatRoute:
                 return Reply(
                     200,
                     headers,
-                    stream=StreamBody(self, encoder, model, committed, ctx, principal, decision, end_user),
+                    stream=StreamBody(
+                        self, encoder, model, committed, ctx, principal, decision, end_user, body
+                    ),
                     media_type="text/event-stream",
                     abort=encoder.error,
                 )
@@ -208,14 +213,15 @@ class ChatRoute:
                 router.pin(decision, ctx.deployment)
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
             out = dialect.encode_chat(result, creq)
-            self.book(ctx, model, False, 200, None, principal, decision, end_user)
+            self.book(ctx, model, False, 200, None, principal, decision, end_user, body, out)
             return Reply(200, headers, out)
         except Exception as exc:
             err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, rid)
             if ctx.deployment:
                 headers["x-switchpoint-deployment"] = ctx.deployment
-            self.book(ctx, model, stream, err.status, err.kind, principal, decision, end_user)
-            return error_reply(dialect, err, headers)
+            reply = error_reply(dialect, err, headers)
+            self.book(ctx, model, stream, err.status, err.kind, principal, decision, end_user, body, reply.body)
+            return reply
 
 
 class StreamBody:
@@ -235,6 +241,7 @@ class StreamBody:
         "_model",
         "_open",
         "_principal",
+        "_request_body",
         "_route",
     )
 
@@ -248,8 +255,10 @@ class StreamBody:
         principal: str | None,
         decision: Decision | None = None,
         end_user: str | None = None,
+        request_body: bytes | None = None,
     ) -> None:
         self._route = route
+        self._request_body = request_body
         self._encoder = encoder
         self._model = model
         self._committed = committed
@@ -301,5 +310,13 @@ class StreamBody:
     def _book(self, status: int, error: str | None) -> None:
         self._open = False
         self._route.book(
-            self._ctx, self._model, True, status, error, self._principal, self._decision, self._end_user
+            self._ctx,
+            self._model,
+            True,
+            status,
+            error,
+            self._principal,
+            self._decision,
+            self._end_user,
+            self._request_body,  # a stream's response is not kept
         )

@@ -1,0 +1,89 @@
+"""The ledger's schema: migrations apply on an empty database, are idempotent, and build exactly
+the tables ``store.tables`` declares; engines carry the SQLite settings the writer relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from switchpoint.config.storage import DEFAULT_URL, ENV_URL
+from switchpoint.store import migrate, tables
+from switchpoint.store.engine import database_url, make_engine, normalize, redacted
+
+from store_db import db_url, scalar
+
+__all__ = ["db_url"]
+
+TABLES = {"requests", "attempts", "feedback", "usage_totals", "latency_buckets"}
+
+
+def test_upgrade_builds_every_table_on_an_empty_database_and_is_idempotent(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        assert TABLES.isdisjoint(inspect(engine).get_table_names())
+        assert migrate.upgrade(engine) == migrate.head()
+        assert set(inspect(engine).get_table_names()) >= TABLES
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO feedback (created_at, outcome) VALUES (1.0, 'completed')")
+        # again, and through a URL: nothing changes, nothing is lost
+        assert migrate.upgrade(engine) == migrate.head()
+        assert migrate.upgrade(db_url) == migrate.head()
+        assert scalar(engine, "SELECT count(*) FROM feedback") == 1
+        with engine.connect() as conn:
+            assert migrate.current(conn) == migrate.head()
+    finally:
+        engine.dispose()
+
+
+def test_the_migrated_schema_is_the_declared_one(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0001_ledger")
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), tables.metadata)
+        assert diff == []
+        names = {c["name"] for c in inspect(engine).get_columns("requests")}
+        assert names == set(tables.REQUEST_COLUMNS)
+        indexes = {i["name"] for i in inspect(engine).get_indexes("requests")}
+        for cols in ("started_at", "deployment", "alias", "key_id", "team", "task", "session"):
+            want = "ix_requests_started_at" if cols == "started_at" else f"ix_requests_{cols}_started_at"
+            assert want in indexes
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'sub' / 'dir' / 'x.db'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        assert (tmp_path / "sub" / "dir").is_dir()
+    finally:
+        engine.dispose()
+
+
+def test_the_environment_overrides_the_configured_url() -> None:
+    assert database_url(None, env={}) == DEFAULT_URL
+    assert database_url("sqlite:///a.db", env={}) == "sqlite:///a.db"
+    assert database_url("sqlite:///a.db", env={ENV_URL: "postgresql://u@h/db"}) == "postgresql://u@h/db"
+
+
+def test_postgres_urls_use_psycopg_and_print_without_their_password() -> None:
+    assert normalize("postgresql://u:pw@h/db").drivername == "postgresql+psycopg"
+    assert normalize("postgres://u:pw@h/db").drivername == "postgresql+psycopg"
+    assert "pw" not in redacted("postgresql://u:pw@h/db")
+
+
+@pytest.mark.parametrize("bad", ["nonsense", "sqlite"])
+def test_a_storage_url_that_is_no_url_is_a_config_error(bad: str) -> None:
+    from switchpoint.config import parse
+    from switchpoint.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"storage\.url"):
+        parse({"storage": {"url": bad}})

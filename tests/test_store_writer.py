@@ -1,0 +1,217 @@
+"""The store's writer: rows in, every column back out; totals and histogram counts upserted in the
+same transaction, summed across batches and across writers; retention pruning."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from switchpoint.store import migrate, tables
+from switchpoint.store.engine import make_engine
+from switchpoint.store.writer import Writer, aggregate
+
+from store_db import db_url, rows, scalar
+
+__all__ = ["db_url"]
+
+
+def request_row(i: int, **over: Any) -> tuple[Any, ...]:
+    values: dict[str, Any] = {
+        "request_id": f"req-{i}",
+        "started_at": 1_700_000_000.25 + i,
+        "instance": "host:1",
+        "dialect": "anthropic",
+        "endpoint": "messages",
+        "alias": "smart",
+        "deployment": "claude",
+        "provider": "anthropic",
+        "upstream_model": "claude-sonnet-4-5",
+        "key_id": "key-1",
+        "team": "team-a",
+        "end_user": "user-9",
+        "task": "code",
+        "session": "sess-1",
+        "tags": '["a", "b"]',
+        "stream": True,
+        "status": 200,
+        "error_kind": None,
+        "latency_ms": 120.5,
+        "ttft_ms": 40.25,
+        "input_tokens": 1000,
+        "cached_input_tokens": 200,
+        "cache_write_5m_tokens": 100,
+        "cache_write_1h_tokens": 50,
+        "output_tokens": 300,
+        "reasoning_tokens": 30,
+        "cost_input": 0.00195,
+        "cost_cached_input": 0.00006,
+        "cost_cache_write_5m": 0.000375,
+        "cost_cache_write_1h": 0.0003,
+        "cost_output": 0.00405,
+        "cost_reasoning": 0.00045,
+        "cost_usd": 0.007185,
+        "attempts": 2,
+        "retries": 1,
+        "failovers": 0,
+        "hedges": 0,
+        "cached": False,
+        "batch": True,
+        "price_version": "2026-11-01",
+        "route": '{"model": "smart", "candidates": [{"deployment": "claude"}]}',
+        "request_body": '{"messages": []}',
+        "response_body": '{"content": []}',
+    }
+    values.update(over)
+    assert set(values) == set(tables.REQUEST_COLUMNS)
+    return tuple(values[c] for c in tables.REQUEST_COLUMNS)
+
+
+def attempt_row(i: int, seq: int, **over: Any) -> tuple[Any, ...]:
+    values: dict[str, Any] = {
+        "request_id": f"req-{i}",
+        "seq": seq,
+        "started_at": 1_700_000_000.25 + i + seq,
+        "offset_ms": 1000.0 * seq,
+        "deployment": "claude",
+        "provider": "anthropic",
+        "family": "anthropic",
+        "status": 529 if seq == 0 else 200,
+        "error_kind": "overloaded" if seq == 0 else None,
+        "error_message": "Overloaded" if seq == 0 else None,
+        "latency_ms": 50.0,
+        "ttft_ms": None if seq == 0 else 40.0,
+        "hedge": False,
+        "input_tokens": None if seq == 0 else 1000,
+        "cached_input_tokens": None if seq == 0 else 200,
+        "cache_write_5m_tokens": None if seq == 0 else 100,
+        "cache_write_1h_tokens": None if seq == 0 else 50,
+        "output_tokens": None if seq == 0 else 300,
+        "reasoning_tokens": None if seq == 0 else 30,
+        "cost_usd": 0.0 if seq == 0 else 0.007185,
+    }
+    values.update(over)
+    assert set(values) == set(tables.ATTEMPT_COLUMNS)
+    return tuple(values[c] for c in tables.ATTEMPT_COLUMNS)
+
+
+@pytest.fixture
+def writer(db_url: str) -> Any:
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    yield Writer(engine)
+    engine.dispose()
+
+
+def test_every_request_and_attempt_column_round_trips(writer: Writer) -> None:
+    writer.write([request_row(1)], [attempt_row(1, 0), attempt_row(1, 1)])
+    with writer.engine.connect() as conn:
+        back = conn.execute(select(tables.requests)).mappings().one()
+        attempts = conn.execute(select(tables.attempts).order_by(tables.attempts.c.seq)).mappings().all()
+    want = dict(zip(tables.REQUEST_COLUMNS, request_row(1), strict=True))
+    want["route"] = {"model": "smart", "candidates": [{"deployment": "claude"}]}  # JSON, read back
+    assert dict(back) == want
+    assert [dict(a) for a in attempts] == [
+        dict(zip(tables.ATTEMPT_COLUMNS, attempt_row(1, s), strict=True)) for s in (0, 1)
+    ]
+
+
+def test_totals_and_buckets_sum_across_batches(writer: Writer) -> None:
+    writer.write([request_row(i) for i in range(3)], [])
+    writer.write(
+        [
+            request_row(
+                3, status=529, error_kind="overloaded", deployment=None, ttft_ms=None, latency_ms=7000.0
+            ),
+            request_row(4),
+        ],
+        [],
+    )
+    totals = rows(writer.engine, "SELECT * FROM usage_totals ORDER BY status")
+    assert len(totals) == 2
+    ok, failed = totals
+    assert (ok["deployment"], ok["alias"], ok["status"], ok["error_kind"]) == ("claude", "smart", 200, "")
+    assert ok["requests"] == 4
+    assert ok["input_tokens"] == 4000 and ok["cached_input_tokens"] == 800
+    assert ok["cache_write_5m_tokens"] == 400 and ok["cache_write_1h_tokens"] == 200
+    assert ok["output_tokens"] == 1200 and ok["reasoning_tokens"] == 120
+    assert ok["cost_usd"] == pytest.approx(4 * 0.007185)
+    assert ok["latency_ms_sum"] == pytest.approx(4 * 120.5)
+    assert ok["ttft_ms_sum"] == pytest.approx(4 * 40.25) and ok["ttft_count"] == 4
+    assert (failed["deployment"], failed["error_kind"], failed["requests"], failed["ttft_count"]) == (
+        "",
+        "overloaded",
+        1,
+        0,
+    )
+    buckets = {
+        (b["metric"], b["deployment"], b["le"]): b["count"]
+        for b in rows(writer.engine, "SELECT * FROM latency_buckets")
+    }
+    # 120.5 ms falls in (0.1, 0.25]; 40.25 ms in (0.025, 0.05]; 7 s in (5, 10]
+    assert buckets == {("latency", "claude", 0.25): 4, ("ttft", "claude", 0.05): 4, ("latency", "", 10.0): 1}
+
+
+def test_the_histogram_has_an_infinite_bucket() -> None:
+    _, buckets = aggregate([request_row(1, latency_ms=61_000.0, ttft_ms=0.0)])
+    les = sorted(b[4] for b in buckets)
+    assert les == [0.005, tables.INF]
+
+
+def test_two_writers_on_one_database_add_up(db_url: str) -> None:
+    engines = [make_engine(db_url) for _ in range(2)]
+    migrate.upgrade(engines[0])
+    writers = [Writer(e) for e in engines]
+    per_writer, batch = 200, 20
+
+    def run(w: int) -> None:
+        for start in range(0, per_writer, batch):
+            ids = range(w * per_writer + start, w * per_writer + start + batch)
+            writers[w].write([request_row(i) for i in ids], [attempt_row(i, 0) for i in ids])
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert scalar(engines[0], "SELECT count(*) FROM requests") == 2 * per_writer
+        assert scalar(engines[0], "SELECT count(*) FROM attempts") == 2 * per_writer
+        assert scalar(engines[0], "SELECT requests FROM usage_totals") == 2 * per_writer
+        assert scalar(engines[0], "SELECT sum(count) FROM latency_buckets WHERE metric = 'latency'") == (
+            2 * per_writer
+        )
+        assert scalar(engines[0], "SELECT output_tokens FROM usage_totals") == 2 * per_writer * 300
+    finally:
+        for e in engines:
+            e.dispose()
+
+
+def test_a_replay_skips_what_is_already_there_and_counts_it_once(writer: Writer) -> None:
+    writer.write([request_row(i) for i in range(3)], [attempt_row(i, 0) for i in range(3)])
+    writer.replay([request_row(i) for i in range(1, 5)], [attempt_row(i, 0) for i in range(1, 5)])
+    assert scalar(writer.engine, "SELECT count(*) FROM requests") == 5
+    assert scalar(writer.engine, "SELECT count(*) FROM attempts") == 5
+    assert scalar(writer.engine, "SELECT requests FROM usage_totals") == 5
+
+
+def test_prune_deletes_old_requests_attempts_and_feedback_but_keeps_the_totals(writer: Writer) -> None:
+    now = time.time()
+    old = [request_row(i, started_at=now - 10 * 86400) for i in range(3)]
+    new = [request_row(i, started_at=now) for i in range(3, 5)]
+    writer.write(old + new, [attempt_row(i, 0, started_at=now - 10 * 86400) for i in range(3)])
+    with writer.engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"INSERT INTO feedback (created_at, outcome) VALUES ({now - 10 * 86400}, 'completed'), ({now}, 'failed')"
+        )
+    assert writer.prune(now - 86400) == 3
+    assert {r["request_id"] for r in rows(writer.engine, "SELECT request_id FROM requests")} == {
+        "req-3",
+        "req-4",
+    }
+    assert scalar(writer.engine, "SELECT count(*) FROM attempts") == 0
+    assert scalar(writer.engine, "SELECT count(*) FROM feedback") == 1
+    assert scalar(writer.engine, "SELECT requests FROM usage_totals") == 5
