@@ -9,6 +9,8 @@ the catalog, the config's resolution and ``cost_breakdown`` are all under test.
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -408,3 +410,10 @@ def test_each_row_carries_the_version_of_the_price_it_was_costed_at() -> None:
     # cat: the sonnet 5m-write row of the table, 0.051; own: 10,000 x 1 + 1,000 x 1 → 0.011;
     # mixed: 0.051 x (1 - 0.25) = 0.03825 (the configured discount); free: nothing
     assert costs == pytest.approx({"cat": 0.051, "own": 0.011, "mixed": 0.03825, "free": 0.0}, abs=1e-12)
+
+
+def test_docs_show_the_same_table() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "accounting.md").read_text()
+    shown = {float(m) for m in re.findall(r"\*\*([0-9.]+)\*\*", doc)}
+    missing = [f"{row[0]}-{row[1]}: {row[5]}" for row in TABLE if row[5] not in shown]
+    assert not missing, f"docs/accounting.md lacks these totals: {missing}"
