@@ -8,6 +8,7 @@ test reads the usage the client saw on the wire, prices it by hand at the catalo
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from switchpoint import catalog
 from switchpoint.accounting import Booked
 from switchpoint.api.app import create_app
 from switchpoint.config import parse
+from switchpoint.streaming import SSEDecoder
 
 from gateway_harness import ENV, GATEWAY_KEY, RecordingTransport
 from servers import serve_in_thread
@@ -247,3 +249,56 @@ def test_long_prompts_bill_the_whole_request_at_the_long_context_rates(priced: t
     assert u["prompt_tokens"] > 200_000
     booked = _booked(capture, rid, "c-gemini")
     assert booked.cost.total == pytest.approx(_openai_cost(u, GEMINI_25_PRO_LONG), rel=1e-12)
+
+
+def _events(
+    url: str, path: str, headers: dict[str, str], body: dict[str, Any]
+) -> tuple[list[dict[str, Any]], str]:
+    with httpx.stream("POST", f"{url}{path}", json=body, headers=headers, timeout=60) as r:
+        assert r.status_code == 200
+        rid = r.headers["x-request-id"]
+        raw = r.read()
+    frames = SSEDecoder().feed(raw)
+    return [json.loads(f.data) for f in frames if f.data and f.data != b"[DONE]"], rid
+
+
+def test_streams_are_costed_from_their_usage_events(priced: tuple[str, Capture]) -> None:
+    url, capture = priced
+    # Anthropic passthrough stream, 1-hour writes: message_start has the input side, message_delta the output
+    body = {
+        "model": "claude",
+        "max_tokens": 64,
+        "stream": True,
+        "system": [
+            {
+                "type": "text",
+                "text": "Stream 1h. " + LONG,
+                "cache_control": {"type": "ephemeral", "ttl": "1h"},
+            }
+        ],
+        "messages": [{"role": "user", "content": "Which rule?"}],
+    }
+    events, rid = _events(url, "/v1/messages", ANT, body)
+    usage = dict(events[0]["message"]["usage"])
+    usage["output_tokens"] = next(e for e in events if e["type"] == "message_delta")["usage"]["output_tokens"]
+    assert usage["cache_creation"]["ephemeral_1h_input_tokens"] > 0
+    booked = _booked(capture, rid, "c-claude")
+    assert booked.cost.total == pytest.approx(_anthropic_cost(usage, SONNET_45), rel=1e-12)
+    assert booked.cost.cache_write_1h == pytest.approx(
+        usage["cache_creation"]["ephemeral_1h_input_tokens"] * 6.0 / 1e6
+    )
+
+    # OpenAI client, Gemini upstream (translated stream), usage in the last chunk
+    prompt = "Stream Gemini. " + LONG
+    chat = _chat(
+        prompt, "gemini", reasoning_effort="low", stream=True, stream_options={"include_usage": True}
+    )
+    _events(url, "/v1/chat/completions", OAI, chat)
+    chunks, rid = _events(url, "/v1/chat/completions", OAI, chat)
+    u = next(c["usage"] for c in reversed(chunks) if c.get("usage"))
+    assert (
+        u["prompt_tokens_details"]["cached_tokens"] > 0
+        and u["completion_tokens_details"]["reasoning_tokens"] > 0
+    )
+    booked = _booked(capture, rid, "c-gemini")
+    assert booked.cost.total == pytest.approx(_openai_cost(u, GEMINI_25_PRO), rel=1e-12)
