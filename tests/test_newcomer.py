@@ -214,6 +214,10 @@ def test_workers_rebuild_the_simulated_config(simulator_url: str) -> None:
     cfg = defaults.from_environment(env)
     assert cfg.simulated and cfg.providers["gemini"].base_url == f"{simulator_url}/gemini/v1beta"
     assert defaults.from_environment({"SWITCHPOINT_SIM_BASE": simulator_url}).simulated
+    # --simulate without a file: the simulated providers even when keys are set.
+    keyed = {"OPENAI_API_KEY": "sk-real", "SWITCHPOINT_SIM_BASE": simulator_url}
+    assert not defaults.from_environment(keyed).simulated
+    assert defaults.from_environment({**keyed, "SWITCHPOINT_SIMULATE": "1"}).simulated
 
 
 def test_serve_simulate_runs_the_example_with_no_keys() -> None:

@@ -76,31 +76,35 @@ def _simulator_base() -> str:
 
 
 def _load(path: Path | None, simulate: bool = False) -> config_mod.Config:
+    if simulate:
+        os.environ["SWITCHPOINT_SIMULATE"] = "1"  # workers too
     if path is not None:
-        if simulate:
-            os.environ["SWITCHPOINT_SIMULATE"] = "1"  # workers too
-            return defaults.load_simulated(path, _simulator_base())
-        return config_mod.load(path)
-    sim_base = _simulator_base() if defaults.needs_simulator() else None
-    return defaults.embedded(sim_base)
+        return defaults.load_simulated(path, _simulator_base()) if simulate else config_mod.load(path)
+    sim_base = _simulator_base() if simulate or defaults.needs_simulator() else None
+    return defaults.embedded(sim_base, simulate=simulate)
 
 
 def _check(path: Path, simulate: bool) -> config_mod.Config:
     return defaults.load_simulated(path, _SIM_PLACEHOLDER) if simulate else config_mod.load(path)
 
 
-def _banner(cfg: config_mod.Config, host: str, port: int, workers: int) -> None:
+def _banner(cfg: config_mod.Config, host: str, port: int, workers: int, simulate: bool = False) -> None:
     out.print(f"[bold]switchpoint[/bold] listening on http://{host}:{port}  (workers: {workers})")
     out.print(f"config: {cfg.source}")
     if cfg.simulated:
-        out.print(
-            "[bold yellow]SIMULATED PROVIDERS[/bold yellow]: no provider key is set "
-            "(OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, DEEPSEEK_API_KEY, OLLAMA_HOST), "
-            "so answers come from the built-in simulator and say so."
-            if cfg.source.startswith("<")
-            else "[bold yellow]SIMULATED PROVIDERS[/bold yellow] (--simulate): every provider of the file "
-            "points at the built-in simulator; the deployments, aliases and routing are the file's."
-        )
+        if not simulate:
+            why = (
+                ": no provider key is set (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY, "
+                "DEEPSEEK_API_KEY, OLLAMA_HOST), so answers come from the built-in simulator and say so."
+            )
+        elif cfg.source.startswith("<"):
+            why = " (--simulate): the built-in simulated providers, whatever keys are set."
+        else:
+            why = (
+                " (--simulate): every provider of the file points at the built-in simulator; "
+                "the deployments, aliases and routing are the file's."
+            )
+        out.print("[bold yellow]SIMULATED PROVIDERS[/bold yellow]" + why)
     aliases = ", ".join(f"{a} → {'/'.join(d)}" for a, d in cfg.aliases.items()) or "(none)"
     if cfg.routing is not None and (cfg.routing.rules or cfg.routing.default is not None):
         default = " + default" if cfg.routing.default is not None else ""
@@ -141,7 +145,7 @@ def serve(
         raise typer.Exit(2) from None
     bind_host = host or cfg.host
     bind_port = port or cfg.port
-    _banner(cfg, bind_host, bind_port, workers)
+    _banner(cfg, bind_host, bind_port, workers, simulate)
     _prepare_ledger(cfg, workers)
     common = {
         "host": bind_host,

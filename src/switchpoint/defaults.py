@@ -237,11 +237,12 @@ def load_simulated(path: str | Path, sim_base: str, env: Mapping[str, str] | Non
     return parse(simulate_config(data, sim_base, env), source=f"{path} (simulated providers)", env=env)
 
 
-def embedded(sim_base: str | None, env: Mapping[str, str] | None = None) -> Config:
+def embedded(sim_base: str | None, env: Mapping[str, str] | None = None, *, simulate: bool = False) -> Config:
     """The configuration used when no file is given. ``sim_base`` is where the simulator
-    listens; it is only needed when no provider key is set (see :func:`needs_simulator`)."""
+    listens; it is only needed when no provider key is set (see :func:`needs_simulator`) or
+    ``simulate`` asks for the simulated providers whatever keys are set."""
     env = os.environ if env is None else env
-    doc = detected_document(env)
+    doc = None if simulate else detected_document(env)
     if doc is None:
         if sim_base is None:
             raise ValueError("no provider keys are set: the simulator's address is needed")
@@ -263,8 +264,10 @@ def from_environment(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     path = env.get("SWITCHPOINT_CONFIG")
     sim_base = env.get("SWITCHPOINT_SIM_BASE")
-    if path and env.get("SWITCHPOINT_SIMULATE") == "1" and sim_base:
+    simulate = env.get("SWITCHPOINT_SIMULATE") == "1" and sim_base is not None
+    if path and simulate:
+        assert sim_base is not None
         return load_simulated(path, sim_base, env)
     if path:
         return config_load(path, env=env)
-    return embedded(sim_base, env)
+    return embedded(sim_base, env, simulate=simulate)
