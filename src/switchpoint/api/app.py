@@ -23,6 +23,8 @@ from starlette.routing import Route
 from switchpoint import tokens
 from switchpoint.accounting import Accounting
 from switchpoint.accounting.ledger import ledger_for
+from switchpoint.accounting.metrics import METRICS_CONTENT_TYPE, gateway_metrics, labels_of, ledger_reader
+from switchpoint.accounting.traces import trace_sink
 from switchpoint.api import route_admin
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.chat import (
@@ -84,6 +86,16 @@ class Gateway:
         self.ledger = ledger_for(config)
         self.store_bodies = self.ledger is not None and config.storage.store_bodies
         self.accounting = Accounting(config.deployments, sinks=[self.ledger] if self.ledger else [])
+        #: /metrics: usage from the ledger (every worker) or from an in-process sink.
+        self.metrics = gateway_metrics(
+            config,
+            self.accounting.sinks,
+            ledger=None if self.ledger is None else ledger_reader(self.ledger.engine, self.ledger.instance),
+        )
+        #: OpenTelemetry spans from the records (``telemetry.otlp_endpoint``), off the loop.
+        self.traces = trace_sink(config.telemetry, config.deployments) if config.telemetry else None
+        if self.traces is not None:
+            self.accounting.sinks.append(self.traces)
         self.ready = False
         self.started = time.time()
 
@@ -92,6 +104,12 @@ class Gateway:
             self.ledger.start()  # migrates the database (one query when it is at head)
         self.accounting.start()
         self.ready = True
+
+    def relabel(self, config: Config) -> None:
+        """A reloaded config's aliases and deployments, for metric labels and span attributes."""
+        self.metrics.use_labels(labels_of(config))
+        if self.traces is not None:
+            self.traces.use_deployments(config.deployments)
 
     def begin_drain(self) -> None:
         """Shutdown has begun: report not ready (load balancers stop sending new requests)."""
@@ -376,7 +394,8 @@ def _metrics_handler(gw: Gateway) -> Handler:
             f"switchpoint_requests_inflight {gw.inflight}",
         ]
         lines += connection_stats(gw).prometheus()  # the server's connection limits
-        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+        body = await gw.metrics.render(lines, dropped=gw.accounting.dropped)
+        return Response(body, media_type=METRICS_CONTENT_TYPE)
 
     return handle
 

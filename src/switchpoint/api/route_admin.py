@@ -45,6 +45,8 @@ class RoutedGateway(Protocol):
     executor: Executor
     accounting: Accounting
 
+    def relabel(self, config: Config) -> None: ...
+
 
 # --- dry run ---------------------------------------------------------------------------------
 
@@ -118,6 +120,7 @@ class Reloader:
             gw.config, gw.router, gw.auth = cfg, router, Authenticator(cfg.master_key)
             gw.executor.configure(cfg.resilience)
             gw.accounting.use_deployments(cfg.deployments)
+            gw.relabel(cfg)
         rules = len(cfg.routing.rules) if cfg.routing is not None else 0
         log.warning(
             "config reloaded from %s: %d deployment(s), %d routing rule(s)",
