@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -16,7 +17,6 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 from switchpoint.accounting import Booked
@@ -119,10 +119,10 @@ def exporter() -> InMemorySpanExporter:
     return InMemorySpanExporter()
 
 
-def sink_for(exporter: InMemorySpanExporter, ratio: float = 1.0) -> TraceSink:
-    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
+def sink_for(exporter: InMemorySpanExporter, ratio: float = 1.0, **kw: Any) -> TraceSink:
+    provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return TraceSink(provider, config().deployments)
+    return TraceSink(provider, config().deployments, sample_ratio=ratio, **kw)
 
 
 def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
@@ -222,11 +222,43 @@ async def test_errors_and_embeddings(exporter: InMemorySpanExporter) -> None:
     assert dict(by_status[200].attributes or {})["gen_ai.operation.name"] == "embeddings"
 
 
-async def test_sampling_ratio_zero_records_nothing(exporter: InMemorySpanExporter) -> None:
+async def test_sampling_picks_a_share_of_requests_whole(exporter: InMemorySpanExporter) -> None:
     sink = sink_for(exporter, ratio=0.0)
     sink.write([failover_record()] * 20)
     await sink.close()
     assert exporter.get_finished_spans() == ()
+
+    random.seed(12)
+    exporter = InMemorySpanExporter()  # the first one was shut down with its provider
+    sink = sink_for(exporter, ratio=0.25)
+    for _ in range(100):
+        sink.write([failover_record()] * 10)
+    await sink.close()
+    spans = exporter.get_finished_spans()
+    roots = [s for s in spans if s.parent is None]
+    assert 200 <= len(roots) <= 300
+    assert len(spans) == 3 * len(roots), "a sampled request keeps all its attempts"
+
+
+async def test_records_past_the_pending_bound_are_dropped_and_counted(exporter: InMemorySpanExporter) -> None:
+    """While span building is held up, at most ``max_pending`` records wait; the rest are counted."""
+    gate = threading.Event()
+
+    class Slow(SimpleSpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            gate.wait(10)
+            super().on_end(span)
+
+    provider = TracerProvider()
+    provider.add_span_processor(Slow(exporter))
+    sink = TraceSink(provider, config().deployments, max_pending=5)
+    sink.write([failover_record()] * 3)
+    sink.write([failover_record()] * 2)
+    sink.write([failover_record()] * 4)  # 9 > 5: not traced
+    assert sink.dropped == 4
+    gate.set()
+    await sink.close()
+    assert len([s for s in exporter.get_finished_spans() if s.parent is None]) == 5
 
 
 async def test_a_bad_record_is_skipped_and_writes_after_close_are_ignored(
@@ -414,6 +446,8 @@ async def test_the_gateway_exports_its_spans_over_otlp_http(simulator_url: str, 
                 headers=headers,
             )
             assert r.status_code == 404
+            m = await client.get("/metrics")
+            assert "switchpoint_traces_dropped_total 0" in m.text
     # the lifespan's end closed the sink: built, exported and flushed
     spans = collector.spans()
     names = sorted(s.name for s in spans)

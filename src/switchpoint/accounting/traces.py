@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import random
 import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -217,15 +218,32 @@ _STOP = None
 
 
 class TraceSink:
-    """Spans for every booked record, built on the sink's own thread (see the module doc)."""
+    """Spans for booked records, built on the sink's own thread (see the module doc).
 
-    def __init__(self, provider: TracerProvider, deployments: Mapping[str, Deployment]) -> None:
+    ``sample_ratio`` picks the requests traced as they are written (a random draw per request:
+    the others cost nothing more). At most ``max_pending`` records wait for the thread; past
+    that, records are not traced and are counted in ``dropped`` (tracing never holds memory
+    without bound when span building falls behind)."""
+
+    def __init__(
+        self,
+        provider: TracerProvider,
+        deployments: Mapping[str, Deployment],
+        *,
+        sample_ratio: float = 1.0,
+        max_pending: int = 10_000,
+    ) -> None:
         self.provider = provider
         self._tracer = provider.get_tracer("switchpoint")
         self._deployments = deployments
+        self.sample_ratio = sample_ratio
+        self.max_pending = max_pending
         self._queue: queue.SimpleQueue[Sequence[Booked] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None  # started by the first write
         self._closed = False
+        self._written = 0  # records queued (the loop's count)
+        self._done = 0  # records the thread has taken (the thread's count)
+        self.dropped = 0
 
     def use_deployments(self, deployments: Mapping[str, Deployment]) -> None:
         self._deployments = deployments
@@ -233,9 +251,18 @@ class TraceSink:
     def write(self, batch: Sequence[Booked]) -> None:
         if self._closed:
             return
+        if self.sample_ratio < 1.0:
+            ratio = self.sample_ratio
+            batch = [b for b in batch if random.random() < ratio]
+            if not batch:
+                return
+        if self._written - self._done + len(batch) > self.max_pending:
+            self.dropped += len(batch)
+            return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="switchpoint-traces", daemon=True)
             self._thread.start()
+        self._written += len(batch)
         self._queue.put(batch)
 
     def _run(self) -> None:
@@ -249,6 +276,15 @@ class TraceSink:
                     emit(self._tracer, booked, deployments)
                 except Exception:  # one bad record must not end tracing
                     log.exception("could not trace request %s", booked.record.request_id)
+            self._done += len(batch)
+
+    def prometheus(self) -> list[str]:
+        """This process's traces series (text exposition lines)."""
+        return [
+            "# HELP switchpoint_traces_dropped_total Records not traced: too many were waiting for span building.",
+            "# TYPE switchpoint_traces_dropped_total counter",
+            f"switchpoint_traces_dropped_total {self.dropped}",
+        ]
 
     def join(self) -> None:
         """Build the spans of everything written so far, then stop the thread (blocking)."""
@@ -270,7 +306,7 @@ def tracer_provider(telemetry: Telemetry, *, exporter: Any = None) -> TracerProv
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
         if exporter is None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -290,7 +326,7 @@ def tracer_provider(telemetry: Telemetry, *, exporter: Any = None) -> TracerProv
 
     provider = TracerProvider(
         resource=Resource.create({"service.name": telemetry.service_name, "service.version": __version__}),
-        sampler=ParentBased(TraceIdRatioBased(telemetry.sample_ratio)),
+        sampler=ALWAYS_ON,  # the sink samples (``sample_ratio``) before any span is built
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
@@ -298,4 +334,4 @@ def tracer_provider(telemetry: Telemetry, *, exporter: Any = None) -> TracerProv
 
 def trace_sink(telemetry: Telemetry, deployments: Mapping[str, Deployment]) -> TraceSink:
     """The sink ``telemetry`` configures (OTLP/HTTP export)."""
-    return TraceSink(tracer_provider(telemetry), deployments)
+    return TraceSink(tracer_provider(telemetry), deployments, sample_ratio=telemetry.sample_ratio)

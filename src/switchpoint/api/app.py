@@ -394,6 +394,8 @@ def _metrics_handler(gw: Gateway) -> Handler:
             f"switchpoint_requests_inflight {gw.inflight}",
         ]
         lines += connection_stats(gw).prometheus()  # the server's connection limits
+        if gw.traces is not None:
+            lines += gw.traces.prometheus()
         body = await gw.metrics.render(lines, dropped=gw.accounting.dropped)
         return Response(body, media_type=METRICS_CONTENT_TYPE)
 

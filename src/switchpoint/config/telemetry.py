@@ -23,7 +23,7 @@ class TelemetrySpec(_Base):
     otlp_endpoint: str | None = None
     #: ``service.name`` of the spans' resource.
     service_name: str = "switchpoint"
-    #: Share of requests traced (0 to 1), decided per trace id.
+    #: Share of requests traced (0 to 1), a random draw per request (a traced request keeps all its spans).
     sample_ratio: float = 1.0
     #: Headers sent with every export; values may be ``env:NAME`` references (tokens).
     headers: dict[str, str] = msgspec.field(default_factory=dict)
