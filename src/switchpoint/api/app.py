@@ -25,7 +25,7 @@ from switchpoint.accounting import Accounting
 from switchpoint.accounting.ledger import ledger_for
 from switchpoint.accounting.metrics import METRICS_CONTENT_TYPE, gateway_metrics, labels_of, ledger_reader
 from switchpoint.accounting.traces import trace_sink
-from switchpoint.api import route_admin
+from switchpoint.api import ledger_admin, route_admin
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.chat import (
     JSON,
@@ -494,6 +494,7 @@ def create_app(
     """The gateway app. ``shutdown_timeout_s``: how long shutdown waits for requests in flight."""
     gw = Gateway(config, transport, shutdown_timeout_s=shutdown_timeout_s)
     reloader = route_admin.Reloader(gw)
+    reads = ledger_admin.LedgerReads(gw)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -504,6 +505,7 @@ def create_app(
             yield
         finally:
             await reloader.close()
+            await reads.close()
             await gw.shutdown()
 
     chat = {
@@ -524,6 +526,7 @@ def create_app(
         Route("/admin/stats", _stats_handler(gw), methods=["GET"]),
         Route("/admin/breakers", _breakers_handler(gw), methods=["GET"]),
         Route("/metrics", _metrics_handler(gw), methods=["GET"]),
+        *ledger_admin.routes(gw, reads),
     ]
     app = Starlette(
         routes=routes,
