@@ -27,6 +27,7 @@ from switchpoint.canonical import (
     ToolCallPart,
     ToolResultPart,
 )
+from switchpoint.errors import BadRequest
 from switchpoint.providers.base import UpstreamResponse
 from switchpoint.providers.openai import OpenAIAdapter, OpenAIStreamParser
 from switchpoint.streaming import SSEDecoder
@@ -404,3 +405,41 @@ def test_an_upstream_streamed_function_call_is_content_to_the_gateway() -> None:
         ToolCallDelta(index=0, arguments="{}"),
     ]
     assert any(isinstance(e, Finish) and e.reason == "tool_calls" for e in events)
+
+
+def test_beside_tools_the_newer_fields_decide() -> None:
+    """The spec allows both at once (the SDK's own all-params test sends both): tools and
+    tool_choice decide, functions and function_call are still checked, the answer has tool_calls."""
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    body = {
+        "model": "m",
+        "messages": HISTORY[:1],
+        "functions": [WEATHER],
+        "function_call": "none",
+        "tools": [tool],
+        "tool_choice": "required",
+    }
+    req = _decode(body)
+    assert req.tools is not None and [t.name for t in req.tools] == ["lookup"]
+    assert req.tool_choice is not None and req.tool_choice.mode == "required"
+    assert req.parallel_tool_calls is None
+    response = ChatResponse(
+        id="r1",
+        model="m",
+        parts=[ToolCallPart(id="a", name="lookup", arguments="{}")],
+        finish_reason="tool_calls",
+        family="gemini",
+    )
+    doc = json.loads(DIALECT.encode_chat(response, req))
+    assert doc["choices"][0]["finish_reason"] == "tool_calls"
+    assert "function_call" not in doc["choices"][0]["message"]
+    with pytest.raises(BadRequest):
+        _decode({**body, "function_call": "sometimes"})
+
+
+def test_function_call_alone_picks_the_tool_choice() -> None:
+    tool = {"type": "function", "function": {"name": "lookup"}}
+    req = _decode(
+        {"model": "m", "messages": HISTORY[:1], "tools": [tool], "function_call": {"name": "lookup"}}
+    )
+    assert req.tool_choice is not None and (req.tool_choice.mode, req.tool_choice.name) == ("tool", "lookup")

@@ -427,28 +427,28 @@ def _function_call(value: Any) -> ToolChoice:
 
 def _legacy_functions(data: dict[str, Any], fields: dict[str, Any]) -> None:
     """The deprecated ``functions`` and ``function_call`` (still in the published spec), as
-    tools and a tool choice; one call at a time, as they had it. An OpenAI upstream gets them
-    as sent (``raw``); the answer to a client that sent ``functions`` carries ``function_call``
-    (see :func:`uses_functions`)."""
+    tools and a tool choice; one call at a time, as they had it. Sent beside ``tools`` /
+    ``tool_choice`` (the spec allows both), they are checked, and the newer fields decide.
+    An OpenAI upstream gets the body as sent (``raw``); the answer to a client that sent only
+    ``functions`` carries ``function_call`` (see :func:`uses_functions`)."""
     functions, call = data.get("functions"), data.get("function_call")
     if functions is not None:
-        if data.get("tools") is not None:
-            raise _bad("functions", "give tools or the deprecated functions, not both")
-        fields["tools"] = [
-            _function(f, f"functions[{i}]") for i, f in enumerate(_array(functions, "functions"))
-        ]
-        if fields.get("parallel_tool_calls") is None:
-            fields["parallel_tool_calls"] = False
+        tools = [_function(f, f"functions[{i}]") for i, f in enumerate(_array(functions, "functions"))]
+        if data.get("tools") is None:
+            fields["tools"] = tools
+            if fields.get("parallel_tool_calls") is None:
+                fields["parallel_tool_calls"] = False
     if call is not None:
-        if data.get("tool_choice") is not None:
-            raise _bad("function_call", "give tool_choice or the deprecated function_call, not both")
-        fields["tool_choice"] = _function_call(call)
+        choice = _function_call(call)
+        if data.get("tool_choice") is None:
+            fields["tool_choice"] = choice
 
 
 def uses_functions(request: ChatRequest) -> bool:
-    """The client declared the deprecated ``functions``: answer with ``function_call``."""
+    """The client declared the deprecated ``functions`` and no ``tools``: answer with
+    ``function_call``."""
     raw = request.raw
-    return raw is not None and raw.get("functions") is not None
+    return raw is not None and raw.get("functions") is not None and raw.get("tools") is None
 
 
 #: Request options: wire key -> (ChatRequest field, reader). A reader is called only when the
