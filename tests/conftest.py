@@ -93,13 +93,23 @@ def gateway(simulator_url: str) -> Iterator[Any]:
         yield Running
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def ledger_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
-    """A migrated ledger database: a SQLite file, then a PostgreSQL schema of its own (dropped
-    after; skipped, with the reason, when PostgreSQL does not answer)."""
-    from ledger_db import ledger_database, postgres_missing
+    """A ledger database migrated to head: a SQLite file, then a PostgreSQL schema of its own
+    (``ledger_db.PgSchema``: dropped after; skipped, with the reason, when PostgreSQL does not
+    answer)."""
+    from ledger_db import PgSchema
 
-    if request.param == "postgresql" and (why := postgres_missing()) is not None:
-        pytest.skip(why)
-    with ledger_database(request.param, tmp_path) as url:
+    from switchpoint.store import migrate
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+        migrate.upgrade(url)
         yield url
+        return
+    schema = PgSchema()
+    try:
+        migrate.upgrade(schema.url)
+        yield schema.url
+    finally:
+        schema.drop()
