@@ -36,7 +36,11 @@ def _validating(family: str, base: str) -> Any:
 def oai(gateway: Any) -> Iterator[openai.OpenAI]:
     http = httpx.Client(event_hooks={"response": [_validating("openai", OAI_URL)]})
     with openai.OpenAI(
-        base_url=f"{gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0, http_client=http
+        base_url=f"{gateway.url}/v1",
+        api_key=GATEWAY_KEY,
+        max_retries=0,
+        http_client=http,
+        _strict_response_validation=True,  # every field the SDK's types require is there
     ) as client:
         yield client
 
@@ -46,7 +50,11 @@ def ant(gateway: Any) -> Iterator[anthropic.Anthropic]:
     # The anthropic SDK ships its own httpx fork (httpx2) and accepts only its clients.
     http = httpx2.Client(event_hooks={"response": [_validating("anthropic", ANT_URL)]})
     with anthropic.Anthropic(
-        base_url=gateway.url, api_key=GATEWAY_KEY, max_retries=0, http_client=http
+        base_url=gateway.url,
+        api_key=GATEWAY_KEY,
+        max_retries=0,
+        http_client=http,
+        _strict_response_validation=True,
     ) as client:
         yield client
 
@@ -66,6 +74,7 @@ def test_anthropic_sdk_retrieves_every_listed_model(ant: anthropic.Anthropic, na
     assert model.id == name and model.type == "model" and model.display_name == name
     assert model.created_at == listed[name].created_at
     assert model.created_at.year >= 2024
+    assert model.lifecycle == "active" and model.retires_at is None  # what the SDK requires
 
 
 def test_a_deployment_reports_its_window_an_alias_does_not(gateway: Any) -> None:

@@ -289,6 +289,11 @@ def _model_entry(gw: Gateway, name: str, created: int, anthropic: bool) -> dict[
             "capabilities": None,
             "max_input_tokens": dep.context_window if dep is not None else None,
             "max_tokens": dep.max_output_tokens if dep is not None else None,
+            # Not in the published schema yet, required by the anthropic SDK's ModelInfo.
+            "lifecycle": "active",
+            "deprecated_at": None,
+            "retires_at": None,
+            "line": None,
         }
     return {"id": name, "object": "model", "created": created, "owned_by": "switchpoint"}
 
