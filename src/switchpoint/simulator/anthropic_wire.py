@@ -241,7 +241,7 @@ def _blocks(answer: Answer) -> list[dict[str, Any]]:
             {"type": "thinking", "thinking": "".join(answer.thinking), "signature": answer.signature}
         )
     if answer.text:
-        blocks.append({"type": "text", "text": answer.content, "citations": None})
+        blocks.append({"type": "text", "text": answer.content})
     for c in answer.calls:
         blocks.append(
             {
@@ -297,7 +297,7 @@ def _block_frames(answer: Answer) -> list[tuple[dict[str, Any], list[bytes], byt
         out.append(({"type": "thinking", "thinking": "", "signature": ""}, deltas, sig))
     if answer.text:
         deltas = [b'{"type":"text_delta","text":' + _encode(p) + b"}" for p in answer.text]
-        out.append(({"type": "text", "text": "", "citations": None}, deltas, b""))
+        out.append(({"type": "text", "text": ""}, deltas, b""))
     for c in answer.calls:
         start = {
             "type": "tool_use",
