@@ -2,6 +2,7 @@
 
     python bench/instructions.py                     # this checkout, plain and stream
     python bench/instructions.py --src ../other/src  # another checkout's package (an A/B)
+    python bench/instructions.py --ledger off,sqlite # the ledger off (the bench config) and on
 
 Runs switchpoint (one worker, the bench config) under valgrind's callgrind with counting off,
 drives it with the benchmark's own load (wrk, 4 connections, the nginx fake upstream), and
@@ -32,7 +33,8 @@ from measure import Load
 from targets import Endpoint, Processes
 
 LUA = tg.BENCH / "lua" / "post.lua"
-OUT = tg.WORK / "callgrind"
+#: One directory per measuring process: two measurements at once never clear each other's dumps.
+OUT = tg.WORK / "callgrind" / str(os.getpid())
 
 
 def ensure_valgrind() -> None:
@@ -59,15 +61,24 @@ def _control(pid: int, *args: str) -> None:
 MODES = ("plain", "stream", "translate-plain", "translate-stream")
 
 
+#: ``--ledger`` choices → the bench target whose storage section is used (``off``: the bench
+#: config as it is, the ledger disabled).
+LEDGERS = {"off": "switchpoint", "sqlite": "switchpoint-ledger", "postgres": "switchpoint-ledger-pg"}
+
+
 def measure_one(
-    src: Path, mode: str, seconds: float, procs: Processes, upstream_port: int
+    src: Path, mode: str, seconds: float, procs: Processes, upstream_port: int, ledger: str = "off"
 ) -> tuple[int, int]:
     """(instructions, requests) for one counting window of wrk at 4 connections."""
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("callgrind.*"):
         old.unlink()
     port = tg.free_port()
-    cfg = tg._render(tg.BENCH / "configs" / "switchpoint.yaml", upstream_port)
+    target = LEDGERS[ledger]
+    storage = tg.ledger_storage(target)
+    cfg = tg._render(
+        tg.BENCH / "configs" / "switchpoint.yaml", upstream_port, storage, target if storage else None
+    )
     env = tg.clean_env(
         {
             "SWITCHPOINT_MASTER_KEY": tg.MASTER_KEY,
@@ -75,6 +86,7 @@ def measure_one(
             "PYTHONPATH": str(src),
         }
     )
+    env.pop("SWITCHPOINT_DATABASE_URL", None)
     python = tg.REPO / ".venv" / "bin" / "python"
     argv = [
         "valgrind",
@@ -123,11 +135,20 @@ def main() -> None:
         help=f"comma list of {', '.join(MODES)} (default %(default)s); translate-* ask for the "
         "Anthropic-upstream model",
     )
+    p.add_argument(
+        "--ledger",
+        default="off",
+        help=f"comma list of {', '.join(LEDGERS)} (default %(default)s): the ledger off (the bench "
+        "config), on a SQLite file in bench/.work, on PostgreSQL (schema bench_ledger, dropped after)",
+    )
     args = p.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         p.error(f"unknown mode(s): {', '.join(unknown)}")
+    ledgers = [m.strip() for m in args.ledger.split(",") if m.strip()]
+    if bad := [m for m in ledgers if m not in LEDGERS]:
+        p.error(f"unknown --ledger value(s): {', '.join(bad)}")
     tg.ensure_tools()
     ensure_valgrind()
     procs = Processes()
@@ -136,18 +157,28 @@ def main() -> None:
         tg.start_upstream(procs, upstream_port)
         time.sleep(0.5)
         rows = {}
-        for mode in modes:
-            instructions, requests = measure_one(args.src.resolve(), mode, args.seconds, procs, upstream_port)
-            rows[mode] = {"requests": requests, "instructions_per_request": instructions // max(1, requests)}
-            print(
-                f"{mode:16} {requests:6d} requests  {instructions // max(1, requests):>10,} instructions/request"
-            )
+        for ledger in ledgers:
+            for mode in modes:
+                instructions, requests = measure_one(
+                    args.src.resolve(), mode, args.seconds, procs, upstream_port, ledger
+                )
+                key = mode if ledgers == ["off"] else f"{mode} ledger-{ledger}"
+                rows[key] = {
+                    "requests": requests,
+                    "instructions_per_request": instructions // max(1, requests),
+                }
+                print(
+                    f"{key:28} {requests:6d} requests  {instructions // max(1, requests):>10,} instructions/request",
+                    flush=True,
+                )
         commit = subprocess.run(
             ["git", "-C", str(args.src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip()
         print(json.dumps({"src": str(args.src), "commit": commit, **rows}))
     finally:
         procs.stop_all()
+        if ledgers != ["off"]:
+            tg.drop_ledgers()
 
 
 if __name__ == "__main__":

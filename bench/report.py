@@ -272,13 +272,51 @@ def workers_checks(
     return out
 
 
+#: The ledger on SQLite may cost at most this much CPU per request over the ledger off.
+LEDGER_MAX_RATIO = 1.10
+#: Ledger targets and their bound (None: reported, no bound).
+LEDGER_BOUNDS = {"switchpoint-ledger": LEDGER_MAX_RATIO, "switchpoint-ledger-pg": None}
+
+
+def ledger_checks(rows: list[Row], subject: str = "switchpoint") -> list[Check]:
+    """Per mode (plain, stream) and ledger target: its CPU per request over ``subject``'s (the
+    ledger off) in the same passthrough scenarios, pooled over their connection counts."""
+    by = {(r.scenario, r.target): r for r in rows}
+    out: list[Check] = []
+    for target, bound in LEDGER_BOUNDS.items():
+        for mode in ("plain", "stream"):
+            pairs = [
+                (r, by[(r.scenario, subject)])
+                for r in rows
+                if r.target == target and r.scenario.startswith(f"{mode} ") and (r.scenario, subject) in by
+            ]
+            if not pairs:
+                continue
+            measured = _pooled_cpu([t for t, _ in pairs])
+            baseline = _pooled_cpu([p for _, p in pairs])
+            ratio = _ratio(measured, baseline)
+            out.append(
+                Check(
+                    name=f"ledger cost, {mode}: {target} / {subject}",
+                    scenarios=", ".join(p.scenario for _, p in pairs),
+                    unit="CPU ms/req",
+                    measured=measured,
+                    baseline=baseline,
+                    ratio=ratio,
+                    target="reported" if bound is None else f"≤ {bound:g}",
+                    met=None if bound is None or math.isnan(ratio) else ratio <= bound,
+                )
+            )
+    return out
+
+
 def checks(
     rows: list[Row],
     workers_target: str | None = None,
     subject: str = "switchpoint",
     saturation: int | None = None,
 ) -> list[Check]:
-    out = translation_checks(rows, subject)
+    out = translation_checks(rows, subject) + ledger_checks(rows, subject)
     if workers_target:
         out += workers_checks(rows, workers_target, subject, saturation)
     return out

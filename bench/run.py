@@ -115,9 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.duration, args.rounds, args.ttfb_duration, args.warmup = 5.0, 1, 3.0, 1.0
     names = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = [t for t in names if t not in tg.ALL_TARGETS]
+    unknown = [t for t in names if t not in tg.KNOWN_TARGETS]
     if unknown:
-        p.error(f"unknown targets: {', '.join(unknown)} (known: {', '.join(tg.ALL_TARGETS)})")
+        p.error(f"unknown targets: {', '.join(unknown)} (known: {', '.join(tg.KNOWN_TARGETS)})")
     if args.workers == 1 or args.workers < 0:
         p.error("--workers: 0 (off) or at least 2 (one worker is the switchpoint target itself)")
     args.target_list = names
@@ -531,6 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         procs.stop_all()
+        if any(t in tg.LEDGER_TARGETS for t in args.target_list):
+            tg.drop_ledgers()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,14 @@ MASTER_KEY = "sk-bench-master-key"
 UPSTREAM_KEY = "sk-bench-upstream-key"
 GATEWAYS = ("switchpoint", "litellm", "portkey")
 ALL_TARGETS = ("direct", *GATEWAYS)
+#: switchpoint with its ledger on: a SQLite file in bench/.work, a PostgreSQL schema of its own
+#: (``switchpoint`` itself runs with the ledger off: their baseline). Asked for by name only.
+LEDGER_TARGETS = ("switchpoint-ledger", "switchpoint-ledger-pg")
+KNOWN_TARGETS = (*ALL_TARGETS, *LEDGER_TARGETS)
+#: The PostgreSQL of ``switchpoint-ledger-pg`` (the machine's test server) and its schema,
+#: dropped and made again at each start, dropped at the end of the run.
+PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_SCHEMA = "bench_ledger"
 #: switchpoint's alias for the Anthropic-family provider (bench/configs/switchpoint.yaml).
 TRANSLATE_MODEL = "bench-translate"
 NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
@@ -337,11 +345,56 @@ def direct_endpoint(upstream_port: int) -> Endpoint:
     return Endpoint("direct", upstream_port, "gpt-4o-mini", {"Authorization": f"Bearer {UPSTREAM_KEY}"})
 
 
-def _render(template: Path, upstream_port: int) -> Path:
-    out = WORK / "configs" / template.name
+def _render(template: Path, upstream_port: int, storage: str | None = None, name: str | None = None) -> Path:
+    """The config with the upstream's port filled in; ``storage`` replaces its ``storage:`` line
+    (written as ``<name>.yaml`` then)."""
+    out = WORK / "configs" / (f"{name}.yaml" if name else template.name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(template.read_text().replace("${UPSTREAM_PORT}", str(upstream_port)))
+    text = template.read_text().replace("${UPSTREAM_PORT}", str(upstream_port))
+    if storage is not None:
+        lines = [line for line in text.splitlines() if not line.startswith("storage:")]
+        text = "\n".join([*lines, storage]) + "\n"
+    out.write_text(text)
     return out
+
+
+def _pg(sql: str) -> None:
+    """Run one statement on the bench's PostgreSQL (with the project's psycopg)."""
+    code = (
+        "import psycopg, sys\nwith psycopg.connect(sys.argv[1], autocommit=True) as c: c.execute(sys.argv[2])"
+    )
+    python = REPO / ".venv" / "bin" / "python"
+    done = subprocess.run([str(python), "-c", code, PG_URL, sql], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise TargetFailed(f"PostgreSQL at {PG_URL}: {done.stderr.strip().splitlines()[-1:]}")
+
+
+def ledger_storage(name: str) -> str | None:
+    """The ``storage:`` line of a ledger target, its database made empty; None for the others."""
+    if name == "switchpoint-ledger":
+        d = WORK / "ledger-sqlite"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        return f"storage: {{url: 'sqlite:///{d}/ledger.db', spill_path: '{d}/spill.jsonl'}}"
+    if name == "switchpoint-ledger-pg":
+        d = WORK / "ledger-pg"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        _pg(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+        _pg(f"CREATE SCHEMA {PG_SCHEMA}")
+        sep = "&" if "?" in PG_URL else "?"
+        return f"storage: {{url: '{PG_URL}{sep}options=-csearch_path%3D{PG_SCHEMA}', spill_path: '{d}/spill.jsonl'}}"
+    return None
+
+
+def drop_ledgers() -> None:
+    """Remove what the ledger targets wrote (their SQLite file, their PostgreSQL schema)."""
+    shutil.rmtree(WORK / "ledger-sqlite", ignore_errors=True)
+    shutil.rmtree(WORK / "ledger-pg", ignore_errors=True)
+    try:
+        _pg(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+    except (TargetFailed, OSError):
+        pass
 
 
 def workers_target(workers: int) -> str:
@@ -351,7 +404,7 @@ def workers_target(workers: int) -> str:
 
 def switchpoint_workers(name: str) -> int | None:
     """Worker processes of a switchpoint target (``switchpoint`` 1, ``switchpoint-wN`` N); None otherwise."""
-    if name == "switchpoint":
+    if name == "switchpoint" or name in LEDGER_TARGETS:
         return 1
     prefix = workers_target(0)[:-1]
     if name.startswith(prefix) and name[len(prefix) :].isdigit():
@@ -371,8 +424,12 @@ def launch(
         exe = switchpoint_venv(python) / "bin" / "switchpoint"
         if not exe.exists():
             raise TargetFailed(f"switchpoint: {exe} not found (install the project into .venv first)")
-        cfg = _render(BENCH / "configs" / "switchpoint.yaml", upstream_port)
+        storage = ledger_storage(name)
+        cfg = _render(
+            BENCH / "configs" / "switchpoint.yaml", upstream_port, storage, name if storage else None
+        )
         env = clean_env({"SWITCHPOINT_MASTER_KEY": MASTER_KEY, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY})
+        env.pop("SWITCHPOINT_DATABASE_URL", None)  # the config says where the ledger is (or that it is off)
         argv = [str(exe), "serve", "--config", str(cfg), "--port", str(port)]
         if workers > 1:
             argv += ["--workers", str(workers)]

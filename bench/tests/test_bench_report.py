@@ -216,3 +216,21 @@ def test_checks_table_is_markdown_with_verdicts() -> None:
     assert cells[1][-1] == "**no**"
     assert cells[2][:4] == ["workers scaling: switchpoint-w2 / switchpoint", "plain c64", "req/s", "4,800"]
     assert cells[2][4:] == ["3,000", "1.600", "> 1", "yes"]
+
+
+def test_ledger_checks_divide_cpu_by_the_ledger_off_target_per_mode() -> None:
+    records = [
+        _rec("switchpoint", "plain c64", 1, 2000, 11.0, 40.0, 6000, 20000),
+        _rec("switchpoint", "stream c64", 1, 1000, 11.0, 40.0, 6000, 10000),
+        _rec("switchpoint-ledger", "plain c64", 1, 2000, 11.0, 40.0, 6300, 20000),
+        _rec("switchpoint-ledger", "stream c64", 1, 1000, 11.0, 40.0, 7200, 10000),
+        _rec("switchpoint-ledger-pg", "plain c64", 1, 2000, 11.0, 40.0, 7000, 20000),
+    ]
+    names = ["switchpoint", "switchpoint-ledger", "switchpoint-ledger-pg"]
+    rows = report.summarize(records, [], {n: 0 for n in names}, names, ["plain c64", "stream c64"])
+    plain, stream, pg = report.ledger_checks(rows)
+    assert plain.name == "ledger cost, plain: switchpoint-ledger / switchpoint"
+    assert (plain.ratio, plain.target, plain.met) == (pytest.approx(1.05), "≤ 1.1", True)
+    assert (stream.ratio, stream.met) == (pytest.approx(1.2), False)
+    assert (pg.ratio, pg.target, pg.met) == (pytest.approx(7000 / 6000), "reported", None)
+    assert report.ledger_checks(_rows()) == []

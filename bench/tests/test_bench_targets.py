@@ -184,3 +184,23 @@ def test_chat_stream_problems_checks_frames_text_finish_and_end() -> None:
     ]
     garbled = good.replace(_chunk(words[1]), "data: {oops\n\n")
     assert targets.chat_stream_problems(garbled, "msg_bench")[0] == "not JSON: '{oops'"
+
+
+def test_the_baseline_runs_without_the_ledger_and_ledger_targets_replace_its_storage(tmp_path: Path) -> None:
+    import yaml
+
+    base = targets._render(targets.BENCH / "configs" / "switchpoint.yaml", 1234)
+    assert yaml.safe_load(base.read_text())["storage"] == {"enabled": False}
+    storage = "storage: {url: 'sqlite:///x/ledger.db'}"
+    on = targets._render(targets.BENCH / "configs" / "switchpoint.yaml", 1234, storage, "switchpoint-ledger")
+    assert on.name == "switchpoint-ledger.yaml"
+    doc = yaml.safe_load(on.read_text())
+    assert doc["storage"] == {"url": "sqlite:///x/ledger.db"}
+    assert doc["models"]["bench"] == "bench-model"
+    assert targets.switchpoint_workers("switchpoint-ledger") == 1
+    assert (
+        run.parse_args(
+            ["--targets", "direct,switchpoint,switchpoint-ledger,switchpoint-ledger-pg"]
+        ).target_list[-1]
+        == "switchpoint-ledger-pg"
+    )
