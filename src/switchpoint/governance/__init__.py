@@ -1,0 +1,1 @@
+"""Governance: virtual keys, teams, limits, budgets, alerts and priority, over one shared-state seam."""
