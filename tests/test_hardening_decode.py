@@ -22,6 +22,7 @@ from switchpoint.api.openai import OpenAIDialect
 from switchpoint.canonical import ChatRequest
 from switchpoint.errors import BadRequest
 
+import specs
 from gateway_harness import ENV, GATEWAY_KEY, closed_port, e2e_document
 
 OAI = {"authorization": f"Bearer {GATEWAY_KEY}"}
@@ -53,6 +54,9 @@ def anthropic_error(r: httpx.Response, status: int = 400) -> dict[str, Any]:
     assert isinstance(doc["error"]["message"], str) and doc["error"]["message"]
     if status == 400:
         assert doc["error"]["type"] == "invalid_request_error"
+    path = r.request.url.path
+    if path.startswith("/v1/messages") and status < 500:  # the spec documents 4XX bodies only
+        specs.check_response("anthropic", "POST", f"https://api.anthropic.com{path}", status, r.content)
     return dict(doc["error"])
 
 
