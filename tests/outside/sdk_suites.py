@@ -127,7 +127,7 @@ def cache_root() -> Path:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -150,7 +150,7 @@ def fetch(package: str, version: str | None = None) -> Path:
     root = cache_root()
     unpacked = root / f"{package}-{version}"
     done = unpacked / ".switchpoint-fetched"
-    with _locked(root / f".{package}.lock"):
+    with locked(root / f".{package}.lock"):
         if done.exists():
             return unpacked
         with tempfile.TemporaryDirectory(dir=root) as tmp:
@@ -230,7 +230,7 @@ def main() -> None:
         print(f"{suite.package}: {path}")
         for file in suite.files:
             print(f"  {'ok' if (path / file).exists() else 'MISSING'} {file}")
-    print("deselected (endpoints the gateway does not serve):")
+    print("deselected:")
     for entry in DESELECTED:
         print(f"  {entry.key}  -- {entry.reason}")
 
