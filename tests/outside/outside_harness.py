@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from switchpoint import defaults
@@ -124,22 +125,33 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> 
     raise RuntimeError(f"switchpoint serve did not answer /health at {url} within {timeout_s} s")
 
 
+@dataclass
+class GatewayProcess:
+    url: str
+    log: Path  # the process's stdout and stderr
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
 @contextlib.contextmanager
-def gateway_process(timeout_s: float = 30.0) -> Iterator[str]:
+def gateway_process(log_dir: Path, timeout_s: float = 30.0) -> Iterator[GatewayProcess]:
     """``python -m switchpoint.cli serve`` on embedded defaults (no provider key: the simulator)."""
     port = closed_port()
-    url = f"http://127.0.0.1:{port}"
+    running = GatewayProcess(f"http://127.0.0.1:{port}", log_dir / "switchpoint-serve.log")
     cmd = [sys.executable, "-m", "switchpoint.cli", "serve", "--port", str(port), "--shutdown-timeout", "2"]
-    proc = subprocess.Popen(cmd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(url, proc, timeout_s)
-        yield url
-    finally:
-        proc.terminate()
+    with running.log.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+            try:
+                _wait_healthy(running.url, proc, timeout_s)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n{running.output()}") from None
+            yield running
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
