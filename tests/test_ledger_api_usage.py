@@ -304,3 +304,17 @@ def test_admin_views_need_the_master_key(
             assert r.status_code in (200, 404), path
         r = httpx.post(f"{url}/v1/feedback", json={"task_id": "t", "outcome": "completed"})
         assert r.status_code == 401
+
+
+def test_ledger_off_is_a_clear_404(embedded: Any) -> None:
+    from switchpoint.config.storage import Storage
+
+    cfg = msgspec.structs.replace(embedded, storage=Storage(enabled=False))
+    with serve_in_thread(create_app(cfg)) as url:
+        for r in (
+            httpx.get(f"{url}/admin/usage"),
+            httpx.get(f"{url}/admin/requests"),
+            httpx.post(f"{url}/v1/feedback", json={"task_id": "t", "outcome": "completed"}),
+        ):
+            assert r.status_code == 404
+            assert r.json()["error"]["code"] == "ledger_disabled"
