@@ -76,8 +76,9 @@ def measure_one(
     port = tg.free_port()
     target = LEDGERS[ledger]
     storage = tg.ledger_storage(target)
+    # a file of its own: another measurement running at the same time renders its own upstream port
     cfg = tg._render(
-        tg.BENCH / "configs" / "switchpoint.yaml", upstream_port, storage, target if storage else None
+        tg.BENCH / "configs" / "switchpoint.yaml", upstream_port, storage, f"{target}-{os.getpid()}"
     )
     env = tg.clean_env(
         {
