@@ -15,7 +15,7 @@ from sqlalchemy import inspect, text
 
 from resilience_harness import AUTH, GATEWAY_KEY, UPSTREAM_KEY, Server, chat, document, gateway, provider
 from switchpoint.config.storage import ENV_URL
-from switchpoint.simulator import SimConfig
+from switchpoint.simulator import Behavior, SimConfig
 from switchpoint.simulator import create_app as create_sim
 from switchpoint.store.engine import make_engine
 
@@ -169,3 +169,38 @@ def test_storage_disabled_builds_no_ledger(sim: str, tmp_path: Path) -> None:
         r = httpx.post(f"{base}/v1/chat/completions", json=chat("hello", "fast"), headers=AUTH, timeout=30)
         assert r.status_code == 200
     assert not (tmp_path / "never.db").exists()
+
+
+def test_a_hedge_is_recorded_with_its_start_offset(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    models = {"late": Behavior(ttft_ms=400), "quick": Behavior(ttft_ms=5)}
+    with Server(create_sim(SimConfig(models=models))) as sim:
+        doc = document(
+            {"p": provider(sim.url, "openai"), "q": provider(sim.url, "anthropic")},
+            {"d-late": {"provider": "p", "model": "late"}, "d-quick": {"provider": "q", "model": "quick"}},
+            {"hedged": ["d-late", "d-quick"]},
+            resilience={"hedging": {"enabled": True, "delay_ms": 60}},
+            storage={"url": url, "flush_interval_ms": 20},
+        )
+        with gateway(doc) as (base, _, _):
+            r = httpx.post(
+                f"{base}/v1/chat/completions",
+                json=chat("race", "hedged", stream=True),
+                headers=AUTH,
+                timeout=30,
+            )
+            assert r.status_code == 200
+    engine = make_engine(url)
+    try:
+        req = rows(engine, "SELECT deployment, attempts, hedges, retries, failovers FROM requests")
+        assert req == [{"deployment": "d-quick", "attempts": 2, "hedges": 1, "retries": 0, "failovers": 0}]
+        atts = rows(
+            engine, "SELECT deployment, hedge, offset_ms, error_kind FROM attempts ORDER BY offset_ms"
+        )
+    finally:
+        engine.dispose()
+    assert [(a["deployment"], bool(a["hedge"]), a["error_kind"]) for a in atts] == [
+        ("d-late", False, "hedge_lost"),
+        ("d-quick", True, None),
+    ]
+    assert atts[0]["offset_ms"] < 60 <= atts[1]["offset_ms"] < 400

@@ -37,13 +37,25 @@ Once = Callable[[Deployment, TimeoutLimits, float], Awaitable[T]]
 class RequestContext:
     """Mutable per-request state the executor fills in; the API turns it into a record."""
 
-    __slots__ = ("attempts", "deployment", "limits", "request_id", "start", "started_at", "ttft_ms", "usage")
+    __slots__ = (
+        "attempts",
+        "deployment",
+        "hedges",
+        "limits",
+        "request_id",
+        "start",
+        "started_at",
+        "ttft_ms",
+        "usage",
+    )
 
     def __init__(self, request_id: str, limits: RequestLimits | None = None) -> None:
         self.request_id = request_id
         self.start = time.perf_counter()
         self.started_at = time.time()
         self.attempts: list[Attempt] = []
+        #: Start times (``perf_counter``) of the attempts that were hedges (None: no hedge).
+        self.hedges: set[float] | None = None
         self.deployment: str | None = None
         self.ttft_ms: float | None = None
         self.usage: Usage | None = None
@@ -91,7 +103,7 @@ class Executor:
         name = step.deployment.name
         self.health.on_end(name)
         self.health.on_failure(name, err.kind, retry_after=err.retry_after)
-        ctx.attempts.append(make_attempt(step.deployment, t0, err=err))
+        ctx.attempts.append(make_attempt(step.deployment, t0, err=err, ctx=ctx))
         plan.failed(step, err)
 
     async def _run(
@@ -184,10 +196,10 @@ class Executor:
         """An attempt cancelled (the client left, shutdown): not in flight, no outcome."""
         self.health.on_end(dep.name)
         self.health.on_release(dep.name)
-        ctx.attempts.append(make_attempt(dep, t0, error="cancelled"))
+        ctx.attempts.append(make_attempt(dep, t0, error="cancelled", ctx=ctx))
 
     def _succeeded(self, ctx: RequestContext, dep: Deployment, t0: float, usage: Usage | None) -> None:
-        attempt = make_attempt(dep, t0, status=200, usage=usage)
+        attempt = make_attempt(dep, t0, status=200, usage=usage, ctx=ctx)
         ctx.attempts.append(attempt)
         ctx.deployment = dep.name
         ctx.usage = usage

@@ -82,6 +82,11 @@ class Race(Generic[T]):
         self._plan.started(step, hedge=hedge)
         self._ex.health.on_start(dep.name)
         t0 = time.perf_counter()
+        if hedge:
+            ctx = self._ctx
+            if ctx.hedges is None:
+                ctx.hedges = set()
+            ctx.hedges.add(t0)
         self._racers[asyncio.ensure_future(self._once(dep, limits, t0))] = (step, t0)
 
     async def run(self, first: Step, delay: float, hedging: Hedging) -> tuple[T, Deployment, float] | None:
@@ -135,7 +140,7 @@ class Race(Generic[T]):
             result.reader.close()
         if not isinstance(usage, Usage) and self._request is not None:
             usage = Usage(input_tokens=self._prompt_tokens or rough_prompt_tokens(self._request))
-        self._ctx.attempts.append(make_attempt(dep, t0, error=HEDGE_LOST, usage=usage))
+        self._ctx.attempts.append(make_attempt(dep, t0, error=HEDGE_LOST, usage=usage, ctx=self._ctx))
         self._ex.health.on_end(dep.name)
         self._ex.health.on_release(dep.name)
 

@@ -45,9 +45,11 @@ def make_attempt(
     status: int | None = None,
     usage: Usage | None = None,
     ttft_ms: float | None = None,
+    ctx: RequestContext | None = None,
 ) -> Attempt:
     """The record of one upstream call. ``error`` names a failure that is no SwitchpointError
-    (``cancelled``, ``hedge_lost``)."""
+    (``cancelled``, ``hedge_lost``). With the request's ``ctx``: when the call began (ms after
+    the request) and whether it was a hedge (``t0`` registered in ``ctx.hedges``)."""
     if err is not None:
         if isinstance(err, ProviderError) and err.deployment is None:
             err.deployment = dep.name
@@ -63,6 +65,8 @@ def make_attempt(
         latency_ms=(time.perf_counter() - t0) * 1000.0,
         ttft_ms=ttft_ms,
         usage=usage,
+        offset_ms=0.0 if ctx is None else (t0 - ctx.start) * 1000.0,
+        hedge=ctx is not None and ctx.hedges is not None and t0 in ctx.hedges,
     )
 
 
@@ -294,7 +298,14 @@ class CommittedStream:
             batch = await opened.reader.next()
         except SwitchpointError as err:
             self._end(
-                make_attempt(self.deployment, opened.t0, err=err, usage=self.usage, ttft_ms=opened.ttft_ms)
+                make_attempt(
+                    self.deployment,
+                    opened.t0,
+                    err=err,
+                    usage=self.usage,
+                    ttft_ms=opened.ttft_ms,
+                    ctx=self._ctx,
+                )
             )
             self._health.on_failure(self.deployment.name, err.kind, retry_after=err.retry_after)
             raise
@@ -305,7 +316,7 @@ class CommittedStream:
             self._see(batch)
             return batch
         attempt = make_attempt(
-            self.deployment, opened.t0, status=200, usage=self.usage, ttft_ms=opened.ttft_ms
+            self.deployment, opened.t0, status=200, usage=self.usage, ttft_ms=opened.ttft_ms, ctx=self._ctx
         )
         self._end(attempt)
         self._health.on_success(self.deployment.name, attempt.latency_ms)
@@ -322,7 +333,12 @@ class CommittedStream:
         opened = self._opened
         self._end(
             make_attempt(
-                self.deployment, opened.t0, error="cancelled", usage=self.usage, ttft_ms=opened.ttft_ms
+                self.deployment,
+                opened.t0,
+                error="cancelled",
+                usage=self.usage,
+                ttft_ms=opened.ttft_ms,
+                ctx=self._ctx,
             )
         )
         self._health.on_release(self.deployment.name)
