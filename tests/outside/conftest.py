@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from outside_harness import SDK_MODELS, SUMMARY, RunningGateway, gateway_in_thread
+from outside_harness import CROSSED, SDK_MODELS, SUMMARY, RunningGateway, gateway_in_thread
 
 
 def _sdk_aliases() -> dict[str, str]:
@@ -19,8 +19,17 @@ def _sdk_aliases() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def outside_gateway(simulator_url: str) -> Iterator[RunningGateway]:
-    """An open gateway in this process, the simulator behind it, the SDK suites' model names served."""
+    """An open gateway in this process, the simulator behind it, the SDK suites' model names
+    served by a deployment of the client's own wire family (passed through)."""
     with gateway_in_thread(simulator_url, _sdk_aliases()) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def translating_gateway(simulator_url: str) -> Iterator[RunningGateway]:
+    """The same names served by a deployment of the other wire family (translated both ways)."""
+    crossed = {name: CROSSED[deployment] for name, deployment in _sdk_aliases().items()}
+    with gateway_in_thread(simulator_url, crossed) as running:
         yield running
 
 

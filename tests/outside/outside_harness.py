@@ -39,8 +39,8 @@ SDK_MODELS = {
 # Lines for the closing summary of the pytest run (counts per suite, per fuzzed operation).
 SUMMARY: list[str] = []
 
-# Environment variables that would change which providers embedded defaults pick, or lock the gateway.
-_PROVIDER_ENV = (
+# Environment variables that would change which providers embedded defaults pick, or lock the gateway,
+_DROPPED_ENV = (
     "OPENAI_API_KEY",
     "ANTHROPIC_API_KEY",
     "GEMINI_API_KEY",
@@ -49,12 +49,15 @@ _PROVIDER_ENV = (
     "SWITCHPOINT_MASTER_KEY",
     "SWITCHPOINT_SIM_BASE",
     "SWITCHPOINT_CONFIG",
+    # and options of the pytest run that started this one, which a child pytest would inherit
+    "PYTEST_ADDOPTS",
+    "PYTEST_PLUGINS",
 )
 
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without provider keys or gateway settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in _PROVIDER_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
     env.update(extra)
     return env
 
@@ -89,9 +92,19 @@ class UpstreamWatch:
         await self.inner.close()
 
 
+# The deployment of the other wire family for each simulated one, so the gateway translates.
+CROSSED = {"sim-gpt": "sim-claude", "sim-claude": "sim-gpt", "sim-embed": "sim-gemini-embed"}
+
+
 def outside_document(sim: str, aliases: dict[str, str]) -> dict[str, Any]:
-    """Embedded defaults' simulated providers, plus ``aliases`` (client model name -> deployment)."""
+    """Embedded defaults' simulated providers, plus ``aliases`` (client model name -> deployment)
+    and an embedding deployment on the Gemini wire."""
     doc = defaults.simulated_document(sim)
+    doc["deployments"]["sim-gemini-embed"] = {
+        "provider": "sim-gemini",
+        "model": "sim-embed",
+        "kind": "embedding",
+    }
     doc["models"].update(aliases)
     return doc
 
