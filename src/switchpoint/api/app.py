@@ -25,7 +25,7 @@ from switchpoint.accounting import Accounting
 from switchpoint.accounting.ledger import ledger_for
 from switchpoint.accounting.metrics import METRICS_CONTENT_TYPE, gateway_metrics, labels_of, ledger_reader
 from switchpoint.accounting.traces import trace_sink
-from switchpoint.api import ledger_admin, route_admin
+from switchpoint.api import keys_admin, ledger_admin, route_admin
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.chat import (
     JSON,
@@ -40,7 +40,6 @@ from switchpoint.api.chat import (
 from switchpoint.api.connections import connection_stats
 from switchpoint.api.dialect import Dialect
 from switchpoint.api.openai import OpenAIDialect
-from switchpoint.auth import Authenticator
 from switchpoint.config import Config
 from switchpoint.errors import (
     BadRequest,
@@ -55,6 +54,8 @@ from switchpoint.executor import (
     RequestContext,
     Transport,
 )
+from switchpoint.governance.access import Access, check_alias
+from switchpoint.governance.keys import key_ring
 from switchpoint.health import HealthRegistry
 from switchpoint.routing import Router
 
@@ -73,7 +74,8 @@ class Gateway:
     ) -> None:
         self.config = config
         self.router = Router(config)
-        self.auth = Authenticator(config.master_key)
+        #: Who is calling: the master key, virtual keys (kept in the ledger's database), or open.
+        self.auth = Access(config.master_key, key_ring(config))
         self.transport = transport or H1Transport(pool_size=config.pool_size)
         self.health = HealthRegistry()
         self.executor = Executor(self.transport, health=self.health, resilience=config.resilience)
@@ -102,6 +104,8 @@ class Gateway:
     async def startup(self) -> None:
         if self.ledger is not None:
             self.ledger.start()  # migrates the database (one query when it is at head)
+        if self.auth.ring is not None:
+            await self.auth.ring.start()
         self.accounting.start()
         self.ready = True
 
@@ -137,6 +141,8 @@ class Gateway:
         if not await self.drained(self.shutdown_timeout_s):
             log.warning("shutting down with %d request(s) still in flight", self.inflight)
         await self.accounting.stop()
+        if self.auth.ring is not None:
+            await self.auth.ring.stop()
         await self.transport.close()
 
 
@@ -197,10 +203,11 @@ def _embeddings_handler(gw: Gateway) -> Handler:
         headers = {"x-request-id": rid}
         model, principal = "", None
         try:
-            principal = gw.auth.check(request.headers)
+            principal = await gw.auth.principal(request.headers)
             body = await _read_body(request, gw.config.max_body_bytes)
             ereq = OPENAI.decode_embeddings(body, request.headers)
             model = ereq.model
+            check_alias(principal, model)
             deployments = gw.router.deployments_for(ereq.model, "embedding")
             result = await gw.executor.embeddings(ereq, deployments, ctx)
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
@@ -242,7 +249,7 @@ def _count_tokens_handler(gw: Gateway) -> Handler:
         rid = request_id(request.headers)
         headers = {"x-request-id": rid}
         try:
-            gw.auth.check(request.headers)
+            await gw.auth.principal(request.headers)
             body = await _read_body(request, gw.config.max_body_bytes)
             creq = ANTHROPIC.decode_count_tokens(body, request.headers)
             deps = gw.router.deployments_for(creq.model, "chat")
@@ -308,7 +315,7 @@ def _models_handler(gw: Gateway) -> Handler:
         anthropic = "anthropic-version" in request.headers
         dialect = ANTHROPIC if anthropic else OPENAI
         try:
-            gw.auth.check(request.headers)
+            await gw.auth.principal(request.headers)
         except SwitchpointError as err:
             return _error_response(dialect, err, headers)
         names = _model_names(gw)
@@ -359,12 +366,12 @@ def _ready_handler(gw: Gateway) -> Handler:
 
 
 def _admin_json(gw: Gateway, produce: Callable[[], Coroutine[Any, Any, Any]]) -> Handler:
-    """An admin view: master key required, JSON out."""
+    """An admin view: the master key or an admin-role key, JSON out."""
 
     async def handle(request: Request) -> Response:
         headers = {"x-request-id": request_id(request.headers)}
         try:
-            gw.auth.check(request.headers)
+            await gw.auth.admin(request.headers)
         except SwitchpointError as err:
             return _error_response(OPENAI, err, headers)
         return Response(msgspec.json.encode(await produce()), headers=headers, media_type=JSON)
@@ -448,7 +455,7 @@ def _route_handler(gw: Gateway) -> Handler:
         headers = {"x-request-id": request_id(request.headers)}
         dialect: Dialect = OPENAI
         try:
-            principal = gw.auth.check(request.headers)
+            principal = await gw.auth.principal(request.headers)
             body = await _read_body(request, gw.config.max_body_bytes)
             dialect = route_admin.dialect_for(body, request.headers, request.query_params.get("dialect"))
             out = route_admin.dry_run(gw, body, request.headers, principal, dialect)
@@ -466,7 +473,7 @@ def _reload_handler(gw: Gateway, reloader: route_admin.Reloader) -> Handler:
     async def handle(request: Request) -> Response:
         headers = {"x-request-id": request_id(request.headers)}
         try:
-            reloader.check_admin(gw.auth.check(request.headers))
+            await gw.auth.admin(request.headers, "Reloading the config")
             out = await reloader.reload()
             return Response(msgspec.json.encode(out), headers=headers, media_type=JSON)
         except ConfigError as exc:
@@ -532,6 +539,7 @@ def create_app(
         Route("/admin/breakers", _breakers_handler(gw), methods=["GET"]),
         Route("/metrics", _metrics_handler(gw), methods=["GET"]),
         *ledger_admin.routes(gw, reads),
+        *keys_admin.routes(gw, reads),
     ]
     app = Starlette(
         routes=routes,

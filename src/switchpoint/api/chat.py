@@ -17,6 +17,8 @@ import msgspec
 from switchpoint.api.dialect import Dialect, StreamEncoder
 from switchpoint.errors import InternalError, ShuttingDown, SwitchpointError
 from switchpoint.executor import CommittedStream, RequestContext, limits_from_headers
+from switchpoint.governance.access import check_alias
+from switchpoint.governance.principal import Principal
 from switchpoint.records import RequestRecord
 from switchpoint.routing import Decision
 
@@ -56,7 +58,7 @@ def make_record(
     stream: bool,
     status: int,
     error: str | None,
-    principal: str | None,
+    principal: Principal | None,
     decision: Decision | None = None,
     end_user: str | None = None,
 ) -> RequestRecord:
@@ -82,7 +84,9 @@ def make_record(
         ttft_ms=ctx.ttft_ms,
         usage=ctx.usage,
         attempts=tuple(ctx.attempts),
-        principal=principal,
+        principal=principal.name if principal is not None else None,
+        key_id=principal.key_id if principal is not None else None,
+        team=principal.team_name if principal is not None else None,
         decision=decision,
         end_user=end_user,
         task=task,
@@ -148,7 +152,7 @@ class ChatRoute:
         stream: bool,
         status: int,
         error: str | None,
-        principal: str | None,
+        principal: Principal | None,
         decision: Decision | None,
         end_user: str | None = None,
         request_body: bytes | None = None,
@@ -176,17 +180,23 @@ class ChatRoute:
         rid = request_id(request_headers)
         ctx = RequestContext(rid)
         headers = {"x-request-id": rid}
-        model, stream, principal = "", False, None
+        model, stream = "", False
+        principal: Principal | None = None
         decision: Decision | None = None
         end_user: str | None = None
         try:
-            principal = gw.auth.check(request_headers)
+            principal = gw.auth.resolve(request_headers) or await gw.auth.principal(request_headers)
             ctx.limits = limits_from_headers(request_headers)
             creq = dialect.decode_chat(body, request_headers)
             model, stream, end_user = creq.model, creq.stream, creq.user
+            check_alias(principal, model)
             router = gw.router
             decision = await router.aroute(
-                creq, headers=request_headers, principal=principal, health=gw.health
+                creq,
+                headers=request_headers,
+                principal=principal.name,
+                team=principal.team_name,
+                health=gw.health,
             )
             headers["x-switchpoint-route"] = decision.header()
             xreq = decision.request or creq  # presets applied, context trimmed
@@ -252,7 +262,7 @@ class StreamBody:
         model: str,
         committed: CommittedStream,
         ctx: RequestContext,
-        principal: str | None,
+        principal: Principal | None,
         decision: Decision | None = None,
         end_user: str | None = None,
         request_body: bytes | None = None,

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from switchpoint.api.chat import JSON, error_reply, internal_error, request_id
 from switchpoint.api.openai import OpenAIDialect
 from switchpoint.config.accounting import DisplayCurrency
-from switchpoint.errors import BadRequest, NotFound, PermissionDenied, SwitchpointError
+from switchpoint.errors import BadRequest, NotFound, SwitchpointError
 from switchpoint.store import queries
 from switchpoint.store.engine import database_url, make_engine
 
@@ -203,8 +203,7 @@ def _guarded(
     async def guarded(request: Request) -> Response:
         headers = {"x-request-id": request_id(request.headers)}
         try:
-            if gw.auth.check(request.headers) != "master" and not gw.auth.open:
-                raise PermissionDenied("The ledger's admin views need the master key")
+            await gw.auth.admin(request.headers, "The ledger's admin views")
             return await handle(request, headers)
         except queries.QueryError as exc:
             return _error(BadRequest(str(exc), param=exc.param), headers)
@@ -333,7 +332,7 @@ def _feedback_handler(gw: Gateway, reads: LedgerReads) -> Handler:
     async def handle(request: Request) -> Response:
         headers = {"x-request-id": request_id(request.headers)}
         try:
-            gw.auth.check(request.headers)
+            principal = await gw.auth.principal(request.headers)
             body = await request.body()
             if len(body) > 64 * 1024:
                 raise BadRequest("The feedback body is over 64 KiB")
@@ -350,7 +349,12 @@ def _feedback_handler(gw: Gateway, reads: LedgerReads) -> Handler:
                     )
             fid = await asyncio.to_thread(
                 lambda: queries.insert_feedback(
-                    engine, outcome=fb.outcome, request_id=fb.request_id, task_id=fb.task_id, score=fb.score
+                    engine,
+                    outcome=fb.outcome,
+                    request_id=fb.request_id,
+                    task_id=fb.task_id,
+                    score=fb.score,
+                    key_id=principal.key_id,
                 )
             )
             doc = {

@@ -22,10 +22,11 @@ from switchpoint.accounting import Accounting
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.dialect import Dialect
 from switchpoint.api.openai import OpenAIDialect
-from switchpoint.auth import Authenticator
 from switchpoint.config import Config
-from switchpoint.errors import BadRequest, ConfigError, PermissionDenied
+from switchpoint.errors import BadRequest, ConfigError
 from switchpoint.executor import Executor
+from switchpoint.governance.access import Access
+from switchpoint.governance.principal import Principal
 from switchpoint.health import HealthRegistry
 from switchpoint.routing import Router
 
@@ -40,7 +41,7 @@ _ANTHROPIC_BLOCKS = frozenset({"tool_use", "tool_result", "thinking", "redacted_
 class RoutedGateway(Protocol):
     config: Config
     router: Router
-    auth: Authenticator
+    auth: Access
     health: HealthRegistry
     executor: Executor
     accounting: Accounting
@@ -81,11 +82,13 @@ def dialect_for(body: bytes, headers: Mapping[str, str], asked: str | None) -> D
 
 
 def dry_run(
-    gw: RoutedGateway, body: bytes, headers: Mapping[str, str], principal: str, dialect: Dialect
+    gw: RoutedGateway, body: bytes, headers: Mapping[str, str], principal: Principal, dialect: Dialect
 ) -> bytes:
     """The decision for a request, as JSON, without calling any model."""
     creq = dialect.decode_chat(body, headers)
-    decision = gw.router.route(creq, headers=headers, principal=principal, health=gw.health)
+    decision = gw.router.route(
+        creq, headers=headers, principal=principal.name, team=principal.team_name, health=gw.health
+    )
     return msgspec.json.encode(
         {
             "dialect": dialect.name,
@@ -117,7 +120,7 @@ class Reloader:
             old = gw.router
             cfg = await asyncio.to_thread(config_mod.load, source)
             router = await asyncio.to_thread(Router, cfg, rng=old.rng, affinity=old.affinity)
-            gw.config, gw.router, gw.auth = cfg, router, Authenticator(cfg.master_key)
+            gw.config, gw.router, gw.auth = cfg, router, gw.auth.with_master(cfg.master_key)
             gw.executor.configure(cfg.resilience)
             gw.accounting.use_deployments(cfg.deployments)
             gw.relabel(cfg)
@@ -129,10 +132,6 @@ class Reloader:
             rules,
         )
         return {"status": "reloaded", "source": source, "deployments": len(cfg.deployments), "rules": rules}
-
-    def check_admin(self, principal: str) -> None:
-        if not self.gw.auth.open and principal != "master":
-            raise PermissionDenied("Reloading the config needs the master key")
 
     async def _reload_logged(self) -> None:
         try:
