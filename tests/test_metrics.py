@@ -373,3 +373,40 @@ async def test_ledger_totals_render_exactly_as_the_in_process_totals(ledger_db: 
     assert db_fams == parse(local)
     assert "switchpoint_requests_total" in local
     ledger.engine.dispose()
+
+
+async def test_with_the_ledger_on_the_gateway_keeps_no_totals_of_its_own(
+    simulator_url: str, tmp_path: Any
+) -> None:
+    """Ledger on: /metrics reads the database; no per-record metrics work in the process."""
+    from switchpoint.api.app import create_app
+    from switchpoint.config import parse as parse_config
+
+    from gateway_harness import ENV, e2e_document
+
+    doc = e2e_document(simulator_url) | {"storage": {"url": f"sqlite:///{tmp_path / 'l.db'}"}}
+    app = create_app(parse_config(doc, env=ENV))
+    gw = app.gateway
+    assert isinstance(gw.metrics.source, LedgerTotals)
+    assert not any(isinstance(s, MetricsSink) for s in gw.accounting.sinks)
+    headers = {"authorization": f"Bearer {ENV['E2E_GATEWAY_KEY']}"}
+    async with app.router.lifespan_context(app):  # type: ignore[attr-defined]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            for _ in range(3):
+                r = await client.post(
+                    "/v1/chat/completions",
+                    json={"model": "d-openai", "messages": [{"role": "user", "content": "hi"}]},
+                    headers=headers,
+                )
+                assert r.status_code == 200, r.text
+            req = "switchpoint_requests"
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                fams = parse((await client.get("/metrics")).text)
+                labels = {"deployment": "d-openai", "alias": "d-openai", "status_class": "2xx"}
+                key = (f"{req}_total", tuple(sorted(labels.items())))
+                if fams.get(req, {}).get(key) == 3:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, fams.get(req)
+                await asyncio.sleep(0.2)
