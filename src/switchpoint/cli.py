@@ -466,6 +466,244 @@ def usage(
         _usage_table(doc, f"usage since {since} by {', '.join(groups) or 'all'} ({redacted(url)})")
 
 
+keys_cli = typer.Typer(no_args_is_help=True, help="Virtual keys (in the ledger's database).")
+teams_cli = typer.Typer(no_args_is_help=True, help="Teams (in the ledger's database).")
+cli.add_typer(keys_cli, name="keys")
+cli.add_typer(teams_cli, name="teams")
+
+_ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Config file (its storage.url, state)")
+]
+_DatabaseOpt = Annotated[str | None, typer.Option(help="Database URL (overrides the config's storage.url)")]
+_JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+def _governed(config: Path | None, database: str | None, change: Any) -> Any:
+    """Run ``change(engine)`` on the keys' database (migrated first); announce it to running
+    gateways over Redis when the config has ``state.redis_url`` (they also poll the database)."""
+    from switchpoint.errors import SwitchpointError
+    from switchpoint.governance.keys import publish_sync, redis_settings
+    from switchpoint.store import keys as store
+    from switchpoint.store.engine import database_url, make_engine, redacted
+    from switchpoint.store.migrate import upgrade
+
+    cfg = None
+    if config is not None:
+        try:
+            cfg = config_mod.load(config)
+        except ConfigError as exc:
+            _print_problems(str(config), exc)
+            raise typer.Exit(2) from None
+    url = database or database_url(cfg.storage.url if cfg is not None else None)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        before = store.current_version(engine)
+        result = change(engine)
+        after = store.current_version(engine)
+    except SwitchpointError as exc:
+        err_console.print(exc.message, highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        err_console.print(f"{redacted(url)}: {type(exc).__name__}: {exc}", highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    if cfg is not None and after != before:
+        redis_url, prefix = redis_settings(cfg)
+        publish_sync(redis_url, f"{prefix}governance:changes", after)
+    return result
+
+
+def _print_doc(doc: Any, as_json: bool) -> None:
+    import msgspec
+
+    if as_json:
+        out.print_json(msgspec.json.encode(doc).decode())
+        return
+    for name, value in doc.items():
+        if name != "object":
+            out.print(f"{name}: {value}", highlight=False, markup=False)
+
+
+def _key_spec(**given: Any) -> Any:
+    from switchpoint.governance import manage
+
+    fields: dict[str, Any] = {}
+    for name in ("name", "team", "priority", "expires_in", "expires_at"):
+        if given.get(name) is not None:
+            fields[name] = given[name]
+    for name, opt in (("roles", "role"), ("allowed_aliases", "alias"), ("tags", "tag")):
+        if given.get(opt):
+            fields[name] = list(given[opt])
+    limits = {k: given[k] for k in ("rpm", "tpm", "max_parallel") if given.get(k) is not None}
+    budgets = {
+        k: given[f"budget_{k}"]
+        for k in ("daily", "weekly", "monthly", "total")
+        if given.get(f"budget_{k}") is not None
+    }
+    if limits:
+        fields["limits"] = manage.LimitsIn(**limits)
+    if budgets:
+        fields["budgets"] = manage.BudgetsIn(**budgets)
+    return manage.KeyIn(**fields)
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="The key's name (routing rules and the ledger see it)")],
+    team: Annotated[str | None, typer.Option(help="Team id or name")] = None,
+    role: Annotated[list[str] | None, typer.Option(help="Role (admin); repeatable")] = None,
+    alias: Annotated[list[str] | None, typer.Option(help="Allowed model (glob); repeatable")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute")] = None,
+    max_parallel: Annotated[int | None, typer.Option(help="Requests in flight")] = None,
+    budget_daily: Annotated[float | None, typer.Option(help="USD per day")] = None,
+    budget_weekly: Annotated[float | None, typer.Option(help="USD per week")] = None,
+    budget_monthly: Annotated[float | None, typer.Option(help="USD per month")] = None,
+    budget_total: Annotated[float | None, typer.Option(help="USD in total")] = None,
+    priority: Annotated[str | None, typer.Option(help="Default priority: high, normal, low")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Tag; repeatable")] = None,
+    expires_in: Annotated[str | None, typer.Option(help="Lifetime: 30d, 12h, seconds")] = None,
+    config: _ConfigOpt = None,
+    database: _DatabaseOpt = None,
+    as_json: _JsonOpt = False,
+) -> None:
+    """Create a key; its secret is printed this once."""
+    from switchpoint.governance import manage
+
+    spec = _key_spec(**locals())
+    doc, secret = _governed(config, database, lambda engine: manage.create_key(engine, spec))
+    _print_doc({**doc, "secret": secret}, as_json)
+    if not as_json:
+        err_console.print("Store the secret now: it is not shown again.")
+
+
+@keys_cli.command("list")
+def keys_list(
+    team: Annotated[str | None, typer.Option(help="Only this team's keys")] = None,
+    revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked keys")] = False,
+    config: _ConfigOpt = None,
+    database: _DatabaseOpt = None,
+    as_json: _JsonOpt = False,
+) -> None:
+    """The keys (never their secrets)."""
+    from rich.table import Table
+
+    from switchpoint.governance import manage
+
+    docs = _governed(config, database, lambda e: manage.list_keys(e, team=team, include_revoked=revoked))
+    if as_json:
+        _print_doc({"object": "list", "data": docs}, True)
+        return
+    table = Table("id", "name", "prefix", "status", "team", "roles", "aliases", "expires_at")
+    for d in docs:
+        team_name = d["team"]["name"] if d["team"] else ""
+        expires = (
+            "" if d["expires_at"] is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(d["expires_at"]))
+        )
+        table.add_row(
+            d["id"], d["name"], d["prefix"], d["status"], team_name,
+            ",".join(d["roles"]), ",".join(d["allowed_aliases"]) or "*", expires,
+        )  # fmt: skip
+    out.print(table)
+
+
+@keys_cli.command("show")
+def keys_show(
+    key_id: Annotated[str, typer.Argument(help="Key id")],
+    config: _ConfigOpt = None,
+    database: _DatabaseOpt = None,
+    as_json: _JsonOpt = False,
+) -> None:
+    """One key."""
+    from switchpoint.governance import manage
+
+    _print_doc(_governed(config, database, lambda e: manage.get_key(e, key_id)), as_json)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id")],
+    config: _ConfigOpt = None,
+    database: _DatabaseOpt = None,
+    as_json: _JsonOpt = False,
+) -> None:
+    """Revoke a key (every gateway refuses it within a second)."""
+    from switchpoint.governance import manage
+
+    _print_doc(_governed(config, database, lambda e: manage.revoke_key(e, key_id)), as_json)
+
+
+@keys_cli.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="Key id")],
+    grace: Annotated[float, typer.Option(help="Seconds the old secret keeps working")] = 3600.0,
+    config: _ConfigOpt = None,
+    database: _DatabaseOpt = None,
+    as_json: _JsonOpt = False,
+) -> None:
+    """A new secret for a key (printed this once); the old one works for --grace seconds."""
+    from switchpoint.governance import manage
+
+    doc, secret = _governed(config, database, lambda e: manage.rotate_key(e, key_id, grace))
+    _print_doc({**doc, "secret": secret}, as_json)
+
+
+@teams_cli.command("create")
+def teams_create(
+    name: Annotated[str, typer.Argument(help="The team's name")],
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute (all its keys)")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute")] = None,
+    max_parallel: Annotated[int | None, typer.Option(help="Requests in flight")] = None,
+    budget_daily: Annotated[float | None, typer.Option(help="USD per day")] = None,
+    budget_weekly: Annotated[float | None, typer.Option(help="USD per week")] = None,
+    budget_monthly: Annotated[float | None, typer.Option(help="USD per month")] = None,
+    budget_total: Annotated[float | None, typer.Option(help="USD in total")] = None,
+    config: _ConfigOpt = None,
+    database: _DatabaseOpt = None,
+    as_json: _JsonOpt = False,
+) -> None:
+    """Create a team."""
+    from switchpoint.governance import manage
+
+    key = _key_spec(**locals())
+    spec = manage.TeamIn(name=name, limits=key.limits, budgets=key.budgets)
+    _print_doc(_governed(config, database, lambda e: manage.create_team(e, spec)), as_json)
+
+
+@teams_cli.command("list")
+def teams_list(config: _ConfigOpt = None, database: _DatabaseOpt = None, as_json: _JsonOpt = False) -> None:
+    """The teams."""
+    from rich.table import Table
+
+    from switchpoint.governance import manage
+
+    docs = _governed(config, database, manage.list_teams)
+    if as_json:
+        _print_doc({"object": "list", "data": docs}, True)
+        return
+    table = Table("id", "name", "rpm", "tpm", "max_parallel", "budget/day", "budget/month")
+    for d in docs:
+        lim, bud = d["limits"], d["budgets"]
+        cells = (lim["rpm"], lim["tpm"], lim["max_parallel"], bud["daily"], bud["monthly"])
+        table.add_row(d["id"], d["name"], *("" if v is None else str(v) for v in cells))
+    out.print(table)
+
+
+@teams_cli.command("show")
+def teams_show(
+    team: Annotated[str, typer.Argument(help="Team id or name")],
+    config: _ConfigOpt = None,
+    database: _DatabaseOpt = None,
+    as_json: _JsonOpt = False,
+) -> None:
+    """One team."""
+    from switchpoint.governance import manage
+
+    _print_doc(_governed(config, database, lambda e: manage.get_team(e, team)), as_json)
+
+
 def main() -> None:
     try:
         cli()
