@@ -208,6 +208,10 @@ def check_groups(group_by: Sequence[str]) -> list[str]:
     return out
 
 
+#: PostgreSQL's sort memory for a usage query (the server default, 4 MB, spills a day of
+#: 100 k rows to disk; 64 MB keeps it in memory: 1.7x faster, bench/ledger_query.py).
+PG_WORK_MEM = "64MB"
+
 #: The percentiles :func:`usage` reports, by column.
 PERCENTILES: tuple[tuple[str, str, float], ...] = (
     ("latency_p50_ms", "latency_ms", 0.5),
@@ -312,6 +316,8 @@ def usage(
     native = engine.dialect.name == "postgresql"
     q = usage_query(names, since, until, filters, percentiles=native)
     with engine.connect() as conn:
+        if native:  # the percentiles sort in memory, not in temp files (this transaction only)
+            conn.execute(text(f"SET LOCAL work_mem = '{PG_WORK_MEM}'"))
         rows = conn.execute(q).mappings().all()
         here = None if native else _percentiles_here(conn, names, _conditions(since, until, filters))
     out: list[UsageRow] = []
