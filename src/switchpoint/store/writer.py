@@ -9,10 +9,11 @@ writer and run with the driver's ``executemany`` (no SQLAlchemy compilation per 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from switchpoint.store.tables import ATTEMPT_COLUMNS, BUCKETS, INF, REQUEST_COLUMNS, TOKEN_COLUMNS
 
@@ -95,49 +96,68 @@ class Writer:
 
     def write(self, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
         """Insert the rows and add them to the totals, all in one transaction (a request already
-        in the ledger, e.g. replayed twice, is skipped and not counted again only when written
-        through :meth:`replay`)."""
+        in the ledger is skipped; it is also left out of the totals only through :meth:`replay`)."""
         if not requests and not attempts:
             return
-        with self.engine.begin() as conn:
-            self._write(conn, requests, attempts)
+        with self._transaction() as cur:
+            self._write(cur, requests, attempts)
 
     def replay(self, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
         """Like :meth:`write`, for rows that may already be in the ledger (a spill file replayed
         after a crash between its commit and its removal): those are neither inserted nor counted."""
         if not requests:
             return
-        with self.engine.begin() as conn:
-            have = self._existing(conn, [r[_REQUEST_ID] for r in requests])
+        with self._transaction() as cur:
+            have = self._existing(cur, [r[_REQUEST_ID] for r in requests])
             if have:
                 requests = [r for r in requests if r[_REQUEST_ID] not in have]
                 attempts = [a for a in attempts if a[0] not in have]
-            self._write(conn, requests, attempts)
+            self._write(cur, requests, attempts)
 
-    def _write(self, conn: Connection, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A DBAPI cursor in one transaction, on a connection from the engine's pool (no
+        SQLAlchemy statement machinery: the statements are plain driver SQL)."""
+        conn = self.engine.raw_connection()
+        try:
+            cur = conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+            conn.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            raise
+        finally:
+            conn.close()  # back to the pool
+
+    def _write(self, cur: Any, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
         if requests:
-            conn.exec_driver_sql(self._requests, list(requests))
+            cur.executemany(self._requests, requests)
             totals, buckets = aggregate(requests)
-            conn.exec_driver_sql(self._totals, totals)
-            conn.exec_driver_sql(self._buckets, buckets)
+            cur.executemany(self._totals, totals)
+            cur.executemany(self._buckets, buckets)
         if attempts:
-            conn.exec_driver_sql(self._attempts, list(attempts))
+            cur.executemany(self._attempts, attempts)
 
-    def _existing(self, conn: Connection, ids: Sequence[str]) -> set[str]:
+    def _existing(self, cur: Any, ids: Sequence[str]) -> set[str]:
         have: set[str] = set()
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             sql = (
                 f"SELECT request_id FROM requests WHERE request_id IN ({', '.join([self._ph] * len(chunk))})"
             )
-            have.update(row[0] for row in conn.exec_driver_sql(sql, tuple(chunk)))
+            cur.execute(sql, tuple(chunk))
+            have.update(row[0] for row in cur.fetchall())
         return have
 
     def prune(self, before: float) -> int:
         """Delete requests (and their attempts) that started before ``before`` (epoch seconds),
         and feedback given before it. The totals are counters and stay. Returns requests deleted."""
         ph = self._ph
-        deleted = 0
+        deleted: int = 0
         steps = (
             f"DELETE FROM attempts WHERE request_id IN (SELECT request_id FROM requests"
             f" WHERE started_at < {ph} LIMIT {PRUNE_CHUNK})",
@@ -145,13 +165,14 @@ class Writer:
             f" WHERE started_at < {ph} LIMIT {PRUNE_CHUNK})",
         )
         while True:
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql(steps[0], (before,))
-                n = conn.exec_driver_sql(steps[1], (before,)).rowcount
+            with self._transaction() as cur:
+                cur.execute(steps[0], (before,))
+                cur.execute(steps[1], (before,))
+                n = int(cur.rowcount)
             deleted += max(n, 0)
             if n < PRUNE_CHUNK:
                 break
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(f"DELETE FROM attempts WHERE started_at < {ph}", (before,))
-            conn.exec_driver_sql(f"DELETE FROM feedback WHERE created_at < {ph}", (before,))
+        with self._transaction() as cur:
+            cur.execute(f"DELETE FROM attempts WHERE started_at < {ph}", (before,))
+            cur.execute(f"DELETE FROM feedback WHERE created_at < {ph}", (before,))
         return deleted
