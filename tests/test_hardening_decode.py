@@ -135,6 +135,16 @@ def test_a_deeply_nested_body_is_a_400_on_every_route(http: httpx.Client, depth:
         {"model": "up-openai", "messages": HI, "temperature": 1e400},
         {"model": {}, "messages": HI},
         {"model": "up-openai", "messages": {"0": HI[0]}},
+        {"model": "up-openai", "messages": HI, "functions": {}},
+        {"model": "up-openai", "messages": HI, "functions": [[]]},
+        {"model": "up-openai", "messages": HI, "functions": [{"name": {}}]},
+        {"model": "up-openai", "messages": HI, "functions": [{"name": "f", "parameters": []}]},
+        {"model": "up-openai", "messages": HI, "function_call": []},
+        {"model": "up-openai", "messages": HI, "function_call": {"name": {}}},
+        {"model": "up-openai", "messages": [*HI, {"role": "function", "name": [], "content": "x"}]},
+        {"model": "up-openai", "messages": [*HI, {"role": "function", "name": "f", "content": {}}]},
+        {"model": "up-openai", "messages": [*HI, {"role": "assistant", "function_call": {"name": 1}}]},
+        {"model": "up-openai", "messages": [*HI, {"role": "assistant", "function_call": [1]}]},
     ],
 )
 def test_openai_wrong_types_are_400s(http: httpx.Client, body: dict[str, Any]) -> None:
