@@ -108,9 +108,9 @@ DESELECTED: tuple[Deselect, ...] = (
         "test_*_create",
         "suite defect, not an endpoint: without encoding_format the SDK asks for base64 and, in strict "
         "mode, validates the answer before it decodes it, so a server that honours base64 (the real "
-        "API does, and so does the gateway) fails List[float]; the suite passes only against its mock, "
-        "which always answers floats. The same calls in loose mode, and with encoding_format='float' "
-        "in strict mode, stay selected.",
+        "API does, and so does the gateway) fails List[float]; it passes only against a mock that "
+        "answers the documented float list whatever was asked. The same calls in loose mode, and with "
+        "encoding_format='float' in strict mode, stay selected.",
         params=("strict", "aiohttp"),
     ),
 )
