@@ -77,6 +77,19 @@ INVOICE: dict[str, Any] = {
 
 CORPUS: list[dict[str, Any]] = [
     INVOICE,
+    # allOf parts that disagree on an optional property, and two closed parts.
+    {
+        "allOf": [
+            {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}},
+            {"properties": {"a": {"type": "integer"}, "b": {"minimum": 3}}, "required": ["b"]},
+        ]
+    },
+    {
+        "allOf": [
+            {"type": "object", "properties": {"a": {}, "b": {}}, "additionalProperties": False},
+            {"properties": {"b": {}, "c": {}}, "additionalProperties": False},
+        ]
+    },
     {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}},
     {"type": "object", "additionalProperties": {"type": "integer", "minimum": 3}, "minProperties": 2},
     {"type": "object", "properties": {"a": {}, "b": {}, "c": {}}, "maxProperties": 2, "required": ["c"]},
@@ -241,11 +254,36 @@ def _extend(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[di
     def arr(items: dict[str, Any], lo: int, span: int) -> dict[str, Any]:
         return {"type": "array", "items": items, "minItems": lo, "maxItems": lo + span}
 
+    unique_items = st.sampled_from(
+        [
+            {"type": "string"},
+            {"type": "string", "maxLength": 3},
+            {"type": "integer", "minimum": -3, "maximum": 6},
+            {"type": "string", "pattern": "^[a-d][0-9]$"},
+            {"enum": ["a", "b", "c", "d"]},
+        ]
+    )
+
+    # allOf parts as schemas are written: each adds its own properties (no contradictions).
+    def part(pool: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+        return st.builds(
+            obj,
+            st.dictionaries(st.sampled_from(pool), children, max_size=3),
+            st.lists(st.sampled_from(pool), max_size=2),
+            st.just(False),
+        )
+
     return st.one_of(
         st.builds(
             obj, st.dictionaries(names, children, max_size=5), st.lists(names, max_size=4), st.booleans()
         ),
         st.builds(arr, children, st.integers(0, 2), st.integers(0, 3)),
+        st.builds(
+            lambda items, n: {**arr(items, n, 0), "uniqueItems": True}, unique_items, st.integers(0, 4)
+        ),
+        st.builds(
+            lambda a, b: {"allOf": [a, b]}, part(["id", "name", "kind"]), part(["meta", "when", "x_1"])
+        ),
         st.builds(lambda a, b: {"anyOf": [a, b]}, children, children),
         st.builds(
             lambda s: {**s, "type": [s["type"], "null"]} if isinstance(s.get("type"), str) else s, children
@@ -253,7 +291,7 @@ def _extend(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[di
     )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.recursive(_leaf(), _extend, max_leaves=12))
 def test_random_schemas_get_valid_values(schema: dict[str, Any]) -> None:
     valid(schema, instance(schema))

@@ -128,14 +128,14 @@ class _Gen:
         most = _int(schema.get("maxProperties"), -1)
         want = _int(schema.get("minProperties"), 0)
         if self.fill and depth < FILL_DEPTH:
-            want = max(want, len(props))
+            want = max(want, len(set(names) | {n for n, sub in props.items() if sub is not False}))
         order = schema.get("propertyOrdering")
         declared = [n for n in order if n in props] if isinstance(order, list) else []
         declared += [n for n in props if n not in declared]
         for name in declared:
             if len(names) >= want or (most >= 0 and len(names) >= most):
                 break
-            if name not in names:
+            if name not in names and props[name] is not False:
                 names.append(name)
                 _add_dependents(names, schema.get("dependentRequired"))
         extra = schema.get("additionalProperties")
@@ -226,11 +226,15 @@ def _pick(options: list[Any], root: Any) -> Any:
 
 
 def _merge(schema: dict[str, Any], parts: list[Any], root: Any) -> dict[str, Any]:
-    """One schema holding ``schema`` and every part of an ``allOf`` (properties and required
-    lists joined, bounds tightened, the first value kept for other keys)."""
+    """One schema holding ``schema`` and every part of an ``allOf``: properties and required
+    lists joined, types intersected, bounds tightened, the first value kept for other keys. A
+    property whose parts contradict each other becomes ``False`` (never filled in unless
+    required); closed parts (``additionalProperties: false``) keep only the names all of them
+    declare."""
     merged: dict[str, Any] = dict(schema)
     props: dict[str, Any] = dict(merged.get("properties") or {})
     required: list[Any] = list(merged.get("required") or [])
+    allowed = set(props) if schema.get("additionalProperties") is False else None
     for part in parts:
         seen = 0
         while isinstance(part, dict) and isinstance(part.get("$ref"), str) and seen < _MAX_DEPTH:
@@ -240,25 +244,67 @@ def _merge(schema: dict[str, Any], parts: list[Any], root: Any) -> dict[str, Any
         inner = part.get("allOf")
         if isinstance(inner, list):
             part = _merge({k: v for k, v in part.items() if k != "allOf"}, inner, root)
+        if part.get("additionalProperties") is False:
+            names = set(part.get("properties") or {})
+            allowed = names if allowed is None else allowed & names
         for key, value in part.items():
             if key == "properties" and isinstance(value, dict):
                 for name, sub in value.items():
-                    props[name] = (
-                        _merge(props[name], [sub], root) if isinstance(props.get(name), dict) else sub
-                    )
+                    old = props.get(name)
+                    if isinstance(old, dict) and isinstance(sub, dict):
+                        props[name] = _merge(old, [sub], root)
+                        if _contradicts(props[name]):
+                            props[name] = False
+                    elif old is False or sub is False:
+                        props[name] = False
+                    else:
+                        props[name] = sub
             elif key == "required" and isinstance(value, list):
                 required.extend(n for n in value if n not in required)
+            elif key == "type" and "type" in merged:
+                merged["type"] = _common_type(merged["type"], value)
             elif key in ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"):
                 merged[key] = _tighter(merged.get(key), value, max)
             elif key in ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"):
                 merged[key] = _tighter(merged.get(key), value, min)
             else:
                 merged.setdefault(key, value)
+    if allowed is not None:
+        props = {k: v for k, v in props.items() if k in allowed}
+        merged["additionalProperties"] = False
     if props:
         merged["properties"] = props
     if required:
         merged["required"] = required
     return merged
+
+
+def _types(value: Any) -> set[str]:
+    names = value if isinstance(value, list) else [value]
+    return {n.lower() for n in names if isinstance(n, str)}
+
+
+def _common_type(a: Any, b: Any) -> Any:
+    """The types both ``a`` and ``b`` allow (an integer is a number); ``[]`` when none."""
+    left, right = _types(a), _types(b)
+    common = left & right
+    if ("number" in left and "integer" in right) or ("integer" in left and "number" in right):
+        common.add("integer")
+    order = [t for t in (a if isinstance(a, list) else [a]) if isinstance(t, str) and t.lower() in common]
+    order += sorted(t for t in common if t not in {o.lower() for o in order})
+    return order[0] if len(order) == 1 else order
+
+
+def _contradicts(schema: dict[str, Any]) -> bool:
+    """Plain contradictions a merge can leave: no common type, or a lower bound above an upper."""
+    if "type" in schema and not _types(schema["type"]):
+        return True
+    for low, high in (("minimum", "maximum"), ("minLength", "maxLength"), ("minItems", "maxItems")):
+        a, b = _num(schema.get(low)), _num(schema.get(high))
+        if a is not None and b is not None and a > b:
+            return True
+    a, b = _num(schema.get("exclusiveMinimum")), _num(schema.get("maximum"))
+    return a is not None and b is not None and a >= b
 
 
 def _tighter(old: Any, new: Any, pick: Any) -> Any:
