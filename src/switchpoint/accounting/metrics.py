@@ -128,29 +128,41 @@ def _kind(kind: str) -> str:
     return kind if _KIND.match(kind) else "other"
 
 
+class _SinkRow(Row):
+    """A row the in-process sink keeps, with its own histogram counts (merged per deployment
+    and alias when read: one lookup per record instead of three)."""
+
+    __slots__ = ("latency", "ttft")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latency = [0] * (len(BUCKETS) + 1)
+        self.ttft = [0] * (len(BUCKETS) + 1)
+
+
+_bisect = bisect.bisect_left
+
+
 class MetricsSink:
     """In-process totals (the ledger is off): the same rows the ledger's writer keeps."""
 
     def __init__(self, labels: Labels) -> None:
         self.labels = labels
-        self.totals = Totals()
+        self._rows: dict[tuple[str | None, str, int, str | None], _SinkRow] = {}
 
     def use_labels(self, labels: Labels) -> None:
         self.labels = labels
 
     def write(self, batch: Sequence[Booked]) -> None:
-        rows = self.totals.rows
-        latency = self.totals.latency
-        ttfts = self.totals.ttft
+        rows = self._rows
         aliases = self.labels.aliases
         for booked in batch:
             rec = booked.record
-            alias = rec.model if rec.model in aliases else "other"
-            dep = rec.deployment or ""
-            key = (dep, alias, rec.status, rec.error or "")
+            model = rec.model
+            key = (rec.deployment, model if model in aliases else "other", rec.status, rec.error)
             row = rows.get(key)
             if row is None:
-                row = rows[key] = Row()
+                row = rows[key] = _SinkRow()
             row.requests += 1
             usage = rec.usage
             if usage is not None:
@@ -161,20 +173,32 @@ class MetricsSink:
                 row.output_tokens += usage.output_tokens
                 row.reasoning_tokens += usage.reasoning_tokens
             row.cost_usd += booked.cost.total
-            row.latency_ms_sum += rec.latency_ms
-            hist = (dep, alias)
-            counts = latency.get(hist)
-            if counts is None:
-                counts = latency[hist] = [0] * (len(BUCKETS) + 1)
-            counts[bisect.bisect_left(_BOUNDS_MS, rec.latency_ms)] += 1
+            latency = rec.latency_ms
+            row.latency_ms_sum += latency
+            row.latency[_bisect(_BOUNDS_MS, latency)] += 1
             ttft = rec.ttft_ms
             if ttft is not None:
                 row.ttft_ms_sum += ttft
                 row.ttft_count += 1
-                counts = ttfts.get(hist)
-                if counts is None:
-                    counts = ttfts[hist] = [0] * (len(BUCKETS) + 1)
-                counts[bisect.bisect_left(_BOUNDS_MS, ttft)] += 1
+                row.ttft[_bisect(_BOUNDS_MS, ttft)] += 1
+
+    @property
+    def totals(self) -> Totals:
+        """The rows as :class:`Totals` (keys as the ledger's: '' for no deployment or error)."""
+        out = Totals()
+        for (dep, alias, status, kind), row in self._rows.items():
+            out.rows[(dep or "", alias, status, kind or "")] = row
+            hist = (dep or "", alias)
+            for target, counts in ((out.latency, row.latency), (out.ttft, row.ttft)):
+                if counts is row.ttft and not row.ttft_count:
+                    continue  # as in the ledger: no bucket rows without an observation
+                have = target.get(hist)
+                if have is None:
+                    target[hist] = list(counts)
+                else:
+                    for i, n in enumerate(counts):
+                        have[i] += n
+        return out
 
     async def snapshot(self) -> Totals:
         return self.totals
