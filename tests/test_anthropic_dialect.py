@@ -222,7 +222,7 @@ def with_content(*blocks: Any) -> dict[str, Any]:
         ({k: v for k, v in BASE.items() if k != "model"}, "model"),
         ({**BASE, "model": 5}, "model"),
         ({k: v for k, v in BASE.items() if k != "max_tokens"}, "max_tokens"),
-        ({**BASE, "max_tokens": 0}, "max_tokens"),
+        ({**BASE, "max_tokens": -1}, "max_tokens"),
         ({**BASE, "max_tokens": True}, "max_tokens"),
         ({**BASE, "max_tokens": "10"}, "max_tokens"),
         ({**BASE, "messages": []}, "messages"),

@@ -368,7 +368,7 @@ def image(url: Any) -> dict[str, Any]:
             "string",
         ),
         (good(max_tokens="10"), "max_tokens", "expected an integer"),
-        (good(max_completion_tokens=0), "max_completion_tokens", "out of range"),
+        (good(max_completion_tokens=-1), "max_completion_tokens", "out of range"),
         (good(max_completion_tokens=5, max_tokens=-1), "max_tokens", "out of range"),
         (good(temperature=True), "temperature", "expected a number"),
         (good(temperature=2.5), "temperature", "out of range"),

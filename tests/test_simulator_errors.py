@@ -94,7 +94,7 @@ async def test_openai_bad_requests(sim: httpx.AsyncClient, body: Any, param: str
     "body",
     [
         {"model": "m", "messages": [{"role": "user", "content": "x"}]},
-        {"model": "m", "max_tokens": 0, "messages": [{"role": "user", "content": "x"}]},
+        {"model": "m", "max_tokens": -1, "messages": [{"role": "user", "content": "x"}]},
         {"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]},
         {"model": "m", "max_tokens": 5, "messages": "hello"},
     ],

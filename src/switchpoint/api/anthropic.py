@@ -431,9 +431,9 @@ def decode_messages_body(body: bytes, headers: Mapping[str, str], *, require_max
         _fail("a model name (string) is required", "model")
     max_tokens = data.get("max_tokens")
     if (max_tokens is not None or require_max_tokens) and (
-        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0
     ):
-        _fail("must be an integer of at least 1", "max_tokens")
+        _fail("must be an integer of at least 0", "max_tokens")
     raw_messages = data.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         _fail("must be a non-empty array of messages", "messages")

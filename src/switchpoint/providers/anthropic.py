@@ -295,7 +295,7 @@ def _build_body(request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
     system, messages = _convert_messages(request.messages, all_extras)
     if not messages:
         raise ProviderError("bad_request", "the request needs at least one user or assistant message")
-    max_tokens = request.max_tokens or deployment.max_output_tokens
+    max_tokens = deployment.max_output_tokens if request.max_tokens is None else request.max_tokens
     body: dict[str, Any] = {"model": deployment.model, "max_tokens": max_tokens, "messages": messages}
     fmt = request.response_format
     if fmt is not None and fmt.type == "json_object":

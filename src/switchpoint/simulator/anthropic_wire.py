@@ -38,7 +38,8 @@ class _Tool(msgspec.Struct):
 class MessagesBody(msgspec.Struct):
     model: str
     messages: Annotated[list[_Message], msgspec.Meta(min_length=1)]
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: 0 is allowed: it warms the prompt cache without generating anything.
+    max_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
     system: str | list[_Block] | None = None
     tools: list[_Tool] | None = None
     tool_choice: dict[str, Any] | None = None

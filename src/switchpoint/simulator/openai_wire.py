@@ -64,8 +64,8 @@ class ChatBody(msgspec.Struct):
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
     reasoning_effort: str | None = None
-    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    max_completion_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 class EmbeddingBody(msgspec.Struct):
@@ -221,7 +221,7 @@ def parse_chat(raw: bytes) -> ChatCall:
     effort = body.reasoning_effort
     if effort and effort != "none":
         conv.thinking_tokens = _REASONING.get(effort, 16)
-    conv.max_tokens = body.max_completion_tokens or body.max_tokens
+    conv.max_tokens = body.max_tokens if body.max_completion_tokens is None else body.max_completion_tokens
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     return ChatCall(conv=conv, stream=bool(body.stream), include_usage=include_usage)
 
