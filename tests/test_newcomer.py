@@ -113,6 +113,18 @@ def test_auto_with_a_schema_and_with_speed_priority(embedded_gateway: openai.Ope
     assert "rule=speed-mode" in headers["x-switchpoint-route"]
 
 
+def test_auto_with_an_image_goes_to_a_vision_model(embedded_gateway: openai.OpenAI) -> None:
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    parts = [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+    ]
+    headers, answer = _route(embedded_gateway, model="auto", messages=[{"role": "user", "content": parts}])
+    assert "rule=vision" in headers["x-switchpoint-route"]
+    assert headers["x-switchpoint-deployment"] == "sim-gemini"
+    assert "I see 1 image." in (answer.choices[0].message.content or "")
+
+
 def test_aliases_still_work_beside_auto(embedded_gateway: openai.OpenAI) -> None:
     headers, _ = _route(embedded_gateway, model="smart", messages=HI)
     assert headers["x-switchpoint-deployment"] == "sim-claude"
