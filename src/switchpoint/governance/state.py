@@ -1,0 +1,475 @@
+"""Shared governance state: one protocol, two backends (this process's memory, or Redis).
+
+Everything a limit or a budget needs to agree on across processes goes through :class:`State`:
+
+- **windows** — a sliding 60-second window (``rpm``, ``tpm``): every request takes its amount
+  and gets it back 60 s later, so no 60 seconds ever admit more than the limit; a TPM entry is
+  later corrected to the real usage (:meth:`State.settle`);
+- **slots** — requests in flight (``max_parallel``): taken at admission, given back at the end
+  (a lease of :data:`SLOT_LEASE_S` frees a slot whose holder died without giving it back);
+- **budgets** — USD spent in a period: the worst case is reserved at admission and corrected to
+  the real cost at the end;
+- **latches** — "fire once per period" (alerts).
+
+:meth:`State.admit` checks every limit and budget of a request and takes them all, or none, in
+one atomic step (one Lua script, one round trip, on Redis). :meth:`State.settle` never blocks
+the request path: on memory it applies at once; on Redis it is sent by a background task
+(:meth:`State.drain` waits for those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+log = logging.getLogger("switchpoint.governance")
+
+#: A slot not given back within this many seconds is freed (its holder died).
+SLOT_LEASE_S = 900.0
+WINDOW_S = 60.0
+#: Budget and latch keys outlive their period by this much (then Redis drops them).
+KEEP_AFTER_PERIOD_S = 86400.0
+_EPS = 1e-9
+
+Kind = Literal["window", "slot", "budget"]
+
+
+class Check(msgspec.Struct, frozen=True):
+    """One limit or budget a request falls under: ``key`` names it in the state.
+
+    ``window``: ``amount`` of a 60 s window of ``limit`` (1 per request for RPM, tokens for TPM);
+    ``slot``: one of ``limit`` in-flight slots; ``budget``: ``amount`` USD of ``limit`` for the
+    period that ends at ``until`` (epoch seconds; 0: never).
+    """
+
+    kind: Kind
+    key: str
+    limit: float
+    amount: float = 1.0
+    until: float = 0.0
+
+
+class Outcome(msgspec.Struct):
+    """What :meth:`State.admit` answered: ``refused`` is the index of the first check that did
+    not fit (None: all taken), ``retry_after`` when it could fit (seconds), ``used`` the level of
+    each check after the admission (or at the refusal), and ``reset`` per check: seconds until
+    its oldest entry leaves the window (windows), until the period ends (budgets)."""
+
+    refused: int | None
+    retry_after: float
+    used: list[float]
+    reset: list[float]
+
+
+class Adjust(msgspec.Struct, frozen=True):
+    """At the end of a request: give a slot back, correct a window entry or a budget by
+    ``delta`` (real minus reserved)."""
+
+    kind: Kind
+    key: str
+    delta: float = 0.0
+    until: float = 0.0
+
+
+class State(Protocol):
+    """The seam every governance decision goes through (see the module's docstring)."""
+
+    name: str
+
+    async def admit(self, rid: str, checks: Sequence[Check]) -> Outcome: ...
+
+    def settle(self, rid: str, adjusts: Sequence[Adjust]) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    async def seed(self, key: str, spent: float, until: float) -> None:
+        """Set a budget's spent-so-far unless it is known already (the ledger's figure)."""
+        ...
+
+    async def spent(self, key: str) -> float: ...
+
+    async def latch(self, key: str, until: float) -> bool:
+        """True exactly once per key (until ``until``), across every process."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+# --- this process ------------------------------------------------------------------------------
+
+
+class _Window:
+    __slots__ = ("entries", "index", "sum")
+
+    def __init__(self) -> None:
+        #: [expiry, amount, rid] oldest first.
+        self.entries: deque[list[Any]] = deque()
+        self.index: dict[str, list[Any]] = {}
+        self.sum = 0.0
+
+    def expire(self, now: float) -> None:
+        entries = self.entries
+        while entries and entries[0][0] <= now:
+            exp, amount, rid = entries.popleft()
+            self.sum -= amount
+            if self.index.get(rid) is not None and self.index[rid][0] == exp:
+                del self.index[rid]
+        if not entries:
+            self.sum = 0.0
+
+    def wait_for(self, room: float, now: float) -> float:
+        """Seconds until ``room`` more fits under the current sum."""
+        freed = 0.0
+        for exp, amount, _ in self.entries:
+            freed += amount
+            if self.sum - freed <= room + _EPS:
+                return max(0.0, exp - now)
+        return WINDOW_S
+
+
+class MemoryState:
+    """One process's state (the default). Every operation runs without awaiting, so each is
+    atomic on the event loop."""
+
+    name = "memory"
+
+    def __init__(self, clock: Any = time.time) -> None:
+        self._clock = clock
+        self._windows: dict[str, _Window] = {}
+        self._slots: dict[str, dict[str, float]] = {}
+        self._budgets: dict[str, tuple[float, float]] = {}  # key -> (spent, until)
+        self._latches: dict[str, float] = {}
+
+    def _window(self, key: str) -> _Window:
+        w = self._windows.get(key)
+        if w is None:
+            w = self._windows[key] = _Window()
+        return w
+
+    def _spent(self, key: str, now: float) -> float:
+        found = self._budgets.get(key)
+        if found is None:
+            return 0.0
+        spent, until = found
+        if until and until + KEEP_AFTER_PERIOD_S <= now:
+            del self._budgets[key]
+            return 0.0
+        return spent
+
+    async def admit(self, rid: str, checks: Sequence[Check]) -> Outcome:
+        return self.admit_now(rid, checks)
+
+    def admit_now(self, rid: str, checks: Sequence[Check]) -> Outcome:
+        now = self._clock()
+        used: list[float] = []
+        reset: list[float] = []
+        for i, c in enumerate(checks):
+            if c.kind == "window":
+                w = self._window(c.key)
+                w.expire(now)
+                level = w.sum
+                reset.append(w.entries[0][0] - now if w.entries else 0.0)
+                # a request larger than the whole limit passes only through an empty window
+                if level + c.amount > c.limit + _EPS and level > _EPS:
+                    wait = w.wait_for(max(0.0, c.limit - c.amount), now)
+                    return Outcome(i, wait, [*used, level], [*reset])
+            elif c.kind == "slot":
+                held = self._slots.get(c.key)
+                if held is None:
+                    held = self._slots[c.key] = {}
+                for k in [k for k, exp in held.items() if exp <= now]:
+                    del held[k]
+                level = float(len(held))
+                reset.append(0.0)
+                if level + 1 > c.limit + _EPS:
+                    return Outcome(i, 1.0, [*used, level], [*reset])
+            else:
+                level = self._spent(c.key, now)
+                reset.append(max(0.0, c.until - now) if c.until else 0.0)
+                if level + c.amount > c.limit + _EPS:
+                    return Outcome(i, reset[-1], [*used, level], [*reset])
+            used.append(level)
+        for i, c in enumerate(checks):
+            if c.kind == "window":
+                w = self._windows[c.key]
+                entry = [now + WINDOW_S, c.amount, rid]
+                w.entries.append(entry)
+                w.index[rid] = entry
+                w.sum += c.amount
+                if len(w.entries) == 1:
+                    reset[i] = WINDOW_S
+            elif c.kind == "slot":
+                self._slots[c.key][rid] = now + SLOT_LEASE_S
+            else:
+                spent = self._spent(c.key, now)
+                self._budgets[c.key] = (spent + c.amount, c.until)
+            used[i] += c.amount
+        return Outcome(None, 0.0, used, reset)
+
+    def settle(self, rid: str, adjusts: Sequence[Adjust]) -> None:
+        now = self._clock()
+        for a in adjusts:
+            if a.kind == "slot":
+                held = self._slots.get(a.key)
+                if held is not None:
+                    held.pop(rid, None)
+            elif a.kind == "window":
+                w = self._windows.get(a.key)
+                entry = w.index.get(rid) if w is not None else None
+                if w is not None and entry is not None and entry[0] > now:
+                    entry[1] += a.delta
+                    w.sum += a.delta
+            elif a.delta:
+                spent = self._spent(a.key, now)
+                self._budgets[a.key] = (max(0.0, spent + a.delta), a.until)
+
+    async def drain(self) -> None:
+        return None
+
+    async def seed(self, key: str, spent: float, until: float) -> None:
+        if key not in self._budgets:
+            self._budgets[key] = (spent, until)
+
+    async def spent(self, key: str) -> float:
+        return self._spent(key, self._clock())
+
+    async def latch(self, key: str, until: float) -> bool:
+        now = self._clock()
+        exp = self._latches.get(key)
+        if exp is not None and exp > now:
+            return False
+        self._latches[key] = until + KEEP_AFTER_PERIOD_S if until else float("inf")
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+# --- Redis ----------------------------------------------------------------------------------------
+
+# KEYS[i]: the check's key (a window's amounts live in the hash KEYS[i] .. ':a', field '_' = sum).
+# ARGV: rid, n, then per check: kind (w|s|b), limit, amount, until; window and lease seconds.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local rid = ARGV[1]
+local n = tonumber(ARGV[2])
+local window = tonumber(ARGV[3 + 4 * n])
+local lease = tonumber(ARGV[4 + 4 * n])
+local keep = tonumber(ARGV[5 + 4 * n])
+local eps = 1e-9
+local used, reset = {}, {}
+local function s(tbl)
+  local o = {}
+  for j, v in ipairs(tbl) do o[j] = tostring(v) end
+  return o
+end
+for i = 1, n do
+  local kind = ARGV[3 + 4 * (i - 1)]
+  local limit = tonumber(ARGV[4 + 4 * (i - 1)])
+  local amount = tonumber(ARGV[5 + 4 * (i - 1)])
+  local until_ = tonumber(ARGV[6 + 4 * (i - 1)])
+  local k = KEYS[i]
+  local level
+  if kind == 'w' then
+    local h = k .. ':a'
+    local old = redis.call('ZRANGEBYSCORE', k, '-inf', now)
+    local sum = tonumber(redis.call('HGET', h, '_') or '0')
+    if #old > 0 then
+      for _, m in ipairs(old) do
+        sum = sum - tonumber(redis.call('HGET', h, m) or '0')
+        redis.call('HDEL', h, m)
+      end
+      redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+      if redis.call('ZCARD', k) == 0 then sum = 0 end
+      redis.call('HSET', h, '_', tostring(sum))
+    end
+    level = sum
+    local first = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+    if #first > 0 then reset[i] = tonumber(first[2]) - now else reset[i] = 0 end
+    if level + amount > limit + eps and level > eps then
+      local room = limit - amount
+      if room < 0 then room = 0 end
+      local freed, wait = 0, window
+      local all = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+      for j = 1, #all, 2 do
+        freed = freed + tonumber(redis.call('HGET', h, all[j]) or '0')
+        if sum - freed <= room + eps then wait = tonumber(all[j + 1]) - now; break end
+      end
+      used[i] = level
+      return {i, tostring(wait), s(used), s(reset)}
+    end
+  elseif kind == 's' then
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
+    level = redis.call('ZCARD', k)
+    reset[i] = 0
+    if level + 1 > limit + eps then
+      used[i] = level
+      return {i, '1', s(used), s(reset)}
+    end
+  else
+    level = tonumber(redis.call('GET', k) or '0')
+    if until_ > 0 then reset[i] = until_ - now else reset[i] = 0 end
+    if level + amount > limit + eps then
+      used[i] = level
+      return {i, tostring(reset[i]), s(used), s(reset)}
+    end
+  end
+  used[i] = level
+end
+for i = 1, n do
+  local kind = ARGV[3 + 4 * (i - 1)]
+  local amount = tonumber(ARGV[5 + 4 * (i - 1)])
+  local until_ = tonumber(ARGV[6 + 4 * (i - 1)])
+  local k = KEYS[i]
+  if kind == 'w' then
+    local h = k .. ':a'
+    redis.call('ZADD', k, now + window, rid)
+    redis.call('HSET', h, rid, tostring(amount))
+    redis.call('HINCRBYFLOAT', h, '_', amount)
+    redis.call('PEXPIRE', k, math.floor((window + 1) * 1000))
+    redis.call('PEXPIRE', h, math.floor((window + 1) * 1000))
+    if reset[i] <= 0 then reset[i] = window end
+  elseif kind == 's' then
+    redis.call('ZADD', k, now + lease, rid)
+    redis.call('PEXPIRE', k, math.floor((lease + 1) * 1000))
+  else
+    redis.call('INCRBYFLOAT', k, amount)
+    if until_ > 0 and redis.call('PTTL', k) < 0 then
+      redis.call('PEXPIREAT', k, math.floor((until_ + keep) * 1000))
+    end
+  end
+  used[i] = used[i] + amount
+end
+return {0, '0', s(used), s(reset)}
+"""
+
+# ARGV: rid, n, then per adjust: kind, delta, until; then keep seconds.
+_SETTLE = """
+local rid = ARGV[1]
+local n = tonumber(ARGV[2])
+local keep = tonumber(ARGV[3 + 3 * n])
+for i = 1, n do
+  local kind = ARGV[3 + 3 * (i - 1)]
+  local delta = tonumber(ARGV[4 + 3 * (i - 1)])
+  local until_ = tonumber(ARGV[5 + 3 * (i - 1)])
+  local k = KEYS[i]
+  if kind == 's' then
+    redis.call('ZREM', k, rid)
+  elseif kind == 'w' then
+    local h = k .. ':a'
+    if redis.call('ZSCORE', k, rid) then
+      redis.call('HINCRBYFLOAT', h, rid, delta)
+      redis.call('HINCRBYFLOAT', h, '_', delta)
+    end
+  elseif delta ~= 0 then
+    local v = tonumber(redis.call('INCRBYFLOAT', k, delta))
+    if v < 0 then redis.call('SET', k, '0', 'KEEPTTL') end
+    if until_ > 0 and redis.call('PTTL', k) < 0 then
+      redis.call('PEXPIREAT', k, math.floor((until_ + keep) * 1000))
+    end
+  end
+end
+return 1
+"""
+
+_CODE = {"window": "w", "slot": "s", "budget": "b"}
+
+
+class RedisState:
+    """State in Redis, shared by every process that uses the same URL and prefix."""
+
+    name = "redis"
+
+    def __init__(self, url: str, prefix: str = "switchpoint:", *, client: Any = None) -> None:
+        import redis.asyncio as aioredis
+
+        self.prefix = prefix
+        self._redis: Any = client if client is not None else aioredis.Redis.from_url(url)
+        self._admit = self._redis.register_script(_ADMIT)
+        self._settle = self._redis.register_script(_SETTLE)
+        self._pending: set[asyncio.Task[None]] = set()
+        #: Settle calls that failed (Redis unreachable): the reservation stays until it expires.
+        self.settle_failures = 0
+
+    def _k(self, key: str) -> str:
+        return self.prefix + key
+
+    async def admit(self, rid: str, checks: Sequence[Check]) -> Outcome:
+        keys = [self._k(c.key) for c in checks]
+        args: list[Any] = [rid, len(checks)]
+        for c in checks:
+            args += [_CODE[c.kind], repr(float(c.limit)), repr(float(c.amount)), repr(float(c.until))]
+        args += [repr(WINDOW_S), repr(SLOT_LEASE_S), repr(KEEP_AFTER_PERIOD_S)]
+        refused, wait, used, reset = await self._admit(keys=keys, args=args)
+        return Outcome(
+            None if int(refused) == 0 else int(refused) - 1,
+            float(wait),
+            [float(u) for u in used],
+            [float(r) for r in reset],
+        )
+
+    def settle(self, rid: str, adjusts: Sequence[Adjust]) -> None:
+        if not adjusts:
+            return
+        task = asyncio.get_running_loop().create_task(self._send_settle(rid, adjusts))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send_settle(self, rid: str, adjusts: Sequence[Adjust]) -> None:
+        keys = [self._k(a.key) for a in adjusts]
+        args: list[Any] = [rid, len(adjusts)]
+        for a in adjusts:
+            args += [_CODE[a.kind], repr(float(a.delta)), repr(float(a.until))]
+        args.append(repr(KEEP_AFTER_PERIOD_S))
+        for attempt in range(3):
+            try:
+                await self._settle(keys=keys, args=args)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt == 2:
+                    self.settle_failures += 1
+                    log.warning("governance: settling %s in Redis failed (%s)", rid, type(exc).__name__)
+                    return
+                await asyncio.sleep(0.05 * (attempt + 1))
+
+    async def drain(self) -> None:
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def seed(self, key: str, spent: float, until: float) -> None:
+        args: dict[str, Any] = {"nx": True}
+        if until:
+            args["pxat"] = int((until + KEEP_AFTER_PERIOD_S) * 1000)
+        await self._redis.set(self._k(key), repr(float(spent)), **args)
+
+    async def spent(self, key: str) -> float:
+        value = await self._redis.get(self._k(key))
+        return float(value) if value is not None else 0.0
+
+    async def latch(self, key: str, until: float) -> bool:
+        args: dict[str, Any] = {"nx": True}
+        if until:
+            args["pxat"] = int((until + KEEP_AFTER_PERIOD_S) * 1000)
+        return bool(await self._redis.set(self._k(key), "1", **args))
+
+    async def close(self) -> None:
+        await self.drain()
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
+
+
+def make_state(redis_url: str | None, prefix: str = "switchpoint:") -> State:
+    """The backend the config asks for: Redis when ``state.redis_url`` is set, else memory."""
+    if redis_url:
+        return RedisState(redis_url, prefix)
+    return MemoryState()
