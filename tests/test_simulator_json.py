@@ -538,3 +538,15 @@ async def test_gemini_response_schema_in_openapi_style(sim: httpx.AsyncClient) -
     doc = json.loads(r.json()["candidates"][0]["content"]["parts"][0]["text"])
     assert list(doc) == ["label", "score", "notes", "extra"]
     assert doc["label"] == "good" and doc["score"] >= 1 and len(doc["notes"]) == 2
+
+
+async def test_anthropic_prefill_is_continued(sim: httpx.AsyncClient) -> None:
+    """A final assistant turn that opens a JSON document (Anthropic's prefill): the answer is
+    the rest of it, and prefill plus answer fill the schema written in the prompt."""
+    for stream in (False, True):
+        messages = [{"role": "user", "content": LANGCHAIN_USER}, {"role": "assistant", "content": "{"}]
+        text = await _answer(sim, "anthropic", stream, messages)
+        assert not text.startswith("{")
+        valid(INVOICE, json.loads("{" + text))
+    listed = [{"role": "user", "content": "three colours"}, {"role": "assistant", "content": "["}]
+    assert isinstance(json.loads("[" + await _answer(sim, "anthropic", False, listed)), list)

@@ -126,6 +126,9 @@ def _content_text(content: str | list[_Block] | None, conv: Conversation) -> str
 
 def _last_turn(last: _Message, conv: Conversation) -> None:
     conv.ends_with_user = last.role == "user"
+    if last.role == "assistant" and conv.turns[-1][1].lstrip().startswith(("{", "[")):
+        conv.prefill = conv.turns[-1][1]  # the answer continues a JSON document
+        conv.json_mode = True
     if last.role != "user":
         return
     if isinstance(last.content, str):

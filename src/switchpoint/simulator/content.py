@@ -62,6 +62,9 @@ class Conversation:
     json_schema: Any = None
     thinking_tokens: int = 0
     max_tokens: int | None = None
+    prefill: str = ""
+    """A final assistant turn that opens a JSON document (Anthropic's prefill): the answer
+    continues it."""
     explicit_cache: bool = False
     """Caching only when the request asks for it (``cache_control``), as Anthropic does."""
     cache_control: bool = False
@@ -200,7 +203,13 @@ def _chunks(text: str) -> list[str]:
 
 def _text_pieces(conv: Conversation, digest: bytes, target: int) -> list[str]:
     if conv.json_schema is not None or conv.json_mode or asks_for_json(conv):
-        return _chunks(_json_text(conv, digest, target))
+        text = _json_text(conv, digest, target)
+        opened = conv.prefill.strip()
+        if opened and text.startswith(opened):
+            text = text[len(opened) :]
+        elif opened == "[":
+            text += "]"
+        return _chunks(text)
     pieces = [f"[simulated {conv.model}]"]
     if conv.tool_result is not None:
         snippet = " ".join(conv.tool_result.split())[:60]
@@ -236,9 +245,12 @@ _SCAN_ATTEMPTS = 500
 
 
 def _instruction_texts(conv: Conversation) -> list[str]:
+    """The system prompts and the last user turn (before a prefill, if there is one)."""
     texts = [text for role, text in conv.turns if role in ("system", "developer")]
     if conv.ends_with_user and conv.last_user_text:
         texts.append(conv.last_user_text)
+    elif conv.prefill:
+        texts += [text for role, text in conv.turns[-2:-1] if role == "user"]
     return texts
 
 
