@@ -210,6 +210,10 @@ def test_ingress_fields_requests_listing_and_one_request(embedded: Any) -> None:
         assert len(alice) == 2 and all(r["session"] == "alice" for r in alice)  # OpenAI `user`
         bob = httpx.get(f"{url}/admin/requests", params={"end_user": "bob"}, timeout=10).json()["data"]
         assert len(bob) == 2 and all(r["session"] == "bob" for r in bob)  # Anthropic metadata.user_id
+        csv = httpx.get(f"{url}/admin/requests", params={"task": "summarize", "format": "csv"}, timeout=10)
+        assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+        header, line = csv.text.strip().splitlines()
+        assert header.startswith("request_id,started_at,") and line.startswith(row["request_id"] + ",")
         tagged = httpx.get(f"{url}/admin/requests", params={"tag": "team=ledger"}, timeout=10).json()["data"]
         assert [r["deployment"] for r in tagged] == ["sim-gemini"]
         assert tagged[0]["tags"] == ["env=test", "team=ledger"]

@@ -40,7 +40,7 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 #: Query parameters that are not filters.
 USAGE_PARAMS = frozenset({"group_by", "since", "until", "format"})
-LIST_PARAMS = frozenset({"since", "until", "cursor", "limit"})
+LIST_PARAMS = frozenset({"since", "until", "cursor", "limit", "format"})
 #: Longest ``request_id`` / ``task_id`` feedback accepts.
 MAX_ID = 256
 
@@ -165,6 +165,20 @@ def usage_csv(document: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
+def requests_csv(items: list[dict[str, Any]], currency: DisplayCurrency) -> str:
+    """Request rows as CSV (tags as ``k=v;k2=v2``), a header row first."""
+    fields = list(queries.LIST_COLUMNS)
+    if currency.shown:
+        fields.append(f"cost_{currency.code.lower()}")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for item in items:
+        tags = item.get("tags")
+        writer.writerow({**item, "tags": ";".join(tags) if isinstance(tags, list) else tags})
+    return buf.getvalue()
+
+
 class LedgerReads:
     """The reads' engine, made on first use from ``storage.url`` (``SWITCHPOINT_DATABASE_URL``)."""
 
@@ -247,6 +261,9 @@ def _requests_handler(gw: Gateway, reads: LedgerReads) -> Handler:
         since, until = _window(params)
         filters = _filters(params, LIST_PARAMS)
         raw_limit = params.get("limit") or "100"
+        fmt = params.get("format") or "json"
+        if fmt not in ("json", "csv"):
+            raise BadRequest("format must be json or csv", param="format")
         if not raw_limit.isdigit():
             raise BadRequest(f"limit must be a whole number 1-{queries.MAX_PAGE}", param="limit")
         engine = reads.engine()
@@ -256,9 +273,17 @@ def _requests_handler(gw: Gateway, reads: LedgerReads) -> Handler:
             )
         )
         currency = gw.config.currency
+        items = [_with_currency(item, currency) for item in page.items]
+        if fmt == "csv":  # the page's rows; the next page's cursor in a header
+            if page.next_cursor is not None:
+                headers["x-next-cursor"] = page.next_cursor
+            headers["content-disposition"] = 'attachment; filename="requests.csv"'
+            return Response(
+                requests_csv(items, currency), headers=headers, media_type="text/csv; charset=utf-8"
+            )
         doc = {
             "object": "list",
-            "data": [_with_currency(item, currency) for item in page.items],
+            "data": items,
             "next_cursor": page.next_cursor,
             "has_more": page.next_cursor is not None,
         }

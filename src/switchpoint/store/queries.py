@@ -695,6 +695,7 @@ def switch_frequency(engine: Engine, group_by: Sequence[str] = ("task",)) -> lis
 __all__ = [
     "FILTERS",
     "GROUPS",
+    "LIST_COLUMNS",
     "MAX_PAGE",
     "OUTCOMES",
     "SPECIAL_FILTERS",
