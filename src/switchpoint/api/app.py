@@ -385,6 +385,8 @@ def _stats_handler(gw: Gateway) -> Handler:
         snapshot = gw.accounting.snapshot()
         if gw.ledger is not None:
             snapshot["ledger"] = gw.ledger.stats()
+        if gw.auth.ring is not None:
+            snapshot["keys"] = gw.auth.ring.stats()
         return snapshot
 
     return _admin_json(gw, stats)
