@@ -294,6 +294,7 @@ class Ledger:
         requests: list[Row] = []
         attempts: list[Row] = []
         instance, models, redact, bodies = self.instance, self._models, self._redact, self._bodies
+        truth = self._writer.truth
         for b in chunk:
             r = b.record
             rid, started = r.request_id, r.started_at
@@ -341,7 +342,7 @@ class Ledger:
                         None if message is None else redact(message),
                         a.latency_ms,
                         a.ttft_ms,
-                        a.hedge,
+                        truth[a.hedge],
                         *tokens,
                         ac.total,
                     )
@@ -379,7 +380,7 @@ class Ledger:
                     r.task,
                     r.session,
                     _encode(list(r.tags)).decode() if r.tags else None,
-                    r.stream,
+                    truth[r.stream],
                     r.status,
                     r.error,
                     r.latency_ms,
@@ -396,8 +397,8 @@ class Ledger:
                     retries,
                     failovers,
                     hedges,
-                    r.cached,
-                    r.batch,
+                    truth[r.cached],
+                    truth[r.batch],
                     b.price_version,
                     None if route is None else _encode(route).decode(),
                     redact.body(r.request_body) if bodies else None,

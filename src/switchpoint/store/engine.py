@@ -66,6 +66,7 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {}).setdefault("check_same_thread", False)
         if path is None:  # one shared connection, or every checkout would be a new empty database
             kwargs.setdefault("poolclass", StaticPool)
+        _bind_none_fast()
         engine = create_engine(u, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -73,6 +74,23 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     connect_args = kwargs.setdefault("connect_args", {})
     connect_args.setdefault("connect_timeout", 5)
     return create_engine(u, **kwargs)
+
+
+def _bind_none_fast() -> None:
+    """Make Python's sqlite3 bind ``None`` without its failed-adapter search.
+
+    sqlite3 (3.11) binds int, float and str directly, but looks every other value up as an
+    adapter first, ``None`` included: the miss formats an AttributeError and clears it, several
+    thousand instructions per NULL, and a ledger row has a dozen NULLs. An adapter registered for
+    ``NoneType`` that returns ``None`` (``{}.get``, a C call) turns that into a dict hit. Nothing
+    else changes: sqlite3 binds the ``None`` it gets back as NULL, for every user of the module.
+    """
+    import sqlite3
+
+    sqlite3.register_adapter(type(None), _NONE)
+
+
+_NONE: Any = {}.get
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects import postgresql
 
@@ -44,6 +45,16 @@ TOKEN_COLUMNS = (
 
 def _tokens() -> list[Column[int]]:
     return [Column(name, Integer) for name in TOKEN_COLUMNS]
+
+
+def _when_set(name: str) -> Index:
+    """``(name, started_at)`` over the rows where ``name`` is set: the caller and task columns are
+    often NULL, and a row that has none costs no index entry. A query that compares the column
+    (``key_id = ?``) implies it is set, so SQLite and PostgreSQL both use the index for it."""
+    cond = text(f"{name} IS NOT NULL")
+    return Index(
+        f"ix_requests_{name}_started_at", name, "started_at", sqlite_where=cond, postgresql_where=cond
+    )
 
 
 requests = Table(
@@ -90,10 +101,7 @@ requests = Table(
     Index("ix_requests_started_at", "started_at"),
     Index("ix_requests_deployment_started_at", "deployment", "started_at"),
     Index("ix_requests_alias_started_at", "alias", "started_at"),
-    Index("ix_requests_key_id_started_at", "key_id", "started_at"),
-    Index("ix_requests_team_started_at", "team", "started_at"),
-    Index("ix_requests_task_started_at", "task", "started_at"),
-    Index("ix_requests_session_started_at", "session", "started_at"),
+    *(_when_set(name) for name in ("key_id", "team", "task", "session")),
 )
 
 attempts = Table(
@@ -114,9 +122,8 @@ attempts = Table(
     Column("hedge", Boolean),
     *_tokens(),
     Column("cost_usd", Double),
+    # the primary key's index serves lookups by request_id (its first column)
     PrimaryKeyConstraint("request_id", "seq", name="pk_attempts"),
-    Index("ix_attempts_request_id", "request_id"),
-    Index("ix_attempts_started_at", "started_at"),
 )
 
 feedback = Table(

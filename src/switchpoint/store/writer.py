@@ -89,6 +89,9 @@ class Writer:
         self.engine = engine
         ph = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         self._ph = ph
+        #: False and True as this database takes them best: SQLite's driver binds a ``bool``
+        #: only after a failed adapter lookup (about 15 k instructions each), so 0 and 1 there.
+        self.truth: tuple[Any, Any] = (0, 1) if engine.dialect.name == "sqlite" else (False, True)
         self._requests = _insert("requests", REQUEST_COLUMNS, ph)
         self._attempts = _insert("attempts", ATTEMPT_COLUMNS, ph)
         self._totals = _upsert("usage_totals", _TOTAL_KEYS, _TOTAL_SUMS, ph)
@@ -173,6 +176,5 @@ class Writer:
             if n < PRUNE_CHUNK:
                 break
         with self._transaction() as cur:
-            cur.execute(f"DELETE FROM attempts WHERE started_at < {ph}", (before,))
             cur.execute(f"DELETE FROM feedback WHERE created_at < {ph}", (before,))
         return deleted

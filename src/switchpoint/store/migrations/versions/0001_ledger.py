@@ -75,16 +75,19 @@ def upgrade() -> None:
         sa.Column("request_body", sa.Text),
         sa.Column("response_body", sa.Text),
     )
-    for name, cols in (
-        ("ix_requests_started_at", ["started_at"]),
-        ("ix_requests_deployment_started_at", ["deployment", "started_at"]),
-        ("ix_requests_alias_started_at", ["alias", "started_at"]),
-        ("ix_requests_key_id_started_at", ["key_id", "started_at"]),
-        ("ix_requests_team_started_at", ["team", "started_at"]),
-        ("ix_requests_task_started_at", ["task", "started_at"]),
-        ("ix_requests_session_started_at", ["session", "started_at"]),
-    ):
-        op.create_index(name, "requests", cols)
+    op.create_index("ix_requests_started_at", "requests", ["started_at"])
+    op.create_index("ix_requests_deployment_started_at", "requests", ["deployment", "started_at"])
+    op.create_index("ix_requests_alias_started_at", "requests", ["alias", "started_at"])
+    # partial: a row without a key, team, task or session costs no entry in their index
+    for col in ("key_id", "team", "task", "session"):
+        cond = sa.text(f"{col} IS NOT NULL")
+        op.create_index(
+            f"ix_requests_{col}_started_at",
+            "requests",
+            [col, "started_at"],
+            sqlite_where=cond,
+            postgresql_where=cond,
+        )
 
     op.create_table(
         "attempts",
@@ -105,8 +108,7 @@ def upgrade() -> None:
         sa.Column("cost_usd", DOUBLE),
         sa.PrimaryKeyConstraint("request_id", "seq", name="pk_attempts"),
     )
-    op.create_index("ix_attempts_request_id", "attempts", ["request_id"])
-    op.create_index("ix_attempts_started_at", "attempts", ["started_at"])
+    # lookups by request_id use the primary key's index
 
     op.create_table(
         "feedback",
