@@ -3,6 +3,7 @@
     python bench/instructions.py                     # this checkout, plain and stream
     python bench/instructions.py --src ../other/src  # another checkout's package (an A/B)
     python bench/instructions.py --ledger off,sqlite # the ledger off (the bench config) and on
+    python bench/instructions.py --ledger sqlite --key master,virtual  # the master key, a virtual key
 
 Runs switchpoint (one worker, the bench config) under valgrind's callgrind with counting off,
 drives it with the benchmark's own load (wrk, 4 connections, the nginx fake upstream), and
@@ -66,8 +67,33 @@ MODES = ("plain", "stream", "translate-plain", "translate-stream")
 LEDGERS = {"off": "switchpoint", "sqlite": "switchpoint-ledger", "postgres": "switchpoint-ledger-pg"}
 
 
+#: ``--key`` choices: the master key, or a virtual key made through ``POST /admin/keys`` before
+#: counting (it needs the ledger's database: not with ``--ledger off``).
+KEYS = ("master", "virtual")
+
+
+def virtual_key(port: int) -> str:
+    """A virtual key made on the running gateway with the master key; its secret."""
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/admin/keys",
+        data=json.dumps({"name": "bench"}).encode(),
+        headers={"Authorization": f"Bearer {tg.MASTER_KEY}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return str(json.load(r)["secret"])
+
+
 def measure_one(
-    src: Path, mode: str, seconds: float, procs: Processes, upstream_port: int, ledger: str = "off"
+    src: Path,
+    mode: str,
+    seconds: float,
+    procs: Processes,
+    upstream_port: int,
+    ledger: str = "off",
+    key: str = "master",
 ) -> tuple[int, int]:
     """(instructions, requests) for one counting window of wrk at 4 connections."""
     OUT.mkdir(parents=True, exist_ok=True)
@@ -109,6 +135,8 @@ def measure_one(
     ep = Endpoint("switchpoint", port, model, {"Authorization": f"Bearer {tg.MASTER_KEY}"})
     try:
         tg.wait_ready(run, ep, 180.0)
+        if key == "virtual":
+            ep = Endpoint("switchpoint", port, model, {"Authorization": f"Bearer {virtual_key(port)}"})
         load = Load(port, 4, seconds, stream, ep.model, ep.headers)
         measure.run_wrk(Load(port, 4, 3.0, load.stream, ep.model, ep.headers), LUA)  # warm up
         _control(run.proc.pid, "-i", "on")
@@ -142,7 +170,16 @@ def main() -> None:
         help=f"comma list of {', '.join(LEDGERS)} (default %(default)s): the ledger off (the bench "
         "config), on a SQLite file in bench/.work, on PostgreSQL (schema bench_ledger, dropped after)",
     )
+    p.add_argument(
+        "--key",
+        default="master",
+        help=f"comma list of {', '.join(KEYS)} (default %(default)s): the caller's key; virtual needs "
+        "the ledger (--ledger sqlite or postgres)",
+    )
     args = p.parse_args()
+    keys = [k.strip() for k in args.key.split(",") if k.strip()]
+    if bad_keys := [k for k in keys if k not in KEYS]:
+        p.error(f"unknown --key value(s): {', '.join(bad_keys)}")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -159,19 +196,24 @@ def main() -> None:
         time.sleep(0.5)
         rows = {}
         for ledger in ledgers:
-            for mode in modes:
-                instructions, requests = measure_one(
-                    args.src.resolve(), mode, args.seconds, procs, upstream_port, ledger
-                )
-                key = mode if ledgers == ["off"] else f"{mode} ledger-{ledger}"
-                rows[key] = {
-                    "requests": requests,
-                    "instructions_per_request": instructions // max(1, requests),
-                }
-                print(
-                    f"{key:28} {requests:6d} requests  {instructions // max(1, requests):>10,} instructions/request",
-                    flush=True,
-                )
+            for caller in keys:
+                if caller == "virtual" and ledger == "off":
+                    p.error("--key virtual needs the ledger's database (--ledger sqlite or postgres)")
+                for mode in modes:
+                    instructions, requests = measure_one(
+                        args.src.resolve(), mode, args.seconds, procs, upstream_port, ledger, caller
+                    )
+                    key = mode if ledgers == ["off"] else f"{mode} ledger-{ledger}"
+                    if keys != ["master"]:
+                        key += f" key-{caller}"
+                    rows[key] = {
+                        "requests": requests,
+                        "instructions_per_request": instructions // max(1, requests),
+                    }
+                    print(
+                        f"{key:28} {requests:6d} requests  {instructions // max(1, requests):>10,} instructions/request",
+                        flush=True,
+                    )
         commit = subprocess.run(
             ["git", "-C", str(args.src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip()

@@ -409,6 +409,13 @@ def test_a_key_is_read_from_the_database_once_then_served_from_the_cache(sim: st
         finally:
             event.remove(ring.engine, "before_cursor_execute", count)
         assert ring.loads == 1 and len(lookups) == 1, lookups  # the first use only
+        # the cached secret is still compared: a wrong one with the same prefix is refused
+        wrong = secret[:-4] + ("BBBB" if secret.endswith("AAAA") else "AAAA")
+        r = c.post("/v1/chat/completions", json=chat("hi", "fast"), headers=bearer(wrong))
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        assert (
+            c.post("/v1/chat/completions", json=chat("hi", "fast"), headers=bearer(secret)).status_code == 200
+        )
         # junk with an unknown prefix is read once too, then refused from memory
         junk = "sk-sp-0000000000-" + "A" * 43
         for _ in range(5):

@@ -108,11 +108,14 @@ def principal_of(row: KeyRow, team: TeamRow | None) -> Principal:
 class _Entry:
     """One secret of one key, as the cache holds it."""
 
-    __slots__ = ("digest", "principal", "revoked", "until")
+    __slots__ = ("digest", "principal", "revoked", "seen", "until")
 
     def __init__(self, principal: Principal, digest_hex: str, until: float | None, revoked: bool) -> None:
         self.principal = principal
         self.digest = bytes.fromhex(digest_hex)
+        #: The secret itself, once a request has proved it against the digest (memory only):
+        #: later requests compare against it in constant time without hashing again.
+        self.seen: bytes | None = None
         #: A rotated-out secret: valid until then (None: the current secret).
         self.until = until
         self.revoked = revoked
@@ -168,7 +171,14 @@ class KeyRing:
             if prefix in self._unknown:
                 raise AuthenticationFailed(_INVALID, code="invalid_api_key")
             return None
-        if not hmac.compare_digest(hashlib.sha256(secret.encode()).digest(), entry.digest):
+        presented = secret.encode()
+        seen = entry.seen
+        if seen is not None:
+            if not hmac.compare_digest(presented, seen):
+                raise AuthenticationFailed(_INVALID, code="invalid_api_key")
+        elif hmac.compare_digest(hashlib.sha256(presented).digest(), entry.digest):
+            entry.seen = presented
+        else:
             raise AuthenticationFailed(_INVALID, code="invalid_api_key")
         if entry.revoked:
             raise AuthenticationFailed("This API key has been revoked", code="key_revoked")
