@@ -63,8 +63,10 @@ def sim() -> Iterator[str]:
 
 
 class Replicas:
-    def __init__(self, procs: list[subprocess.Popen[str]], urls: list[str], logs: list[Path]) -> None:
-        self.procs, self.urls, self.logs = procs, urls, logs
+    def __init__(
+        self, procs: list[subprocess.Popen[str]], urls: list[str], logs: list[Path], redis: bool
+    ) -> None:
+        self.procs, self.urls, self.logs, self.redis = procs, urls, logs, redis
 
 
 @pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.redis)])
@@ -125,7 +127,7 @@ def replicas(request: pytest.FixtureRequest, sim: str, db_url: str, tmp_path: Pa
                 assert proc.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, "a replica did not become ready"
                 time.sleep(0.2)
-        yield Replicas(procs, urls, logs)
+        yield Replicas(procs, urls, logs, request.param == "redis")
     finally:
         for proc in procs:
             proc.terminate()
@@ -166,6 +168,13 @@ def test_a_key_revoked_on_one_replica_is_refused_by_the_others_within_a_second(r
         delays = list(pool.map(lambda u: refused_after(u, revoked), others))
     print(f"\nrevocation seen by the other replicas after {', '.join(f'{d * 1000:.0f} ms' for d in delays)}")
     assert all(d < 1.0 for d in delays), delays
+    for url in others:
+        keys = httpx.get(f"{url}/admin/stats", headers=AUTH, timeout=10).json()["keys"]
+        assert keys["loads"] == 1  # the key was read once, on its first use there
+        if replicas.redis:  # the notice came over pub/sub (the database poll is 5 s apart there)
+            assert keys["notices"] >= 1, keys
+        else:
+            assert keys["notices"] == 0, keys
 
     for proc in replicas.procs:
         proc.terminate()

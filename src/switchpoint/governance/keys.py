@@ -157,6 +157,8 @@ class KeyRing:
         #: Counters for /admin/stats and the tests: database reads on a cache miss, refreshes.
         self.loads = 0
         self.refreshes = 0
+        #: Change notices received over Redis pub/sub.
+        self.notices = 0
 
     # --- the request path ---------------------------------------------------------------------
 
@@ -351,6 +353,7 @@ class KeyRing:
                     self._wake.set()  # catch up on whatever was missed while not listening
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
+                            self.notices += 1
                             self._wake.set()
                 finally:
                     with contextlib.suppress(Exception):
@@ -366,6 +369,7 @@ class KeyRing:
             "keys_cached": len(self._keys),
             "loads": self.loads,
             "refreshes": self.refreshes,
+            "notices": self.notices,
             "version": self.version,
         }
 
