@@ -410,3 +410,7 @@ async def test_with_the_ledger_on_the_gateway_keeps_no_totals_of_its_own(
                     break
                 assert asyncio.get_running_loop().time() < deadline, fams.get(req)
                 await asyncio.sleep(0.2)
+            # the ledger writer's own series, per process
+            assert sample(fams, "switchpoint_ledger_written", "switchpoint_ledger_written_total") == 3
+            assert sample(fams, "switchpoint_ledger_dropped", "switchpoint_ledger_dropped_total") == 0
+            assert sample(fams, "switchpoint_ledger_database_up", "switchpoint_ledger_database_up") == 1

@@ -24,7 +24,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -473,3 +473,54 @@ def gateway_metrics(
 def ledger_reader(engine: Any, instance: str) -> Callable[[], Totals]:
     """A blocking read of ``instance``'s totals from the ledger at ``engine``."""
     return functools.partial(read_ledger, engine, instance)
+
+
+_LEDGER_SERIES = (
+    (
+        "buffered",
+        "switchpoint_ledger_buffered",
+        "gauge",
+        "Records waiting for the ledger's writer (this process).",
+    ),
+    (
+        "written",
+        "switchpoint_ledger_written_total",
+        "counter",
+        "Requests written to the database by this process.",
+    ),
+    (
+        "spilled",
+        "switchpoint_ledger_spilled_total",
+        "counter",
+        "Requests written to the spill file (database down or slow).",
+    ),
+    (
+        "replayed",
+        "switchpoint_ledger_replayed_total",
+        "counter",
+        "Requests replayed from the spill file into the database.",
+    ),
+    (
+        "dropped",
+        "switchpoint_ledger_dropped_total",
+        "counter",
+        "Requests lost: neither the database nor the spill file took them.",
+    ),
+    ("failures", "switchpoint_ledger_write_failures_total", "counter", "Batches the database refused."),
+)
+
+
+def ledger_lines(stats: Mapping[str, Any]) -> list[str]:
+    """The ledger writer's own series (``Ledger.stats()``), per process."""
+    lines: list[str] = []
+    for key, name, kind, doc in _LEDGER_SERIES:
+        if key in stats:
+            lines += [f"# HELP {name} {doc}", f"# TYPE {name} {kind}", f"{name} {int(stats[key])}"]
+    if "database_ok" in stats:
+        name = "switchpoint_ledger_database_up"
+        lines += [
+            f"# HELP {name} 1 while the ledger's last write reached the database, 0 while it spills.",
+            f"# TYPE {name} gauge",
+            f"{name} {1 if stats['database_ok'] else 0}",
+        ]
+    return lines

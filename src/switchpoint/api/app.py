@@ -23,7 +23,13 @@ from starlette.routing import Route
 from switchpoint import tokens
 from switchpoint.accounting import Accounting
 from switchpoint.accounting.ledger import ledger_for
-from switchpoint.accounting.metrics import METRICS_CONTENT_TYPE, gateway_metrics, labels_of, ledger_reader
+from switchpoint.accounting.metrics import (
+    METRICS_CONTENT_TYPE,
+    gateway_metrics,
+    labels_of,
+    ledger_lines,
+    ledger_reader,
+)
 from switchpoint.accounting.traces import trace_sink
 from switchpoint.api import keys_admin, ledger_admin, route_admin
 from switchpoint.api.anthropic import AnthropicDialect
@@ -410,6 +416,8 @@ def _metrics_handler(gw: Gateway) -> Handler:
         lines += connection_stats(gw).prometheus()  # the server's connection limits
         if gw.traces is not None:
             lines += gw.traces.prometheus()
+        if gw.ledger is not None:
+            lines += ledger_lines(gw.ledger.stats())
         body = await gw.metrics.render(lines, dropped=gw.accounting.dropped)
         return Response(body, media_type=METRICS_CONTENT_TYPE)
 
