@@ -88,6 +88,22 @@ class RateLimited(SwitchpointError):
     default_retryable = True
 
 
+class BudgetExceeded(SwitchpointError):
+    """A budget cannot hold the request's worst-case cost. 429 with ``Retry-After`` until the
+    budget's period resets; 402 for a ``total`` budget (it never resets)."""
+
+    status = 429
+    kind = "budget_exceeded"
+
+    def __init__(self, message: str, *, budget: str, resets_at: str | None, retry_after: float | None) -> None:
+        super().__init__(message, code="budget_exceeded", retry_after=retry_after)
+        #: The budget's name (``key 'ci' daily``) and when it resets (ISO 8601 UTC; None: never).
+        self.budget = budget
+        self.resets_at = resets_at
+        if resets_at is None:
+            self.status = 402  # type: ignore[misc]  # instance-level override of the class default
+
+
 # --- server side ---------------------------------------------------------------------------
 
 

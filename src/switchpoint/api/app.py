@@ -61,6 +61,7 @@ from switchpoint.executor import (
     Transport,
 )
 from switchpoint.governance.access import Access, check_alias
+from switchpoint.governance.gate import gate_for
 from switchpoint.governance.keys import key_ring
 from switchpoint.health import HealthRegistry
 from switchpoint.routing import Router
@@ -82,6 +83,8 @@ class Gateway:
         self.router = Router(config)
         #: Who is calling: the master key, virtual keys (kept in the ledger's database), or open.
         self.auth = Access(config.master_key, key_ring(config))
+        #: Limits, budgets and the priority queue over the shared state (memory or Redis).
+        self.gate = gate_for(config, self.auth.ring.engine if self.auth.ring is not None else None)
         self.transport = transport or H1Transport(pool_size=config.pool_size)
         self.health = HealthRegistry()
         self.executor = Executor(self.transport, health=self.health, resilience=config.resilience)
@@ -147,6 +150,7 @@ class Gateway:
         if not await self.drained(self.shutdown_timeout_s):
             log.warning("shutting down with %d request(s) still in flight", self.inflight)
         await self.accounting.stop()
+        await self.gate.close()
         if self.auth.ring is not None:
             await self.auth.ring.stop()
         await self.transport.close()

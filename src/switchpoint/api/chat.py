@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from switchpoint.api.dialect import Dialect, StreamEncoder
-from switchpoint.errors import InternalError, ShuttingDown, SwitchpointError
+from switchpoint.canonical import ChatRequest
+from switchpoint.errors import BudgetExceeded, InternalError, ShuttingDown, SwitchpointError
 from switchpoint.executor import CommittedStream, RequestContext, limits_from_headers
 from switchpoint.governance.access import check_alias
+from switchpoint.governance.gate import Admission
 from switchpoint.governance.principal import Principal
 from switchpoint.records import RequestRecord
 from switchpoint.routing import Decision
@@ -184,6 +186,7 @@ class ChatRoute:
         principal: Principal | None = None
         decision: Decision | None = None
         end_user: str | None = None
+        admission: Admission | None = None
         try:
             principal = gw.auth.resolve(request_headers) or await gw.auth.principal(request_headers)
             ctx.limits = limits_from_headers(request_headers)
@@ -200,6 +203,10 @@ class ChatRoute:
             )
             headers["x-switchpoint-route"] = decision.header()
             xreq = decision.request or creq  # presets applied, context trimmed
+            if principal.key_id is not None or gw.gate.limited:  # limits, budgets, queue
+                admission, decision, xreq = await self._admit(
+                    principal, creq, xreq, decision, request_headers, headers, rid
+                )
             if decision.request is not None:  # the record keeps the decision, not the prompt
                 decision = msgspec.structs.replace(decision, request=None)
             if creq.stream:
@@ -213,12 +220,14 @@ class ChatRoute:
                     200,
                     headers,
                     stream=StreamBody(
-                        self, encoder, model, committed, ctx, principal, decision, end_user, body
+                        self, encoder, model, committed, ctx, principal, decision, end_user, body, admission
                     ),
                     media_type="text/event-stream",
                     abort=encoder.error,
                 )
             result = await gw.executor.chat(xreq, decision, ctx)
+            if admission is not None:
+                admission.settle(ctx.attempts)
             if ctx.deployment:
                 router.pin(decision, ctx.deployment)
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
@@ -229,9 +238,75 @@ class ChatRoute:
             err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, rid)
             if ctx.deployment:
                 headers["x-switchpoint-deployment"] = ctx.deployment
+            if admission is not None:
+                admission.settle(ctx.attempts)
             reply = error_reply(dialect, err, headers)
             self.book(ctx, model, stream, err.status, err.kind, principal, decision, end_user, body, reply.body)
             return reply
+        except BaseException:  # cancelled (the client left, shutdown): the reservation ends too
+            if admission is not None:
+                admission.settle(ctx.attempts)
+            raise
+
+    async def _admit(
+        self,
+        principal: Principal,
+        creq: ChatRequest,
+        xreq: ChatRequest,
+        decision: Decision,
+        request_headers: Mapping[str, str],
+        headers: dict[str, str],
+        rid: str,
+    ) -> tuple[Admission | None, Decision, ChatRequest]:
+        """Governance: reserve the request's limits and budgets (raises 429 / 402 in the
+        dialect); a rule's ``on_budget.downgrade_to`` re-routes a request its budget cannot hold
+        to the cheaper alias (marked ``downgraded=`` in the route header). Returns the admission
+        and the decision and request to execute (candidates at their limit left out)."""
+        gw = self.gw
+        gate = gw.gate
+
+        async def admit(d: Decision, x: ChatRequest) -> Admission | None:
+            return await gate.admit(
+                principal,
+                [c.deployment for c in d.candidates],
+                rid=rid,
+                prompt_tokens=d.prompt_tokens,
+                exact=d.tokens_exact,
+                max_tokens=x.max_tokens,
+                request_headers=request_headers,
+                headers=headers,
+            )
+
+        note = ""
+        try:
+            admission = await admit(decision, xreq)
+        except BudgetExceeded:
+            alias = gate.downgrade_for(decision.rule)
+            if alias is None or alias == creq.model:
+                raise
+            cheaper = msgspec.structs.replace(creq, model=alias)
+            decision = await gw.router.aroute(
+                cheaper,
+                headers=request_headers,
+                principal=principal.name,
+                team=principal.team_name,
+                health=gw.health,
+            )
+            xreq = decision.request or cheaper
+            admission = await admit(decision, xreq)
+            note = f"; downgraded=budget:{creq.model}->{alias}"
+            headers.pop("x-switchpoint-budget", None)
+            headers.pop("x-switchpoint-budget-reset", None)
+        if admission is not None and admission.deployments is not None:
+            keep = {d.name for d in admission.deployments}
+            decision = msgspec.structs.replace(
+                decision,
+                candidates=tuple([c for c in decision.candidates if c.deployment.name in keep]),
+                skipped=(*decision.skipped, *admission.skipped),
+            )
+        if note or (admission is not None and admission.deployments is not None):
+            headers["x-switchpoint-route"] = decision.header() + note
+        return admission, decision, xreq
 
 
 class StreamBody:
@@ -243,6 +318,7 @@ class StreamBody:
     """
 
     __slots__ = (
+        "_admission",
         "_committed",
         "_ctx",
         "_decision",
@@ -266,8 +342,10 @@ class StreamBody:
         decision: Decision | None = None,
         end_user: str | None = None,
         request_body: bytes | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._route = route
+        self._admission = admission
         self._request_body = request_body
         self._encoder = encoder
         self._model = model
@@ -319,6 +397,8 @@ class StreamBody:
 
     def _book(self, status: int, error: str | None) -> None:
         self._open = False
+        if self._admission is not None:
+            self._admission.settle(self._ctx.attempts)
         self._route.book(
             self._ctx,
             self._model,

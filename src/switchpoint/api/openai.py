@@ -49,7 +49,7 @@ from switchpoint.canonical import (
     Usage,
     UsageUpdate,
 )
-from switchpoint.errors import BadRequest, SwitchpointError
+from switchpoint.errors import BadRequest, BudgetExceeded, SwitchpointError
 from switchpoint.streaming import SSEFrame, encode
 
 _json = msgspec.json.encode
@@ -499,6 +499,8 @@ def _new_id() -> str:
 
 def _error_object(err: SwitchpointError) -> dict[str, Any]:
     etype = _ERROR_TYPES.get(err.status) or ("server_error" if err.status >= 500 else "invalid_request_error")
+    if isinstance(err, BudgetExceeded):  # a key's or team's budget (governance)
+        etype = "budget_exceeded"
     return {
         "message": err.message,
         "type": etype,

@@ -26,6 +26,7 @@ from switchpoint.config import Config
 from switchpoint.errors import BadRequest, ConfigError
 from switchpoint.executor import Executor
 from switchpoint.governance.access import Access
+from switchpoint.governance.gate import Gate
 from switchpoint.governance.principal import Principal
 from switchpoint.health import HealthRegistry
 from switchpoint.routing import Router
@@ -42,6 +43,7 @@ class RoutedGateway(Protocol):
     config: Config
     router: Router
     auth: Access
+    gate: Gate
     health: HealthRegistry
     executor: Executor
     accounting: Accounting
@@ -121,6 +123,7 @@ class Reloader:
             cfg = await asyncio.to_thread(config_mod.load, source)
             router = await asyncio.to_thread(Router, cfg, rng=old.rng, affinity=old.affinity)
             gw.config, gw.router, gw.auth = cfg, router, gw.auth.with_master(cfg.master_key)
+            gw.gate = gw.gate.configure(cfg)
             gw.executor.configure(cfg.resilience)
             gw.accounting.use_deployments(cfg.deployments)
             gw.relabel(cfg)

@@ -44,6 +44,15 @@ from switchpoint.config.routing import (
 from switchpoint.config.storage import StorageSpec, resolve_storage
 from switchpoint.config.accounting import AccountingSpec, resolve_accounting
 from switchpoint.config.telemetry import TelemetrySpec, resolve_telemetry
+from switchpoint.config.governance import (
+    AlertsSpec,
+    QueueSpec,
+    StateSpec,
+    resolve_alerts,
+    resolve_limits,
+    resolve_queue,
+    resolve_state,
+)
 from switchpoint.errors import ConfigError
 
 # --- loading ---------------------------------------------------------------------------------
@@ -91,6 +100,15 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
     acc_spec = section("accounting", AccountingSpec) if data.get("accounting") is not None else None
     currency = resolve_accounting(acc_spec, problems)
     storage = resolve_storage(section("storage", StorageSpec) if data.get("storage") is not None else None, problems)
+    def secret_ref(ref: str, at: str) -> Secret | None:
+        return _resolve_secret(ref, at, problems, env)
+
+    state_spec = section("state", StateSpec) if data.get("state") is not None else None
+    state = resolve_state(state_spec, problems, secret_ref)
+    alerts = resolve_alerts(
+        section("alerts", AlertsSpec) if data.get("alerts") is not None else None, problems, secret_ref
+    )
+    queue = resolve_queue(section("queue", QueueSpec) if data.get("queue") is not None else None, problems)
     prices = catalog.bundled() if routing is None or routing.catalog.enabled else None
 
     def rows(name: str, typ: Any) -> dict[str, Any]:
@@ -188,6 +206,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             kind=d.kind,
             usable_fraction=d.usable_fraction,
             tags=tuple(d.tags),
+            limits=resolve_limits(d.limits, f"{path}.limits", problems),
             **_deployment_resilience(d, provider_specs[d.provider], res_spec, path, problems),
         )
 
@@ -227,6 +246,9 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
         storage=storage,
         instance=server.instance,
         currency=currency,
+        state=state,
+        alerts=alerts,
+        queue=queue,
     )
 
 

@@ -23,6 +23,16 @@ from switchpoint.config.routing import (
     RoutingSpec,
 )
 from switchpoint.config.storage import Storage, StorageSpec
+from switchpoint.config.governance import (
+    Alerts,
+    AlertsSpec,
+    DeploymentLimits,
+    LimitsSpec,
+    Queue,
+    QueueSpec,
+    StateSettings,
+    StateSpec,
+)
 from switchpoint.config.accounting import AccountingSpec, DisplayCurrency
 from switchpoint.config.telemetry import Telemetry, TelemetrySpec
 
@@ -103,6 +113,9 @@ class DeploymentSpec(_Base):
     breaker: BreakerSpec | None = None
 
 
+    #: What this deployment may take (its provider's quota): requests and tokens per minute,
+    #: requests in flight (docs/governance.md).
+    limits: LimitsSpec | None = None
 class FileSpec(_Base):
     server: ServerSpec = msgspec.field(default_factory=ServerSpec)
     providers: dict[str, ProviderSpec] = msgspec.field(default_factory=dict)
@@ -116,6 +129,9 @@ class FileSpec(_Base):
     accounting: AccountingSpec | None = None
 
 
+    state: StateSpec | None = None
+    alerts: AlertsSpec | None = None
+    queue: QueueSpec | None = None
 # --- the resolved, frozen configuration -----------------------------------------------------
 
 
@@ -167,6 +183,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     breaker: BreakerSettings = BreakerSettings()
 
     @property
+    limits: DeploymentLimits | None = None
     def family(self) -> Family:
         return self.provider.family
 
@@ -213,6 +230,10 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def simulated(self) -> bool:
+    #: Governance: shared state (``state:``), budget alerts, the priority queue.
+    state: StateSettings = StateSettings()
+    alerts: Alerts = Alerts()
+    queue: Queue = Queue()
         return bool(self.providers) and all(p.simulated for p in self.providers.values())
 
     def candidates(self, model: str) -> tuple[Deployment, ...] | None:

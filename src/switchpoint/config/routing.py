@@ -75,6 +75,13 @@ class ContextSpec(_Frozen, frozen=True):
     truncate_chars: int | None = None
 
 
+class OnBudgetSpec(_Frozen, frozen=True):
+    """What a rule does when the caller's budget cannot hold a request's worst case."""
+
+    #: Serve the request with this (cheaper) alias instead of refusing it.
+    downgrade_to: str
+
+
 class RuleSpec(_Frozen, frozen=True):
     name: str = "default"
     match: MatchSpec = msgspec.field(default_factory=MatchSpec)
@@ -86,6 +93,7 @@ class RuleSpec(_Frozen, frozen=True):
     params: ParamsSpec | None = None
     context: ContextSpec | None = None
     execution: ExecutionOptions | None = None
+    on_budget: OnBudgetSpec | None = None
 
 
 class FeatureRuleSpec(_Frozen, frozen=True):
@@ -213,6 +221,8 @@ def _check_rule(
             problems.append(f"{path}.weights.{n}: not one of the rule's candidates")
         if w <= 0:
             problems.append(f"{path}.weights.{n}: must be positive")
+    if rule.on_budget is not None and rule.on_budget.downgrade_to not in aliases:
+        problems.append(f"{path}.on_budget.downgrade_to: '{rule.on_budget.downgrade_to}' is not an alias of models")
     p = rule.params
     if p is not None:
         if p.temperature is not None and not 0 <= p.temperature <= 2:

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -85,7 +85,12 @@ class State(Protocol):
 
     async def admit(self, rid: str, checks: Sequence[Check]) -> Outcome: ...
 
-    def settle(self, rid: str, adjusts: Sequence[Adjust]) -> None: ...
+    def settle(
+        self, rid: str, adjusts: Sequence[Adjust], then: Callable[[list[float]], None] | None = None
+    ) -> None:
+        """Apply ``adjusts`` (without blocking); ``then`` gets each budget's spend after it (0
+        for the other adjusts)."""
+        ...
 
     async def drain(self) -> None: ...
 
@@ -130,7 +135,7 @@ class _Window:
         for exp, amount, _ in self.entries:
             freed += amount
             if self.sum - freed <= room + _EPS:
-                return max(0.0, exp - now)
+                return max(0.0, float(exp) - now)
         return WINDOW_S
 
 
@@ -213,9 +218,13 @@ class MemoryState:
             used[i] += c.amount
         return Outcome(None, 0.0, used, reset)
 
-    def settle(self, rid: str, adjusts: Sequence[Adjust]) -> None:
+    def settle(
+        self, rid: str, adjusts: Sequence[Adjust], then: Callable[[list[float]], None] | None = None
+    ) -> None:
         now = self._clock()
+        levels: list[float] = []
         for a in adjusts:
+            levels.append(0.0)
             if a.kind == "slot":
                 held = self._slots.get(a.key)
                 if held is not None:
@@ -226,9 +235,12 @@ class MemoryState:
                 if w is not None and entry is not None and entry[0] > now:
                     entry[1] += a.delta
                     w.sum += a.delta
-            elif a.delta:
-                spent = self._spent(a.key, now)
-                self._budgets[a.key] = (max(0.0, spent + a.delta), a.until)
+            else:
+                spent = max(0.0, self._spent(a.key, now) + a.delta)
+                self._budgets[a.key] = (spent, a.until)
+                levels[-1] = spent
+        if then is not None:
+            then(levels)
 
     async def drain(self) -> None:
         return None
@@ -356,7 +368,9 @@ _SETTLE = """
 local rid = ARGV[1]
 local n = tonumber(ARGV[2])
 local keep = tonumber(ARGV[3 + 3 * n])
+local levels = {}
 for i = 1, n do
+  levels[i] = '0'
   local kind = ARGV[3 + 3 * (i - 1)]
   local delta = tonumber(ARGV[4 + 3 * (i - 1)])
   local until_ = tonumber(ARGV[5 + 3 * (i - 1)])
@@ -369,15 +383,16 @@ for i = 1, n do
       redis.call('HINCRBYFLOAT', h, rid, delta)
       redis.call('HINCRBYFLOAT', h, '_', delta)
     end
-  elseif delta ~= 0 then
+  else
     local v = tonumber(redis.call('INCRBYFLOAT', k, delta))
-    if v < 0 then redis.call('SET', k, '0', 'KEEPTTL') end
+    if v < 0 then redis.call('SET', k, '0', 'KEEPTTL'); v = 0 end
     if until_ > 0 and redis.call('PTTL', k) < 0 then
       redis.call('PEXPIREAT', k, math.floor((until_ + keep) * 1000))
     end
+    levels[i] = tostring(v)
   end
 end
-return 1
+return levels
 """
 
 _CODE = {"window": "w", "slot": "s", "budget": "b"}
@@ -416,23 +431,28 @@ class RedisState:
             [float(r) for r in reset],
         )
 
-    def settle(self, rid: str, adjusts: Sequence[Adjust]) -> None:
+    def settle(
+        self, rid: str, adjusts: Sequence[Adjust], then: Callable[[list[float]], None] | None = None
+    ) -> None:
         if not adjusts:
             return
-        task = asyncio.get_running_loop().create_task(self._send_settle(rid, adjusts))
+        task = asyncio.get_running_loop().create_task(self._send_settle(rid, adjusts, then))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _send_settle(self, rid: str, adjusts: Sequence[Adjust]) -> None:
+    async def _send_settle(
+        self, rid: str, adjusts: Sequence[Adjust], then: Callable[[list[float]], None] | None
+    ) -> None:
         keys = [self._k(a.key) for a in adjusts]
         args: list[Any] = [rid, len(adjusts)]
         for a in adjusts:
             args += [_CODE[a.kind], repr(float(a.delta)), repr(float(a.until))]
         args.append(repr(KEEP_AFTER_PERIOD_S))
+        levels: Any = None
         for attempt in range(3):
             try:
-                await self._settle(keys=keys, args=args)
-                return
+                levels = await self._settle(keys=keys, args=args)
+                break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -441,6 +461,8 @@ class RedisState:
                     log.warning("governance: settling %s in Redis failed (%s)", rid, type(exc).__name__)
                     return
                 await asyncio.sleep(0.05 * (attempt + 1))
+        if then is not None:
+            then([float(v) for v in levels])
 
     async def drain(self) -> None:
         while self._pending:

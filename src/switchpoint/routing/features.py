@@ -38,6 +38,8 @@ META_TASK, META_SESSION, META_PRIORITY = "task", "session_id", "priority"
 ROUTING_META_KEYS = frozenset({META_TASK, META_SESSION, META_PRIORITY})
 
 PRIORITIES = ("accuracy", "speed", "budget")
+#: The priority queue's lanes (governance), sent on the same header; routing ignores them.
+QUEUE_PRIORITIES = frozenset({"high", "normal", "low"})
 _NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _SESSION = re.compile(r"^[\x21-\x7e]{1,256}$")
 
@@ -246,7 +248,7 @@ def extract(
     if budget is not None:
         f.max_cost_usd = _number(budget, BUDGET_HEADER, positive=False)
     priority = h.get(PRIORITY_HEADER) or meta.get(META_PRIORITY)
-    if priority is not None:
+    if priority is not None and priority not in QUEUE_PRIORITIES:  # those are governance's
         f.priority = _priority(priority, PRIORITY_HEADER if h.get(PRIORITY_HEADER) else "metadata.priority")
     session = h.get(SESSION_HEADER) or meta.get(META_SESSION)
     if session is not None:

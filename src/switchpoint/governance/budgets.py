@@ -1,0 +1,180 @@
+"""Budgets that hold: USD per UTC day, ISO week (from Monday), calendar month, and in total.
+
+Each request reserves its worst case (the estimated prompt plus all the output it may produce,
+at the deployment's price) against every budget it falls under — its key's and its team's — in
+the same atomic step as its rate limits; when it ends (answered, failed, cancelled, the client
+gone) the reservation is corrected to what it really cost. So the spent-plus-reserved figure
+never passes the budget, and spend can exceed it only by what a request's estimate missed.
+
+Spend survives a restart: the first time a process uses a budget (per period), its spent-so-far
+is read from the ledger (the requests of the key or team since the period began) and seeded into
+the state — in Redis only when no process has done it yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from switchpoint.canonical import Usage
+from switchpoint.config import Deployment, Price
+from switchpoint.governance.principal import Budgets, Principal
+from switchpoint.governance.state import Check, State
+from switchpoint.pricing import cost_usd
+
+log = logging.getLogger("switchpoint.governance")
+
+PERIODS = ("daily", "weekly", "monthly", "total")
+
+
+def period_bounds(period: str, now: float) -> tuple[float, float]:
+    """(start, end) of the UTC period holding ``now``; ``total``: (0, 0) — it never ends."""
+    if period == "total":
+        return 0.0, 0.0
+    t = datetime.fromtimestamp(now, UTC)
+    day = datetime(t.year, t.month, t.day, tzinfo=UTC)
+    if period == "daily":
+        start, end = day, day + timedelta(days=1)
+    elif period == "weekly":
+        start = day - timedelta(days=day.weekday())
+        end = start + timedelta(days=7)
+    else:
+        start = datetime(t.year, t.month, 1, tzinfo=UTC)
+        days = calendar.monthrange(t.year, t.month)[1]
+        end = start + timedelta(days=days)
+    return start.timestamp(), end.timestamp()
+
+
+class Budget:
+    """One budget of one holder in the current period."""
+
+    __slots__ = ("holder", "key", "limit", "name", "period", "scope", "start", "until")
+
+    def __init__(self, scope: str, holder: str, name: str, period: str, limit: float, now: float) -> None:
+        #: ``key`` or ``team``; ``holder``: its id; ``name``: its name (for messages and the ledger).
+        self.scope = scope
+        self.holder = holder
+        self.name = name
+        self.period = period
+        self.limit = limit
+        self.start, self.until = period_bounds(period, now)
+        self.key = f"b:{scope[0]}:{holder}:{period}:{int(self.start)}"
+
+    @property
+    def label(self) -> str:
+        """The budget's name in errors and alerts: ``key 'ci' daily``."""
+        return f"{self.scope} '{self.name}' {self.period}"
+
+    def check(self, amount: float) -> Check:
+        return Check("budget", self.key, self.limit, amount, self.until)
+
+    def reset_iso(self) -> str | None:
+        if not self.until:
+            return None
+        return datetime.fromtimestamp(self.until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _of(budgets: Budgets, scope: str, holder: str, name: str, now: float) -> list[Budget]:
+    out: list[Budget] = []
+    for period in PERIODS:
+        limit = getattr(budgets, period)
+        if limit is not None:
+            out.append(Budget(scope, holder, name, period, float(limit), now))
+    return out
+
+
+def caller_budgets(principal: Principal, now: float) -> list[Budget]:
+    out: list[Budget] = []
+    if principal.key_id is not None:
+        out += _of(principal.budgets, "key", principal.key_id, principal.name, now)
+    team = principal.team
+    if team is not None:
+        out += _of(team.budgets, "team", team.id, team.name, now)
+    return out
+
+
+def next_change(budgets: list[Budget]) -> float:
+    """When the earliest of these budgets' periods ends (inf: none ends)."""
+    ends = [b.until for b in budgets if b.until]
+    return min(ends) if ends else float("inf")
+
+
+def worst_case(price: Price | None, input_tokens: int, output_tokens: int) -> float:
+    """USD for ``input_tokens`` in and ``output_tokens`` out at ``price`` (its long-context
+    tier when the prompt is past it); 0 for an unpriced deployment."""
+    if price is None:
+        return 0.0
+    rates = price
+    if price.long_context_above is not None and input_tokens > price.long_context_above and price.long_context:
+        rates = price.long_context
+    return (input_tokens * rates.input + output_tokens * max(rates.output, rates.reasoning)) / 1_000_000
+
+
+def real_cost(attempts: Any, deployments: Any) -> float:
+    """What the request cost: every attempt's usage at its deployment's price (as the ledger)."""
+    total = 0.0
+    for a in attempts:
+        usage: Usage | None = a.usage
+        if usage is None:
+            continue
+        dep: Deployment | None = deployments.get(a.deployment)
+        total += cost_usd(usage, dep.price if dep is not None else None)
+    return total
+
+
+class Seeder:
+    """Seeds each budget's spent-so-far from the ledger, once per process and period."""
+
+    def __init__(self, state: State, ledger_spend: Callable[[Budget], float] | None) -> None:
+        self.state = state
+        self.ledger_spend = ledger_spend
+        self._seeded: set[str] = set()
+        self._pending: dict[str, asyncio.Future[None]] = {}
+
+    def ready(self, budgets: list[Budget]) -> bool:
+        seeded = self._seeded
+        return all(b.key in seeded for b in budgets)
+
+    async def ensure(self, budgets: list[Budget]) -> None:
+        for b in budgets:
+            if b.key in self._seeded:
+                continue
+            pending = self._pending.get(b.key)
+            if pending is not None:
+                await asyncio.shield(pending)
+                continue
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending[b.key] = fut
+            try:
+                spent = 0.0
+                if self.ledger_spend is not None:
+                    try:
+                        spent = await asyncio.to_thread(self.ledger_spend, b)
+                    except Exception as exc:  # the ledger is down: the state's own figure stands
+                        log.warning("governance: budget %s not seeded from the ledger (%s)", b.label, exc)
+                await self.state.seed(b.key, spent, b.until)
+                self._seeded.add(b.key)
+                fut.set_result(None)
+            except BaseException as exc:
+                fut.set_exception(exc)
+                raise
+            finally:
+                del self._pending[b.key]
+                if not fut.cancelled() and fut.exception() is not None:
+                    fut.exception()
+
+
+def ledger_spender(engine: Any) -> Callable[[Budget], float]:
+    """(Thread) The ledger's spend of a budget's holder since its period began."""
+    from switchpoint.store import queries
+
+    def spend(b: Budget) -> float:
+        filters = {"key": b.holder} if b.scope == "key" else {"team": b.name}
+        rows = queries.usage(engine, since=b.start or None, filters=filters)
+        return sum(r.cost_usd for r in rows)
+
+    return spend

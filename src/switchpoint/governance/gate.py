@@ -1,0 +1,364 @@
+"""What the request path calls: :meth:`Gate.admit` before the upstream call, and
+:meth:`Admission.settle` when the request ends (exactly once, however it ends).
+
+Admission takes, in one atomic step of the shared state, everything the request falls under:
+its key's and team's rate limits (RPM, TPM) and in-flight cap, the worst case of its cost from
+each of their budgets, and the limits of the deployment it will go to. A deployment at its limit
+is passed over for the next candidate; a caller or deployment at its in-flight cap waits in the
+priority queue. Whatever cannot be had is refused in the client's dialect: 429 ``rate_limited``
+with ``Retry-After``, or ``budget_exceeded`` (429 until the period resets, 402 for a total
+budget) — unless the routing rule says ``on_budget: {downgrade_to: <alias>}``, which the caller
+handles with :meth:`Gate.downgrade_for`.
+
+A request that falls under nothing (the master key, an open gateway, a key without limits, no
+deployment limits) costs one dict lookup: :meth:`Gate.admit` answers None at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from switchpoint.config import Config, Deployment
+from switchpoint.errors import BudgetExceeded, RateLimited
+from switchpoint.governance.alerts import Alerter
+from switchpoint.governance.budgets import Budget, Seeder, caller_budgets, next_change, real_cost, worst_case
+from switchpoint.governance.limits import (
+    Limit,
+    caller_limits,
+    deployment_limits,
+    input_estimate,
+    output_allowance,
+    rate_headers,
+)
+from switchpoint.governance.principal import Principal
+from switchpoint.governance.queue import RANK, WaitQueue
+from switchpoint.governance.state import Adjust, Check, State
+
+PRIORITY_HEADER = "x-switchpoint-priority"
+BUDGET_HEADER = "x-switchpoint-budget"
+BUDGET_RESET_HEADER = "x-switchpoint-budget-reset"
+_MAX_PLANS = 10_000
+_UNITS = {"rpm": "requests per minute", "tpm": "tokens per minute"}
+
+
+class CallerPlan:
+    """A principal's limits and budgets, built once per principal (and budget period)."""
+
+    __slots__ = ("budgets", "limits", "principal", "valid_until")
+
+    def __init__(self, principal: Principal, now: float) -> None:
+        self.principal = principal
+        self.limits: list[Limit] = caller_limits(principal)
+        self.budgets: list[Budget] = caller_budgets(principal, now)
+        self.valid_until = next_change(self.budgets)
+
+    @property
+    def empty(self) -> bool:
+        return not self.limits and not self.budgets
+
+
+class Admission:
+    """What one admitted request holds; :meth:`settle` gives it back (once)."""
+
+    __slots__ = (
+        "_done",
+        "_gate",
+        "budgets",
+        "deployments",
+        "reserved_cost",
+        "reserved_tokens",
+        "rid",
+        "skipped",
+        "slots",
+        "windows",
+    )
+
+    def __init__(self, gate: Gate, rid: str) -> None:
+        self._gate = gate
+        self._done = False
+        self.rid = rid
+        #: The candidates to execute when admission changed them (None: as routed), and the
+        #: ones passed over as (deployment, why).
+        self.deployments: tuple[Deployment, ...] | None = None
+        self.skipped: list[tuple[str, str]] = []
+        self.slots: list[str] = []
+        self.windows: list[str] = []  # TPM windows, corrected to the real tokens
+        self.budgets: list[Budget] = []
+        self.reserved_tokens = 0
+        self.reserved_cost = 0.0
+
+    @property
+    def settled(self) -> bool:
+        return self._done
+
+    def settle(self, attempts: Sequence[Any]) -> None:
+        """The request ended (any way): correct its reservations to its attempts' real usage
+        and cost, and give its slots back. Idempotent; never blocks."""
+        if self._done:
+            return
+        self._done = True
+        gate = self._gate
+        adjusts: list[Adjust] = [Adjust("slot", k) for k in self.slots]
+        if self.windows:
+            used = 0
+            for a in attempts:
+                if a.usage is not None:
+                    used += a.usage.input_tokens + a.usage.output_tokens
+            delta = float(used - self.reserved_tokens)
+            adjusts += [Adjust("window", k, delta) for k in self.windows]
+        first_budget = len(adjusts)
+        if self.budgets:
+            delta = real_cost(attempts, gate.deployments) - self.reserved_cost
+            adjusts += [Adjust("budget", b.key, delta, b.until) for b in self.budgets]
+        if not adjusts:
+            return
+        budgets, slots = self.budgets, self.slots
+
+        def then(levels: list[float]) -> None:
+            for lane in slots:
+                gate.queue.released(lane)
+            for i, b in enumerate(budgets):
+                gate.alerter.observe(b, levels[first_budget + i])
+
+        gate.state.settle(self.rid, adjusts, then)
+
+
+class Gate:
+    def __init__(
+        self, config: Config, state: State, *, ledger_spend: Any = None, clock: Any = time.time
+    ) -> None:
+        self.state = state
+        self.clock = clock
+        self.deployments: Mapping[str, Deployment] = config.deployments
+        self.limited: dict[str, list[Limit]] = {
+            name: lims for name, d in config.deployments.items() if (lims := deployment_limits(d))
+        }
+        poll = 0.02 if state.name == "redis" else 0.25
+        self.queue = WaitQueue(config.queue.max_size, config.queue.max_wait_s, poll)
+        self.alerter = Alerter(config.alerts, state)
+        self.seeder = Seeder(state, ledger_spend)
+        routing = config.routing
+        self.default_output = routing.default_output_tokens if routing is not None else 512
+        rules = [*(routing.rules if routing is not None else ()), *([routing.default] if routing and routing.default else [])]
+        self.downgrades = {r.name: r.on_budget.downgrade_to for r in rules if r.on_budget is not None}
+        self._plans: dict[int, CallerPlan] = {}
+        #: Refusals by kind (for /admin/stats).
+        self.refused: dict[str, int] = {}
+
+    def configure(self, config: Config) -> Gate:
+        """The same state under a reloaded config (deployment limits, rules, queue, alerts)."""
+        return Gate(config, self.state, ledger_spend=self.seeder.ledger_spend, clock=self.clock)
+
+    def downgrade_for(self, rule: str | None) -> str | None:
+        """The alias a rule serves with when a budget cannot hold the request (None: refuse)."""
+        return self.downgrades.get(rule) if rule is not None else None
+
+    def _plan(self, principal: Principal, now: float) -> CallerPlan:
+        plans = self._plans
+        plan = plans.get(id(principal))
+        if plan is None or plan.principal is not principal or now >= plan.valid_until:
+            if len(plans) >= _MAX_PLANS:
+                plans.clear()
+            plan = plans[id(principal)] = CallerPlan(principal, now)
+        return plan
+
+    async def admit(
+        self,
+        principal: Principal,
+        deployments: Sequence[Deployment],
+        *,
+        rid: str,
+        prompt_tokens: int,
+        exact: bool,
+        max_tokens: int | None,
+        request_headers: Mapping[str, str],
+        headers: dict[str, str],
+    ) -> Admission | None:
+        """Reserve what the request needs (see the module's docstring); None: it falls under
+        nothing. Sets the ``x-ratelimit-*`` headers in ``headers``; raises
+        :class:`RateLimited` or :class:`BudgetExceeded`."""
+        limited = self.limited
+        if principal.key_id is None and not limited:
+            return None
+        now = self.clock()
+        plan = self._plan(principal, now)
+        if plan.empty and not limited:
+            return None
+        if plan.budgets and not self.seeder.ready(plan.budgets):
+            await self.seeder.ensure(plan.budgets)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.queue.max_wait_s
+        waiter = None
+        try:
+            while True:
+                found = await self._try(plan, deployments, rid, prompt_tokens, exact, max_tokens, headers)
+                if isinstance(found, Admission):
+                    if waiter is not None:
+                        self.queue.served += 1
+                    return found
+                lane, err = found
+                if lane is None:
+                    raise err
+                if waiter is None:
+                    if self.queue.max_wait_s <= 0 or self.queue.full():
+                        self.queue.overflowed += 1
+                        raise err
+                    priority = request_headers.get(PRIORITY_HEADER)
+                    if priority not in RANK:
+                        priority = principal.priority
+                    waiter = self.queue.join(lane, priority)
+                left = deadline - loop.time()
+                if left <= 0:
+                    self.queue.timed_out += 1
+                    raise RateLimited(
+                        f"{err.message} (waited {self.queue.max_wait_s:g}s in the queue)",
+                        code="queue_timeout",
+                        retry_after=1.0,
+                    )
+                if waiter.lane != lane:  # now waiting for another slot
+                    self.queue.leave(waiter)
+                    waiter = self.queue.join(lane, waiter_priority(waiter))
+                await self.queue.wait(waiter, left)
+                while not self.queue.head(waiter):
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    await self.queue.wait(waiter, left)
+        except (RateLimited, BudgetExceeded) as exc:
+            self.refused[exc.kind] = self.refused.get(exc.kind, 0) + 1
+            raise
+        finally:
+            if waiter is not None:
+                self.queue.leave(waiter)
+
+    async def _try(
+        self,
+        plan: CallerPlan,
+        deployments: Sequence[Deployment],
+        rid: str,
+        prompt_tokens: int,
+        exact: bool,
+        max_tokens: int | None,
+        headers: dict[str, str],
+    ) -> Admission | tuple[str | None, RateLimited | BudgetExceeded]:
+        """One pass over the candidates: an admission, or (the slot lane to wait for, the error)."""
+        lims, budgets = plan.limits, plan.budgets
+        n_lims, n_caller = len(lims), len(lims) + len(budgets)
+        skipped: list[tuple[str, str]] = []
+        wait_lane: str | None = None
+        dep_error: RateLimited | None = None
+        for i, dep in enumerate(deployments):
+            dlims = self.limited.get(dep.name, ())
+            inp = input_estimate(prompt_tokens, exact, dep.family)
+            tokens = inp + (max_tokens if max_tokens is not None else self.default_output)
+            cost = worst_case(dep.price, inp, output_allowance(max_tokens, dep)) if budgets else 0.0
+            checks: list[Check] = [lim.check(tokens) for lim in lims]
+            checks += [b.check(cost) for b in budgets]
+            checks += [lim.check(tokens) for lim in dlims]
+            out = await self.state.admit(rid, checks)
+            if lims:
+                rate_headers(lims, range(n_lims), out, headers)
+            r = out.refused
+            if r is None:
+                adm = Admission(self, rid)
+                adm.slots = [c.key for c in checks if c.kind == "slot"]
+                adm.windows = [
+                    lim.key for lim in (*lims, *dlims) if lim.what == "tpm"
+                ]
+                adm.budgets = budgets
+                adm.reserved_tokens = tokens
+                adm.reserved_cost = cost
+                if i > 0:
+                    rest = deployments[i + 1 :]
+                    adm.deployments = (dep, *[d for d in rest if d.name not in self.limited])
+                    adm.skipped = skipped
+                elif len(deployments) > 1 and any(d.name in self.limited for d in deployments[1:]):
+                    # failover goes only where nothing is to be reserved
+                    adm.deployments = (dep, *[d for d in deployments[1:] if d.name not in self.limited])
+                return adm
+            if r < n_lims:
+                lim = lims[r]
+                if lim.what == "parallel":
+                    return lim.key, RateLimited(
+                        f"{lim.who} has {lim.limit} requests in flight (its max_parallel)",
+                        code="too_many_parallel_requests",
+                        retry_after=1.0,
+                    )
+                return None, RateLimited(
+                    f"Rate limit reached for {lim.who}: {lim.limit} {_UNITS[lim.what]}",
+                    code="rate_limit_exceeded",
+                    retry_after=max(1.0, out.retry_after),
+                )
+            if r < n_caller:
+                b = budgets[r - n_lims]
+                spent = out.used[r] if r < len(out.used) else 0.0
+                reset = b.reset_iso()
+                headers[BUDGET_HEADER] = b.label
+                if reset is not None:
+                    headers[BUDGET_RESET_HEADER] = reset
+                when = f"; it resets at {reset}" if reset else "; it does not reset"
+                return None, BudgetExceeded(
+                    f"Budget exceeded: the {b.label} budget of ${b.limit:.2f} cannot hold this "
+                    f"request (worst case ${cost:.6f}; ${spent:.6f} spent or reserved){when}",
+                    budget=b.label,
+                    resets_at=reset,
+                    retry_after=max(1.0, b.until - self.clock()) if b.until else None,
+                )
+            lim = dlims[r - n_caller]
+            skipped.append((dep.name, f"at its {lim.what} limit"))
+            if lim.what == "parallel":
+                wait_lane = wait_lane or lim.key
+                retry = 1.0
+            else:
+                retry = max(1.0, out.retry_after)
+            if dep_error is None or (dep_error.retry_after or 0) > retry:
+                dep_error = RateLimited(
+                    f"Every deployment for this request is at its limit ({lim.who}: {lim.limit} "
+                    f"{_UNITS.get(lim.what, 'requests in flight')})",
+                    code="deployment_at_limit",
+                    retry_after=retry,
+                )
+        assert dep_error is not None
+        return wait_lane, dep_error
+
+    def stats(self) -> dict[str, Any]:
+        q = self.queue
+        return {
+            "backend": self.state.name,
+            "queue": {"waiting": q.size, "served": q.served, "timed_out": q.timed_out, "overflowed": q.overflowed},
+            "refused": dict(self.refused),
+            "alerts_fired": sum(self.alerter.fired.values()),
+        }
+
+    async def close(self) -> None:
+        await self.state.drain()
+        await self.alerter.drain()
+        await self.state.close()
+
+
+def waiter_priority(waiter: Any) -> str:
+    for name, rank in RANK.items():
+        if rank == waiter.rank:
+            return name
+    return "normal"
+
+
+def retry_after_header(seconds: float | None) -> str | None:
+    return None if seconds is None else str(max(1, math.ceil(seconds)))
+
+
+def gate_for(config: Config, engine: Any = None) -> Gate:
+    """The config's gate: its state backend (Redis with ``state.redis_url``, else memory) and,
+    with a ledger database (``engine``), budgets seeded from the ledger."""
+    from switchpoint.governance.budgets import ledger_spender
+    from switchpoint.governance.state import make_state
+
+    url: Any = config.state.redis_url
+    if url is not None and hasattr(url, "reveal"):
+        url = url.reveal()
+    state = make_state(str(url) if url else None, config.state.prefix)
+    return Gate(config, state, ledger_spend=ledger_spender(engine) if engine is not None else None)

@@ -1,0 +1,126 @@
+"""Rate and concurrency limits: what a request takes from its key, its team and its deployment.
+
+``rpm`` and ``tpm`` are sliding 60-second windows in the shared state (a request's tokens
+come back 60 s after it was admitted, so no minute ever admits more than the limit); ``tpm`` is
+reserved from an estimate (prompt tokens plus the output the request may produce) and corrected
+to the real usage when the request ends. ``max_parallel`` caps requests in flight.
+
+Everything per key is computed once per principal (:class:`CallerLimits`), so a request only
+fills in its amounts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from switchpoint.config import Deployment
+from switchpoint.governance.principal import Limits, Principal
+from switchpoint.governance.state import Check, Outcome
+from switchpoint.tokens import DEFAULT_SAFETY_FACTOR
+
+#: The character-based prompt estimate is raised by this much before it is reserved (dense text
+#: runs more tokens per character); the real count replaces it when the request ends.
+INPUT_MARGIN = 1.25
+
+
+class Limit:
+    """One limit of one holder: ``what`` is rpm, tpm or parallel; ``who`` names the holder
+    in messages (``key 'ci'``, ``team 'ml'``, ``deployment 'gpt-a'``)."""
+
+    __slots__ = ("key", "limit", "what", "who")
+
+    def __init__(self, what: str, key: str, limit: int, who: str) -> None:
+        self.what = what
+        self.key = key
+        self.limit = limit
+        self.who = who
+
+    def check(self, tokens: int) -> Check:
+        if self.what == "rpm":
+            return Check("window", self.key, self.limit, 1.0)
+        if self.what == "tpm":
+            return Check("window", self.key, self.limit, float(tokens))
+        return Check("slot", self.key, self.limit)
+
+
+def _of(limits: Limits, prefix: str, who: str) -> list[Limit]:
+    out: list[Limit] = []
+    if limits.rpm is not None:
+        out.append(Limit("rpm", f"{prefix}:rpm", limits.rpm, who))
+    if limits.tpm is not None:
+        out.append(Limit("tpm", f"{prefix}:tpm", limits.tpm, who))
+    if limits.max_parallel is not None:
+        out.append(Limit("parallel", f"{prefix}:par", limits.max_parallel, who))
+    return out
+
+
+def caller_limits(principal: Principal) -> list[Limit]:
+    """The key's limits, then its team's (each binds every key of the team)."""
+    out: list[Limit] = []
+    if principal.key_id is not None:
+        out += _of(principal.limits, f"k:{principal.key_id}", f"key '{principal.name}'")
+    team = principal.team
+    if team is not None:
+        out += _of(team.limits, f"t:{team.id}", f"team '{team.name}'")
+    return out
+
+
+def deployment_limits(dep: Deployment) -> list[Limit]:
+    lim = dep.limits
+    if lim is None:
+        return []
+    return _of(Limits(rpm=lim.rpm, tpm=lim.tpm, max_parallel=lim.max_parallel), f"d:{dep.name}", f"deployment '{dep.name}'")
+
+
+def input_estimate(prompt_tokens: int, exact: bool, family: str) -> int:
+    """Prompt tokens to reserve on a deployment of ``family`` (o200k basis → its tokenizer)."""
+    n = prompt_tokens * (1.0 if family == "openai" else DEFAULT_SAFETY_FACTOR)
+    if not exact:
+        n = n * INPUT_MARGIN + 8
+    return math.ceil(n)
+
+
+def output_allowance(max_tokens: int | None, dep: Deployment) -> int:
+    """The most output the request may produce on ``dep``: its ``max_tokens``, else the
+    deployment's own cap."""
+    if max_tokens is None:
+        return dep.max_output_tokens
+    return min(max_tokens, dep.max_output_tokens) if dep.max_output_tokens else max_tokens
+
+
+# --- response headers ------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's reset format: ``1s``, ``6m0s``, ``20ms``."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def rate_headers(
+    limits: Sequence[Limit], checks_at: Sequence[int], outcome: Outcome, headers: dict[str, str]
+) -> None:
+    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``: for each, the holder with the
+    least room left (``checks_at[i]``: the index of ``limits[i]``'s check in ``outcome``)."""
+    best: dict[str, tuple[float, int, float]] = {}
+    used, reset = outcome.used, outcome.reset
+    for lim, at in zip(limits, checks_at, strict=True):
+        if lim.what == "parallel" or at >= len(used):
+            continue
+        remaining = lim.limit - used[at]
+        seen = best.get(lim.what)
+        if seen is None or remaining < seen[0]:
+            best[lim.what] = (remaining, lim.limit, reset[at] if at < len(reset) else 0.0)
+    for what, suffix in (("rpm", "requests"), ("tpm", "tokens")):
+        found = best.get(what)
+        if found is not None:
+            remaining, limit, reset_s = found
+            headers[f"x-ratelimit-limit-{suffix}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, math.floor(remaining)))
+            headers[f"x-ratelimit-reset-{suffix}"] = _duration(reset_s)
