@@ -36,6 +36,7 @@ from servers import serve_in_thread
 HEAD_S = 1.0
 BODY_S = 1.0
 KEEP_ALIVE_S = 1.0
+SEND_S = 1.0
 MIN_RATE = 1000  # bytes per second
 #: Upper slack on a close: the sweep interval, the linger, and a loaded machine.
 SLACK_S = 3.0
@@ -74,6 +75,9 @@ class Running:
 def _serve(sim: str, loop: str, **limits: Any) -> Iterator[Running]:
     doc = e2e_document(sim)
     doc["server"].update(limits)
+    # A deployment allowed a long answer, to fill the socket buffers of a client that stops reading.
+    doc["deployments"]["d-long"] = {"provider": "p-openai", "model": "sim-gpt", "max_output_tokens": 100_000}
+    doc["models"]["long"] = "d-long"
     app = create_app(parse(doc, env=ENV))
     with serve_in_thread(app, loop=loop) as url:
         yield Running(url, app.state.gateway)
@@ -88,6 +92,7 @@ def limited(request: Any, simulator_url: str) -> Iterator[Running]:
         body_timeout_s=BODY_S,
         body_min_bytes_per_s=MIN_RATE,
         keep_alive_s=KEEP_ALIVE_S,
+        send_timeout_s=SEND_S,
     ) as running:
         yield running
 
@@ -386,6 +391,38 @@ def test_a_connection_in_use_is_not_closed_by_the_idle_limit(limited: Running) -
         sock.close()
 
 
+# --- a client that does not read ------------------------------------------------------------
+
+
+def test_a_client_that_stops_reading_a_stream_is_cut_after_send_timeout_s(limited: Running) -> None:
+    gw = limited.gw
+    before = limited.stats.closed["send_timeout"]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window fills soon
+    sock.settimeout(10)
+    sock.connect((limited.host, limited.port))
+    try:
+        text = "[[sim output_tokens=100000]] Tell a very long story."
+        body = {"model": "long", "messages": [{"role": "user", "content": text}], "stream": True}
+        data = json.dumps({**body, "max_tokens": 100_000}).encode()
+        sock.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n{AUTH_LINE}"
+            f"content-length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
+        # ... and nothing more is read: the gateway's writes back up, then it gives up.
+        assert _wait(lambda: limited.stats.closed["send_timeout"] == before + 1, timeout=60)
+        assert _wait(lambda: gw.inflight == 0 and gw.health.get("d-long").inflight == 0), (
+            "the stream and its upstream call ended"
+        )
+        with contextlib.suppress(ConnectionResetError):
+            while sock.recv(1 << 20):
+                pass  # what was buffered, then the reset
+    finally:
+        sock.close()
+
+
 # --- /metrics ---------------------------------------------------------------------------------
 
 
@@ -407,6 +444,7 @@ def test_metrics_show_open_connections_and_closes_by_reason(limited: Running) ->
         'switchpoint_connections_closed_total{reason="body_timeout"}',
         'switchpoint_connections_closed_total{reason="idle"}',
         'switchpoint_connections_closed_total{reason="limit"}',
+        'switchpoint_connections_closed_total{reason="send_timeout"}',
     }
     assert before["switchpoint_connections_open"] >= 1  # the one asking
     sock = limited.connect()
@@ -462,7 +500,11 @@ def test_connections_past_max_connections_get_503_and_are_closed(simulator_url: 
 
 def test_limits_have_defaults_and_take_the_server_keys() -> None:
     assert parse({}, env={}).connections == ConnectionLimits(
-        head_timeout_s=10.0, body_timeout_s=30.0, body_min_bytes_per_s=65536, keep_alive_s=5.0
+        head_timeout_s=10.0,
+        body_timeout_s=30.0,
+        body_min_bytes_per_s=65536,
+        keep_alive_s=5.0,
+        send_timeout_s=60.0,
     )
     cfg = parse(
         {
@@ -471,13 +513,19 @@ def test_limits_have_defaults_and_take_the_server_keys() -> None:
                 "body_timeout_s": 4.5,
                 "body_min_bytes_per_s": 100,
                 "keep_alive_s": 75,
+                "send_timeout_s": 20,
                 "max_connections": 50,
             }
         },
         env={},
     )
     assert cfg.connections == ConnectionLimits(
-        head_timeout_s=2, body_timeout_s=4.5, body_min_bytes_per_s=100, keep_alive_s=75, max_connections=50
+        head_timeout_s=2,
+        body_timeout_s=4.5,
+        body_min_bytes_per_s=100,
+        keep_alive_s=75,
+        send_timeout_s=20,
+        max_connections=50,
     )
     assert max_connections(cfg.connections) == 50
     assert sweep_interval(cfg.connections) == 0.5  # a quarter of the shortest timeout
@@ -501,6 +549,7 @@ def test_bad_limits_are_reported_with_their_paths() -> None:
                     "body_timeout_s": -1,
                     "body_min_bytes_per_s": 0,
                     "keep_alive_s": -2,
+                    "send_timeout_s": 0,
                     "max_connections": 0,
                 }
             },
@@ -512,6 +561,7 @@ def test_bad_limits_are_reported_with_their_paths() -> None:
         "body_timeout_s",
         "body_min_bytes_per_s",
         "keep_alive_s",
+        "send_timeout_s",
         "max_connections",
     ):
         assert f"$.server.{key}: must be positive" in problems

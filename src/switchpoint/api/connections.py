@@ -2,7 +2,8 @@
 
 Each connection (``api/server.py``) keeps one deadline, in loop time, and the phase it
 belongs to (waiting for a request, reading its head, reading its body, lingering after a
-refusal); the protocol moves the deadline as a request is read, with no timer per request.
+refusal, or writes held back by a client that does not read); the protocol moves the
+deadline as a request is read, with no timer per request.
 One :class:`Sweeper` per server runs every ``interval`` seconds while the server has
 connections and hands every connection past its deadline to its ``expire``. A sweep every
 second over 10,000 connections is a few milliseconds; a request pays a few attribute stores.
@@ -23,8 +24,9 @@ from typing import Any, Protocol
 from switchpoint.config import ConnectionLimits
 
 #: Why the server closed a connection: its head or body did not arrive in time, it waited
-#: too long for its next request, or it came past ``max_connections``.
-REASONS = ("head_timeout", "body_timeout", "idle", "limit")
+#: too long for its next request, it came past ``max_connections``, or its client left the
+#: answer unread for ``send_timeout_s``.
+REASONS = ("head_timeout", "body_timeout", "idle", "limit", "send_timeout")
 
 #: Seconds a refused connection is still read (and what it sends dropped) before it is
 #: closed, so that the answer is not lost to a reset from bytes still arriving.
@@ -106,7 +108,7 @@ def max_connections(limits: ConnectionLimits) -> int:
 
 def sweep_interval(limits: ConnectionLimits) -> float:
     """A quarter of the shortest timeout, at most a second: a deadline is kept to within it."""
-    shortest = min(limits.head_timeout_s, limits.body_timeout_s, limits.keep_alive_s)
+    shortest = min(limits.head_timeout_s, limits.body_timeout_s, limits.keep_alive_s, limits.send_timeout_s)
     return max(0.02, min(1.0, shortest / 4))
 
 

@@ -16,9 +16,10 @@ Connection limits (``server:`` in the config, ``api/connections.py``): a connect
 most ``keep_alive_s`` for the first byte of a request, then has ``head_timeout_s`` for the
 head and ``body_timeout_s`` (plus a second per ``body_min_bytes_per_s`` bytes received) for
 the body; past either it is answered 408 in the route's dialect and closed. Past
-``max_connections`` a new connection is answered 503 and closed. Each connection keeps one
-deadline, which one sweep per server checks; a connection serving a request is never
-expired (the executor's timeouts cover that time).
+``max_connections`` a new connection is answered 503 and closed. While a request is served,
+only a client that leaves the answer unread for ``send_timeout_s`` (the gateway's writes held
+back) is cut; the executor's timeouts cover the upstream. Each connection keeps one
+deadline, which one sweep per server checks.
 """
 
 from __future__ import annotations
@@ -124,6 +125,46 @@ class _Request:
 class GatewayProtocol(asyncio.Protocol):
     """One client connection. Constructed by uvicorn: ``http=GatewayProtocol`` in its config."""
 
+    # Slots: attribute reads stay on CPython's fast path (an instance dict past 30 keys
+    # leaves it, and the protocol's attributes are read many times per request).
+    __slots__ = (
+        "app_state",
+        "asgi",
+        "body_s",
+        "client",
+        "closed",
+        "closing",
+        "connections",
+        "deadline",
+        "drain_waiter",
+        "ending",
+        "gateway_app",
+        "gone",
+        "head_s",
+        "keep_alive_s",
+        "limit",
+        "loop",
+        "parser",
+        "per_byte",
+        "phase",
+        "queue",
+        "read_paused",
+        "req",
+        "root_path",
+        "scheme",
+        "send_by",
+        "send_s",
+        "server",
+        "server_state",
+        "stats",
+        "streaming",
+        "sweeper",
+        "task",
+        "tasks",
+        "transport",
+        "write_paused",
+    )
+
     def __init__(
         self,
         config: Any,
@@ -150,6 +191,9 @@ class GatewayProtocol(asyncio.Protocol):
         self.head_s = limits.head_timeout_s
         self.body_s = limits.body_timeout_s
         self.per_byte = 1.0 / limits.body_min_bytes_per_s
+        self.send_s = limits.send_timeout_s
+        #: While writes are held back (``_drain``): when the client must have taken them.
+        self.send_by = NEVER
         self.sweeper = sweeper_for(server_state, self.loop, limits)
         self.stats = stats_for(gwa.gateway if gwa is not None else None)
         #: Loop time past which the sweep expires the connection, and what it is waiting for.
@@ -222,7 +266,16 @@ class GatewayProtocol(asyncio.Protocol):
     async def _drain(self) -> None:
         if self.write_paused and not self.closed:
             self.drain_waiter = self.loop.create_future()
-            await self.drain_waiter
+            # The client has ``send_timeout_s`` to take what is buffered; the sweep checks.
+            self.send_by = by = self.loop.time() + self.send_s
+            if by < self.deadline:
+                self.deadline = by
+            try:
+                await self.drain_waiter
+            finally:
+                self.send_by = NEVER
+                if self.deadline == by:
+                    self.deadline = NEVER
 
     def shutdown(self) -> None:
         """The server is stopping: close when idle, else after the response in hand."""
@@ -238,13 +291,25 @@ class GatewayProtocol(asyncio.Protocol):
     def expire(self, now: float) -> None:
         """Past the deadline (called by the sweep): close, answering 408 if a request began."""
         transport = self.transport
-        if self.task is not None or transport is None or self.closed:
-            return  # serving: the executor's timeouts and the client's reading decide
+        if transport is None or self.closed:
+            return
+        if self.task is not None:
+            # Serving: only a client that leaves the answer unread is cut (the upstream's
+            # timeouts are the executor's). A stream in hand stops when the connection is lost.
+            if now >= self.send_by:
+                self.stats.closed["send_timeout"] += 1
+                transport.abort()
+            return
         phase = self.phase
-        if phase is _IDLE or phase is _LINGER:
-            if phase is _IDLE:
-                self.stats.closed["idle"] += 1
+        if phase is _IDLE:
+            self.stats.closed["idle"] += 1
             transport.close()
+        elif phase is _LINGER:
+            # The refusal was written a while ago; a client that has not even read it is cut.
+            if transport.get_write_buffer_size():
+                transport.abort()
+            else:
+                transport.close()
         elif phase is _HEAD:
             self.stats.closed["head_timeout"] += 1
             self._refuse(RequestTimeout(f"The request's head did not arrive within {self.head_s:g} s"))

@@ -253,7 +253,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
 
 
 def _connection_limits(server: ServerSpec, problems: list[str]) -> ConnectionLimits:
-    for name in ("head_timeout_s", "body_timeout_s", "keep_alive_s", "body_min_bytes_per_s"):
+    for name in ("head_timeout_s", "body_timeout_s", "keep_alive_s", "send_timeout_s", "body_min_bytes_per_s"):
         if getattr(server, name) <= 0:
             problems.append(f"$.server.{name}: must be positive")
     if server.max_connections is not None and server.max_connections <= 0:
@@ -263,6 +263,7 @@ def _connection_limits(server: ServerSpec, problems: list[str]) -> ConnectionLim
         body_timeout_s=server.body_timeout_s,
         body_min_bytes_per_s=server.body_min_bytes_per_s,
         keep_alive_s=server.keep_alive_s,
+        send_timeout_s=server.send_timeout_s,
         max_connections=server.max_connections,
     )
 

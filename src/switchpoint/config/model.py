@@ -55,6 +55,8 @@ class ServerSpec(_Base):
     body_min_bytes_per_s: int = 64 * 1024
     #: Seconds a connection may wait for the first byte of its next request.
     keep_alive_s: float = 5.0
+    #: Seconds a client may leave the answer unread once the gateway's writes are held back.
+    send_timeout_s: float = 60.0
     #: Open client connections per worker; unset = half the process's open-file limit, at
     #: most 10,000.
     max_connections: int | None = None
@@ -200,6 +202,7 @@ class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
     body_timeout_s: float = 30.0
     body_min_bytes_per_s: int = 64 * 1024
     keep_alive_s: float = 5.0
+    send_timeout_s: float = 60.0
     #: None: chosen at start-up from the open-file limit (``api/connections.py``).
     max_connections: int | None = None
 
