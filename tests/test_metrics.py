@@ -414,3 +414,36 @@ async def test_with_the_ledger_on_the_gateway_keeps_no_totals_of_its_own(
             assert sample(fams, "switchpoint_ledger_written", "switchpoint_ledger_written_total") == 3
             assert sample(fams, "switchpoint_ledger_dropped", "switchpoint_ledger_dropped_total") == 0
             assert sample(fams, "switchpoint_ledger_database_up", "switchpoint_ledger_database_up") == 1
+
+
+async def test_a_reload_gives_new_aliases_their_own_label(
+    simulator_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    from switchpoint.api.app import create_app
+    from switchpoint.config import load
+
+    from gateway_harness import ENV, e2e_document
+
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    doc = e2e_document(simulator_url) | {"storage": {"enabled": False}}
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    app = create_app(load(path))
+    headers = {"authorization": f"Bearer {ENV['E2E_GATEWAY_KEY']}"}
+    body = {"model": "fresh", "messages": [{"role": "user", "content": "hi"}]}
+    async with app.router.lifespan_context(app):  # type: ignore[attr-defined]
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            assert (await client.post("/v1/chat/completions", json=body, headers=headers)).status_code == 404
+            doc["models"]["fresh"] = "d-openai"
+            path.write_text(yaml.safe_dump(doc))
+            assert (await client.post("/admin/reload", headers=headers)).status_code == 200
+            assert (await client.post("/v1/chat/completions", json=body, headers=headers)).status_code == 200
+            await app.gateway.accounting.flush()
+            fams = parse((await client.get("/metrics")).text)
+    req = "switchpoint_requests"
+    assert sample(fams, req, f"{req}_total", deployment="none", alias="other", status_class="4xx") == 1
+    assert sample(fams, req, f"{req}_total", deployment="d-openai", alias="fresh", status_class="2xx") == 1
