@@ -280,6 +280,18 @@ async def test_a_bad_record_is_skipped_and_writes_after_close_are_ignored(
     assert len(exporter.get_finished_spans()) == 2
 
 
+async def test_a_huge_model_name_is_cut_in_the_span(exporter: InMemorySpanExporter) -> None:
+    sink = sink_for(exporter)
+    rec = RequestRecord(
+        request_id="req-x", started_at=T0, dialect="openai", endpoint="chat.completions", model="m" * 5000
+    )
+    sink.write([Booked(record=rec, cost=Cost(), attempt_costs=(), price_version="x")])
+    await sink.close()
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "chat " + "m" * 128
+    assert dict(span.attributes or {})["gen_ai.request.model"] == "m" * 128
+
+
 def test_provider_names_follow_the_conventions() -> None:
     assert provider_name("OpenAI") == "openai"
     assert provider_name("gemini") == "gcp.gemini"

@@ -52,6 +52,10 @@ _PROVIDER_NAMES = {
 }
 
 
+#: A client may send any string as its model: span names and attributes keep this much of it.
+MODEL_CHARS = 128
+
+
 def provider_name(provider: str) -> str:
     """The conventions' well-known name for a configured provider (its own name otherwise)."""
     key = provider.lower()
@@ -89,7 +93,7 @@ def request_attributes(booked: Booked, deployments: Mapping[str, Deployment]) ->
             break
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": operation(rec.endpoint),
-        "gen_ai.request.model": rec.model,
+        "gen_ai.request.model": rec.model[:MODEL_CHARS],
         "gen_ai.request.stream": rec.stream,
         "http.response.status_code": rec.status,
         "switchpoint.request_id": rec.request_id,
@@ -184,7 +188,7 @@ def emit(tracer: Tracer, booked: Booked, deployments: Mapping[str, Deployment]) 
     start = _ns(rec.started_at)
     op = operation(rec.endpoint)
     span = tracer.start_span(
-        f"{op} {rec.model}",
+        f"{op} {rec.model[:MODEL_CHARS]}",
         kind=SpanKind.SERVER,
         start_time=start,
         attributes=request_attributes(booked, deployments),
