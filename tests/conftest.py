@@ -99,7 +99,6 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     (``ledger_db.PgSchema``: dropped after; skipped, with the reason, when PostgreSQL does not
     answer)."""
     from ledger_db import PgSchema
-
     from switchpoint.store import migrate
 
     if request.param == "sqlite":

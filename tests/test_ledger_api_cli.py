@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 from switchpoint.cli import cli
 from switchpoint.store.engine import make_engine
 from switchpoint.store.writer import Writer
-
 from test_ledger_api_queries import req
 
 runner = CliRunner()
@@ -64,7 +63,7 @@ def test_usage_table_in_the_display_currency_from_the_config(
     result = runner.invoke(cli, ["usage", "--config", str(conf), "--since", "7d"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "cost CNY" in result.output and "cost USD" in result.output
-    assert "2.1300" in result.output  # 30 × 0.01 USD × 7.1
+    assert "2.1300" in result.output  # 30 x 0.01 USD x 7.1
     assert "d1" in result.output and "d2" in result.output
     csv = runner.invoke(cli, ["usage", "--config", str(conf), "--by", "day", "--format", "csv"])
     assert csv.exit_code == 0 and csv.output.splitlines()[0].startswith("day,requests,")
