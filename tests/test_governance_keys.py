@@ -502,3 +502,47 @@ def test_no_secret_in_any_log_line_or_database_column(
         assert s not in dumped
         if s.startswith("sk-sp-"):  # nor the part after a virtual key's public prefix
             assert s[len("sk-sp-0123456789-") :] not in dumped
+
+
+def test_concurrent_first_uses_share_one_read_and_a_key_store_down_is_a_503(sim: str, tmp_path: Any) -> None:
+    import asyncio
+
+    from sqlalchemy import create_engine
+
+    with (
+        gateway(_doc(sim, f"sqlite:///{tmp_path / 'g.db'}")) as (url, gw, _),
+        httpx.Client(base_url=url) as c,
+    ):
+        ring = gw.auth.ring
+        assert ring is not None
+        secret = c.post("/admin/keys", json={"name": "burst"}, headers=AUTH).json()["secret"]
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as ac:
+                calls = [
+                    ac.post("/v1/chat/completions", json=chat("hi", "fast"), headers=bearer(secret))
+                    for _ in range(20)
+                ]
+                return [r.status_code for r in await asyncio.gather(*calls)]
+
+        assert asyncio.run(burst()) == [200] * 20
+        assert ring.loads == 1
+
+        other = c.post("/admin/keys", json={"name": "unlucky"}, headers=AUTH).json()["secret"]
+        good, ring.engine = ring.engine, create_engine("sqlite:////proc/no-such-dir/keys.db")
+        try:
+            r = c.post("/v1/chat/completions", json=chat("hi", "fast"), headers=bearer(other))
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["type"] == "service_unavailable_error"
+            assert r.json()["error"]["code"] == "key_store_unavailable" and r.headers["retry-after"] == "1"
+            # a key already in the cache is served without the database
+            assert (
+                c.post("/v1/chat/completions", json=chat("hi", "fast"), headers=bearer(secret)).status_code
+                == 200
+            )
+        finally:
+            ring.engine.dispose()
+            ring.engine = good
+        assert (
+            c.post("/v1/chat/completions", json=chat("hi", "fast"), headers=bearer(other)).status_code == 200
+        )

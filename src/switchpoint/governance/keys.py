@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import logging
@@ -26,7 +27,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from switchpoint.config import Config
-from switchpoint.errors import AuthenticationFailed
+from switchpoint.errors import AuthenticationFailed, SwitchpointError
 from switchpoint.governance.principal import Budgets, Limits, Principal, Team
 from switchpoint.store import keys as store
 from switchpoint.store.keys import KeyRow, TeamRow
@@ -43,6 +44,14 @@ POLL_WITH_REDIS_S = 5.0
 MAX_UNKNOWN = 10_000
 
 _INVALID = "Invalid API key"
+
+
+class KeyStoreUnavailable(SwitchpointError):
+    """A key's first use could not read the database: a 503 the client may retry."""
+
+    status = 503
+    kind = "key_store_unavailable"
+    default_retryable = True
 
 
 def new_secret() -> tuple[str, str]:
@@ -149,7 +158,7 @@ class KeyRing:
         #: Cached key id → its prefixes (current and previous) and team id.
         self._keys: dict[str, tuple[tuple[str, ...], str | None]] = {}
         self._unknown: set[str] = set()
-        self._loading: dict[str, asyncio.Future[None]] = {}
+        self._loading: dict[str, asyncio.Task[None]] = {}
         self.version = -1
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -205,36 +214,44 @@ class KeyRing:
         return p
 
     async def load(self, secret: str) -> None:
+        """Read the secret's key into the cache (concurrent first uses of one key share one read,
+        which a caller that goes away does not cancel)."""
         prefix = prefix_of(secret)
         if prefix is None:
             return
-        pending = self._loading.get(prefix)
-        if pending is not None:  # concurrent first uses of one key: one read
-            await asyncio.shield(pending)
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._loading[prefix] = fut
+        task = self._loading.get(prefix)
+        if task is None:
+            task = self._loading[prefix] = asyncio.create_task(self._load(prefix))
+            task.add_done_callback(functools.partial(self._loaded, prefix))
+        await asyncio.shield(task)
+
+    def _loaded(self, prefix: str, task: asyncio.Task[None]) -> None:
+        self._loading.pop(prefix, None)
+        if not task.cancelled():
+            task.exception()  # retrieved, even when every waiter has gone
+
+    async def _load(self, prefix: str) -> None:
         try:
             for _ in range(3):  # a refresh that ran meanwhile could not see this key: re-read
                 seen = self.version
                 found = await asyncio.to_thread(store.key_by_prefix, self.engine, prefix)
                 if self.version == seen:
                     break
-            self.loads += 1
-            if found is None:
-                if len(self._unknown) >= MAX_UNKNOWN:
-                    self._unknown.clear()
-                self._unknown.add(prefix)
-            else:
-                self._install(*found)
-            fut.set_result(None)
-        except BaseException as exc:
-            fut.set_exception(exc)
-            raise
-        finally:
-            del self._loading[prefix]
-            if not fut.cancelled() and fut.exception() is not None:
-                fut.exception()  # retrieved: no "never retrieved" warning
+        except Exception as exc:
+            log.warning(
+                "governance: could not read key %s%s… (%s)", SECRET_PREFIX, prefix, type(exc).__name__
+            )
+            raise KeyStoreUnavailable(
+                "The gateway cannot check this API key right now: its key store is unavailable",
+                retry_after=1.0,
+            ) from None
+        self.loads += 1
+        if found is None:
+            if len(self._unknown) >= MAX_UNKNOWN:
+                self._unknown.clear()
+            self._unknown.add(prefix)
+        else:
+            self._install(*found)
 
     # --- keeping the cache current ------------------------------------------------------------
 
