@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from resilience_harness import AUTH, document, provider
+from switchpoint.config.storage import ENV_URL
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -41,6 +42,12 @@ def drop_prefix(prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture(autouse=True)
+def configured_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's own ledger file, whatever the environment names."""
+    monkeypatch.delenv(ENV_URL, raising=False)
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -19,6 +19,7 @@ from governance_harness import (
     anthropic_headers,
     backend,
     bearer,
+    configured_url_wins,
     doc,
     make_key,
     make_team,
@@ -28,7 +29,7 @@ from resilience_harness import AUTH, Server, gateway
 from switchpoint.simulator import SimConfig
 from switchpoint.simulator import create_app as create_sim
 
-__all__ = ["backend"]
+__all__ = ["backend", "configured_url_wins"]
 
 
 @pytest.fixture(scope="module")
