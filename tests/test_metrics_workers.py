@@ -3,10 +3,12 @@
 The usage series come from the ledger's per-instance totals (one instance: all the workers of
 one ``serve``), so a scrape landing on either worker reports all N requests; the process-local
 series next to them (``switchpoint_attempts_total``) show that each worker made only its share.
+The control: with the ledger off, each worker's /metrics counts only its own requests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -67,19 +69,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-@pytest.fixture
-def two_workers(database_url: str, tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def _serve(args: list[str], env_extra: dict[str, str], cwd: Path) -> Iterator[str]:
+    """``switchpoint serve --workers 2 ARGS`` on a free port, until the block ends."""
     port = _free_port()
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.endswith("_API_KEY") and k not in ("OLLAMA_HOST", "SWITCHPOINT_MASTER_KEY")
     }
-    env["SWITCHPOINT_DATABASE_URL"] = database_url
+    env.update(env_extra)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "switchpoint.cli", "serve", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "switchpoint.cli", "serve", "--port", str(port), "--workers", "2", *args],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -106,6 +109,30 @@ def two_workers(database_url: str, tmp_path: Path) -> Iterator[str]:
             proc.communicate()
 
 
+@pytest.fixture
+def two_workers(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """Embedded defaults (the simulated providers), the ledger at ``database_url``."""
+    with _serve([], {"SWITCHPOINT_DATABASE_URL": database_url}, tmp_path) as base:
+        yield base
+
+
+def _send(base: str, n: int) -> int:
+    """``n`` chat requests, 8 at a time, each on a new connection; the prompt tokens they used."""
+
+    def chat(i: int) -> int:
+        r = httpx.post(
+            f"{base}/v1/chat/completions",
+            json={"model": "fast", "messages": [{"role": "user", "content": f"hello {i}"}]},
+            headers={"connection": "close"},  # a new connection each: the workers share them out
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        return int(r.json()["usage"]["prompt_tokens"])
+
+    with ThreadPoolExecutor(8) as pool:
+        return sum(pool.map(chat, range(n)))
+
+
 def _scrape(base: str) -> tuple[float, float, float]:
     """(usage requests, input tokens, this worker's own attempts) from one fresh connection."""
     text = httpx.get(f"{base}/metrics", timeout=10, headers={"connection": "close"}).text
@@ -123,19 +150,7 @@ def _scrape(base: str) -> tuple[float, float, float]:
 
 def test_every_worker_answers_for_all_requests(two_workers: str) -> None:
     base = two_workers
-
-    def chat(i: int) -> int:
-        r = httpx.post(
-            f"{base}/v1/chat/completions",
-            json={"model": "fast", "messages": [{"role": "user", "content": f"hello {i}"}]},
-            headers={"connection": "close"},  # a new connection each: the workers share them out
-            timeout=30,
-        )
-        assert r.status_code == 200, r.text
-        return int(r.json()["usage"]["prompt_tokens"])
-
-    with ThreadPoolExecutor(8) as pool:
-        prompt_tokens = sum(pool.map(chat, range(N)))
+    prompt_tokens = _send(base, N)
 
     # the ledger writes within a flush window, /metrics caches its read for about a second
     deadline = time.monotonic() + 20
@@ -149,3 +164,26 @@ def test_every_worker_answers_for_all_requests(two_workers: str) -> None:
     own = sorted({attempts for _, _, attempts in scrapes})
     # the worker that answered the scrape made fewer than N attempts itself, yet counted N
     assert own[0] < N, f"every scrape landed on a worker that served all {N}: {own}"
+
+
+CONFIG_WITHOUT_LEDGER = """
+providers:
+  sim: {family: openai, base_url: "http://127.0.0.1:9/v1"}
+deployments:
+  sim-gpt: {provider: sim, model: sim-gpt}
+models:
+  fast: sim-gpt
+storage: {enabled: false}
+"""
+
+
+def test_without_the_ledger_each_worker_counts_only_its_own(tmp_path: Path) -> None:
+    """The control: process memory is not the truth with two workers (what the ledger fixes)."""
+    config = tmp_path / "no-ledger.yaml"
+    config.write_text(CONFIG_WITHOUT_LEDGER)
+    with _serve(["--config", str(config), "--simulate"], {}, tmp_path) as base:
+        _send(base, N)
+        scrapes = [_scrape(base) for _ in range(30)]
+    # each scrape reports the answering worker's own requests, the same as its own attempts
+    assert all(requests == attempts for requests, _, attempts in scrapes), scrapes
+    assert min(requests for requests, _, _ in scrapes) < N, scrapes
