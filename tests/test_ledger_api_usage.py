@@ -269,6 +269,10 @@ def test_feedback(embedded: Any) -> None:
             assert r.status_code == status, (body, r.text)
             err = r.json()["error"]
             assert err["param"] == param and err["message"], body
+        big = httpx.post(
+            f"{url}/v1/feedback", json={"task_id": "t", "outcome": "completed", "x": "y" * 70_000}
+        )
+        assert big.status_code == 413 and big.json()["error"]["message"]
         garbage = httpx.post(
             f"{url}/v1/feedback", content=b"{not json", headers={"content-type": "application/json"}
         )

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from switchpoint.api.chat import JSON, error_reply, internal_error, request_id
 from switchpoint.api.openai import OpenAIDialect
 from switchpoint.config.accounting import DisplayCurrency
-from switchpoint.errors import BadRequest, NotFound, SwitchpointError
+from switchpoint.errors import BadRequest, NotFound, PayloadTooLarge, SwitchpointError
 from switchpoint.store import queries
 from switchpoint.store.engine import database_url, make_engine
 
@@ -41,8 +41,9 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 #: Query parameters that are not filters.
 USAGE_PARAMS = frozenset({"group_by", "since", "until", "format"})
 LIST_PARAMS = frozenset({"since", "until", "cursor", "limit", "format"})
-#: Longest ``request_id`` / ``task_id`` feedback accepts.
+#: Longest ``request_id`` / ``task_id`` feedback accepts, and the largest body.
 MAX_ID = 256
+MAX_FEEDBACK_BYTES = 64 * 1024
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -358,10 +359,7 @@ def _feedback_handler(gw: Gateway, reads: LedgerReads) -> Handler:
         headers = {"x-request-id": request_id(request.headers)}
         try:
             principal = await gw.auth.principal(request.headers)
-            body = await request.body()
-            if len(body) > 64 * 1024:
-                raise BadRequest("The feedback body is over 64 KiB")
-            fb = read_feedback(body)
+            fb = read_feedback(await _small_body(request))
             engine = reads.engine()
             if fb.request_id is not None and not _known_here(gw, fb.request_id):
                 # Another worker may have served it: its row lands within one flush window.
@@ -398,6 +396,21 @@ def _feedback_handler(gw: Gateway, reads: LedgerReads) -> Handler:
             return _error(err, headers)
 
     return handle
+
+
+async def _small_body(request: Request) -> bytes:
+    """The body, refused (413) past :data:`MAX_FEEDBACK_BYTES` without reading the rest."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_FEEDBACK_BYTES:
+        raise PayloadTooLarge(f"A feedback body is at most {MAX_FEEDBACK_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FEEDBACK_BYTES:
+            raise PayloadTooLarge(f"A feedback body is at most {MAX_FEEDBACK_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _appears(engine: Engine, rid: str, wait_s: float) -> bool:
