@@ -21,6 +21,7 @@ def _document(sim: str) -> dict[str, Any]:
         "deployments": {
             "gpt": {"provider": "sim", "model": "sim-gpt", "price": {"input": 1.0, "output": 2.0}},
             "mini": {"provider": "sim", "model": "sim-mini", "price": {"input": 0.1, "output": 0.2}},
+            "emb": {"provider": "sim", "model": "sim-embed", "kind": "embedding"},
         },
         "models": {"plain": "mini"},
         "routing": {
@@ -72,10 +73,15 @@ def test_task_session_and_tags_in_the_ledger(
             r = httpx.post(f"{url}/v1/chat/completions", timeout=30, **kw)
             assert r.status_code == 200, r.text
             ids[name] = r.headers["x-request-id"]
+        r = httpx.post(
+            f"{url}/v1/embeddings", json={"model": "emb", "input": "hello", "user": "dave"}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        ids["embeddings"] = r.headers["x-request-id"]
         deadline = time.monotonic() + 15
         while True:
             got = httpx.get(f"{url}/admin/requests", params={"limit": "100"}, timeout=10).json()["data"]
-            if len(got) >= len(sent) or time.monotonic() > deadline:
+            if len(got) >= len(ids) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
     rows = {r["request_id"]: r for r in got}
@@ -86,9 +92,12 @@ def test_task_session_and_tags_in_the_ledger(
         "declared": "translate",
         "none": None,
         "metadata": "extract",
+        "embeddings": None,
     }
     meta = rows[ids["metadata"]]
     assert meta["session"] == "sess-9"  # metadata.session_id before the end user
     assert meta["end_user"] == "carol"
     assert meta["tags"] == ["env=prod"]
     assert rows[ids["none"]]["session"] is None and rows[ids["none"]]["tags"] is None  # none: NULL
+    emb = rows[ids["embeddings"]]
+    assert (emb["endpoint"], emb["end_user"], emb["session"]) == ("embeddings", "dave", "dave")

@@ -211,12 +211,12 @@ def _embeddings_handler(gw: Gateway) -> Handler:
         rid = request_id(request.headers)
         ctx = RequestContext(rid)
         headers = {"x-request-id": rid}
-        model, principal = "", None
+        model, principal, end_user = "", None, None
         try:
             principal = await gw.auth.principal(request.headers)
             body = await _read_body(request, gw.config.max_body_bytes)
             ereq = OPENAI.decode_embeddings(body, request.headers)
-            model = ereq.model
+            model, end_user = ereq.model, ereq.user
             check_alias(principal, model)
             deployments = gw.router.deployments_for(ereq.model, "embedding")
             result = await gw.executor.embeddings(ereq, deployments, ctx)
@@ -232,6 +232,7 @@ def _embeddings_handler(gw: Gateway) -> Handler:
                     status=200,
                     error=None,
                     principal=principal,
+                    end_user=end_user,
                 )
             )
             return Response(out, headers=headers, media_type=JSON)
@@ -247,6 +248,7 @@ def _embeddings_handler(gw: Gateway) -> Handler:
                     status=err.status,
                     error=err.kind,
                     principal=principal,
+                    end_user=end_user,
                 )
             )
             return _error_response(OPENAI, err, headers)
