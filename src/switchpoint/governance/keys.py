@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from switchpoint.config import Config
+from switchpoint.config import Config, Secret
 from switchpoint.errors import AuthenticationFailed, SwitchpointError
 from switchpoint.governance.principal import Budgets, Limits, Principal, Team
 from switchpoint.store import keys as store
@@ -408,30 +408,24 @@ def publish_sync(redis_url: str | None, channel: str, version: int) -> None:
 
 def redis_settings(config: Config) -> tuple[str | None, str]:
     """``state.redis_url`` (None: no Redis) and the prefix of every Redis name the gateway uses."""
-    state = getattr(config, "state", None)
-    url: Any = getattr(state, "redis_url", None)
-    if url is not None and hasattr(url, "reveal"):
-        url = url.reveal()
-    prefix = getattr(state, "prefix", None) or getattr(state, "key_prefix", None) or "switchpoint:"
-    return (str(url) if url else None), str(prefix)
+    url = config.state.redis_url
+    revealed = url.reveal() if isinstance(url, Secret) else url
+    return revealed or None, config.state.prefix
+
+
+def changes_channel(prefix: str) -> str:
+    """The Redis channel key and team changes are announced on."""
+    return f"{prefix}governance:changes"
 
 
 def key_ring(config: Config) -> KeyRing | None:
     """The config's key ring: on the ledger's database (None when ``storage.enabled`` is false)."""
     if not config.storage.enabled:
         return None
-    from switchpoint.store.engine import database_url, make_engine
+    from switchpoint.store.engine import database_url, is_sqlite, make_engine
 
+    url = database_url(config.storage.url)
+    # its own small pool: a first use's read never waits behind the ledger's writer
+    engine = make_engine(url) if is_sqlite(url) else make_engine(url, pool_size=2, max_overflow=4)
     redis_url, prefix = redis_settings(config)
-    engine = (
-        make_engine(database_url(config.storage.url), pool_size=2, max_overflow=4)
-        if not _sqlite(config)
-        else make_engine(database_url(config.storage.url))
-    )
-    return KeyRing(engine, redis_url=redis_url, channel=f"{prefix}governance:changes")
-
-
-def _sqlite(config: Config) -> bool:
-    from switchpoint.store.engine import database_url, is_sqlite
-
-    return is_sqlite(database_url(config.storage.url))
+    return KeyRing(engine, redis_url=redis_url, channel=changes_channel(prefix))
