@@ -423,9 +423,73 @@ def _appears(engine: Engine, rid: str, wait_s: float) -> bool:
         time.sleep(0.1)
 
 
+def tasks_document(engine: Engine, group_by: list[str], currency: DisplayCurrency) -> dict[str, Any]:
+    """``/admin/tasks``: per group, cost per completed task (tasks with feedback), token
+    efficiency (every request) and model switch frequency (sessions' turns); a group missing
+    from one of them has NULLs there."""
+    costs = {tuple(r.group.values()): r for r in queries.task_costs(engine, group_by)}
+    eff = {tuple(r.group.values()): r for r in queries.token_efficiency(engine, group_by)}
+    sw = {tuple(r.group.values()): r for r in queries.switch_frequency(engine, group_by)}
+    code = currency.code.lower()
+    data: list[dict[str, Any]] = []
+    for key in sorted({*costs, *eff, *sw}, key=lambda k: tuple((v is None, str(v)) for v in k)):
+        c, e, w = costs.get(key), eff.get(key), sw.get(key)
+        entry: dict[str, Any] = dict(zip(group_by, key, strict=True))
+        entry.update(
+            requests=e.requests if e else 0,
+            tasks=c.tasks if c else 0,
+            completed=c.completed if c else 0,
+            task_cost_usd=_money(c.cost_usd) if c else 0.0,
+            cost_per_completed_task_usd=(
+                _money(c.cost_per_completed_task) if c and c.cost_per_completed_task is not None else None
+            ),
+            useful_output_tokens=e.useful_output_tokens if e else 0,
+            billed_tokens=e.billed_tokens if e else 0,
+            token_efficiency=e.token_efficiency if e else None,
+            session_turns=w.turns if w else 0,
+            model_switches=w.switches if w else 0,
+            switch_rate=w.switch_rate if w else None,
+        )
+        if currency.shown:
+            per = entry["cost_per_completed_task_usd"]
+            entry[f"task_cost_{code}"] = _money(currency.convert(entry["task_cost_usd"]))
+            entry[f"cost_per_completed_task_{code}"] = None if per is None else _money(currency.convert(per))
+        data.append(entry)
+    return {
+        "object": "tasks",
+        "group_by": group_by,
+        "currency": {"code": currency.code, "per_usd": currency.rate},
+        "data": data,
+    }
+
+
+def _tasks_handler(gw: Gateway, reads: LedgerReads) -> Handler:
+    async def handle(request: Request, headers: dict[str, str]) -> Response:
+        params = request.query_params
+        for name in params:
+            if name != "group_by":
+                raise BadRequest(f"unknown parameter '{name}' (only group_by)", param=name)
+        raw = params.get("group_by") or "task"
+        group_by: list[str] = []
+        for g in (g.strip() for g in raw.split(",")):
+            if g not in queries.TASK_GROUPS:
+                raise BadRequest(
+                    f"cannot group tasks by '{g}' (one of: {', '.join(queries.TASK_GROUPS)})",
+                    param="group_by",
+                )
+            if g not in group_by:
+                group_by.append(g)
+        engine = reads.engine()
+        doc = await asyncio.to_thread(tasks_document, engine, group_by, gw.config.currency)
+        return Response(msgspec.json.encode(doc), headers=headers, media_type=JSON)
+
+    return _guarded(gw, handle)
+
+
 def routes(gw: Gateway, reads: LedgerReads) -> list[Route]:
     return [
         Route("/admin/usage", _usage_handler(gw, reads), methods=["GET"]),
+        Route("/admin/tasks", _tasks_handler(gw, reads), methods=["GET"]),
         Route("/admin/requests", _requests_handler(gw, reads), methods=["GET"]),
         Route("/admin/requests/{request_id:path}", _request_handler(gw, reads), methods=["GET"]),
         Route("/v1/feedback", _feedback_handler(gw, reads), methods=["POST"]),

@@ -699,6 +699,7 @@ __all__ = [
     "MAX_PAGE",
     "OUTCOMES",
     "SPECIAL_FILTERS",
+    "TASK_GROUPS",
     "TOKEN_COLUMNS",
     "EfficiencyRow",
     "Page",
