@@ -232,7 +232,7 @@ def test_workers_rebuild_the_simulated_config(simulator_url: str) -> None:
     assert defaults.from_environment({**keyed, "SWITCHPOINT_SIMULATE": "1"}).simulated
 
 
-def test_serve_simulate_runs_the_example_with_no_keys() -> None:
+def test_serve_simulate_runs_the_example_with_no_keys(tmp_path: Path) -> None:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -241,6 +241,7 @@ def test_serve_simulate_runs_the_example_with_no_keys() -> None:
     proc = subprocess.Popen(
         [*cmd, "--port", str(port)],
         env=_no_keys(),
+        cwd=tmp_path,  # where the ledger's default file lands
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
