@@ -79,7 +79,9 @@ def doc(
         "d-gpt": {"provider": "p", "model": "gpt-4o-mini"},
         "d-claude": {"provider": "q", "model": "claude-haiku-4-5"},
     }
-    extra: dict[str, Any] = {"storage": {"url": f"sqlite:///{tmp_path / 'ledger.db'}", "flush_interval_ms": 20}}
+    extra: dict[str, Any] = {
+        "storage": {"url": f"sqlite:///{tmp_path / 'ledger.db'}", "flush_interval_ms": 20}
+    }
     if state is not None:
         extra["state"] = state
     extra.update(sections)
@@ -119,5 +121,12 @@ def openai_body(text: str = "hi", model: str = "fast", **extra: Any) -> dict[str
     return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
 
 
-def anthropic_body(text: str = "hi", model: str = "claude", max_tokens: int = 32, **extra: Any) -> dict[str, Any]:
-    return {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}], **extra}
+def anthropic_body(
+    text: str = "hi", model: str = "claude", max_tokens: int = 32, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": text}],
+        **extra,
+    }

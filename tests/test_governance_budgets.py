@@ -71,10 +71,14 @@ def _ledger_spend(tmp_path: Path, key_id: str, n: int, timeout_s: float = 10.0) 
 async def _burst(url: str, n: int, body: dict[str, Any], headers: dict[str, str]) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as c:
-        return await asyncio.gather(*[c.post("/v1/chat/completions", json=body, headers=headers) for _ in range(n)])
+        return await asyncio.gather(
+            *[c.post("/v1/chat/completions", json=body, headers=headers) for _ in range(n)]
+        )
 
 
-def test_concurrent_requests_never_overspend(sim: str, tmp_path: Path, backend: dict[str, Any] | None) -> None:
+def test_concurrent_requests_never_overspend(
+    sim: str, tmp_path: Path, backend: dict[str, Any] | None
+) -> None:
     d = doc(sim, tmp_path, backend, deployments=_deps(), models=MODELS)
     with gateway(d) as (url, _, _):
         secret, key = make_key(url, budgets={"daily": 0.05})
@@ -103,7 +107,7 @@ def test_refusal_in_the_anthropic_dialect_and_a_total_budget_is_a_402(
 ) -> None:
     d = doc(sim, tmp_path, backend, deployments=_deps(), models=MODELS)
     with gateway(d) as (url, _, _), httpx.Client(base_url=url, timeout=30) as c:
-        secret, key = make_key(url, budgets={"total": 0.001})
+        secret, _key = make_key(url, budgets={"total": 0.001})
         r = c.post("/v1/messages", json=anthropic_body(max_tokens=1000), headers=anthropic_headers(secret))
         assert r.status_code == 402
         body = r.json()
@@ -123,7 +127,10 @@ def test_a_team_budget_binds_its_keys(sim: str, tmp_path: Path, backend: dict[st
         team = make_team(url, budgets={"monthly": 0.015})
         a, _ = make_key(url, team=team["name"])
         b, _ = make_key(url, team=team["name"], budgets={"daily": 5})
-        assert c.post("/v1/chat/completions", json=openai_body(max_tokens=1000), headers=bearer(a)).status_code == 200
+        assert (
+            c.post("/v1/chat/completions", json=openai_body(max_tokens=1000), headers=bearer(a)).status_code
+            == 200
+        )
         r = c.post("/v1/chat/completions", json=openai_body(max_tokens=1000), headers=bearer(b))
         # the first settled to a few tokens, so the second fits; a third worst case of $0.01 does not
         assert r.status_code == 200
@@ -138,7 +145,7 @@ def test_settled_on_upstream_error_cancel_and_disconnect(
     """Every way a request can end gives its reservation back: after each, a request needing
     nearly the whole budget is admitted again."""
     d = doc(sim, tmp_path, backend, deployments=_deps(), models=MODELS)
-    with gateway(d) as (url, gw, _), httpx.Client(base_url=url, timeout=30) as c:
+    with gateway(d) as (url, _gw, _), httpx.Client(base_url=url, timeout=30) as c:
         secret, key = make_key(url, budgets={"daily": 0.012})  # holds one worst case of ~$0.0101
         big = {"max_tokens": 1000}
 
@@ -148,7 +155,9 @@ def test_settled_on_upstream_error_cancel_and_disconnect(
             return r.status_code == 200
 
         # upstream error
-        r = c.post("/v1/chat/completions", json=openai_body("[[sim status=500]] x", **big), headers=bearer(secret))
+        r = c.post(
+            "/v1/chat/completions", json=openai_body("[[sim status=500]] x", **big), headers=bearer(secret)
+        )
         assert r.status_code >= 500
         assert fits()
         # the client gives up on a non-streamed request: the upstream call goes on (and is
@@ -191,7 +200,9 @@ def test_settled_on_upstream_error_cancel_and_disconnect(
         assert spent <= 0.012
 
 
-def test_on_budget_downgrades_to_the_cheaper_alias(sim: str, tmp_path: Path, backend: dict[str, Any] | None) -> None:
+def test_on_budget_downgrades_to_the_cheaper_alias(
+    sim: str, tmp_path: Path, backend: dict[str, Any] | None
+) -> None:
     routing = {
         "rules": [
             {

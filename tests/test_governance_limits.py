@@ -76,7 +76,9 @@ def test_rpm_in_both_dialects_with_retry_after_and_headers(
         assert "x-ratelimit-limit-requests" not in r.headers
 
 
-def test_a_team_limit_binds_every_key_of_the_team(sim: str, tmp_path: Path, backend: dict[str, Any] | None) -> None:
+def test_a_team_limit_binds_every_key_of_the_team(
+    sim: str, tmp_path: Path, backend: dict[str, Any] | None
+) -> None:
     with gateway(doc(sim, tmp_path, backend)) as (url, _, _), httpx.Client(base_url=url, timeout=30) as c:
         team = make_team(url, limits={"rpm": 2})
         a, _ = make_key(url, team=team["name"], limits={"rpm": 100})
@@ -123,7 +125,9 @@ async def _concurrent(url: str, bodies: list[tuple[dict[str, Any], dict[str, str
         return await asyncio.gather(*[one(i, b, h) for i, (b, h) in enumerate(bodies)])
 
 
-def test_max_parallel_refuses_without_a_queue(sim: str, tmp_path: Path, backend: dict[str, Any] | None) -> None:
+def test_max_parallel_refuses_without_a_queue(
+    sim: str, tmp_path: Path, backend: dict[str, Any] | None
+) -> None:
     with gateway(doc(sim, tmp_path, backend, queue={"max_wait_s": 0})) as (url, _, _):
         secret, _ = make_key(url, limits={"max_parallel": 2})
         slow = openai_body("[[sim latency_ms=600]] hi")

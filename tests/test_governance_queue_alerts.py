@@ -34,7 +34,9 @@ def sim() -> Iterator[str]:
         yield server.url
 
 
-async def _staggered(url: str, calls: list[tuple[dict[str, Any], dict[str, str]]], gap_s: float = 0.1) -> list[tuple[float, httpx.Response]]:
+async def _staggered(
+    url: str, calls: list[tuple[dict[str, Any], dict[str, str]]], gap_s: float = 0.1
+) -> list[tuple[float, httpx.Response]]:
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
         t0 = time.monotonic()
 
@@ -64,13 +66,15 @@ def test_waiters_are_served_by_priority(sim: str, tmp_path: Path, backend: dict[
         assert done[0] < done[3] < done[2] < done[1]
 
 
-def test_the_queue_has_a_maximum_wait_and_a_size(sim: str, tmp_path: Path, backend: dict[str, Any] | None) -> None:
+def test_the_queue_has_a_maximum_wait_and_a_size(
+    sim: str, tmp_path: Path, backend: dict[str, Any] | None
+) -> None:
     with gateway(doc(sim, tmp_path, backend, queue={"max_wait_s": 0.5, "max_size": 1})) as (url, gw, _):
         secret, _ = make_key(url, limits={"max_parallel": 1})
         slow = openai_body("[[sim latency_ms=1500]] x")
         h = bearer(secret)
         out = asyncio.run(_staggered(url, [(slow, h), (slow, h), (slow, h)], gap_s=0.1))
-        (t1, first), (t2, waited), (t3, overflow) = out
+        (_t1, first), (t2, waited), (t3, overflow) = out
         assert first.status_code == 200
         assert waited.status_code == 429 and waited.json()["error"]["code"] == "queue_timeout"
         assert 0.5 <= t2 < 1.4  # refused after its maximum wait, before the slot came back
@@ -86,7 +90,9 @@ def test_a_deployment_at_its_in_flight_cap_queues_requests(
     sim: str, tmp_path: Path, backend: dict[str, Any] | None
 ) -> None:
     deployments = {"d-gpt": {"provider": "p", "model": "gpt-4o-mini", "limits": {"max_parallel": 1}}}
-    d = doc(sim, tmp_path, backend, deployments=deployments, models={"fast": "d-gpt"}, queue={"max_wait_s": 10})
+    d = doc(
+        sim, tmp_path, backend, deployments=deployments, models={"fast": "d-gpt"}, queue={"max_wait_s": 10}
+    )
     with gateway(d) as (url, _, _):
         slow = openai_body("[[sim latency_ms=300]] x")
         out = asyncio.run(_staggered(url, [(slow, AUTH)] * 3, gap_s=0.05))
@@ -149,7 +155,9 @@ def _spend_until_refused(urls: list[str], secret: str) -> int:
     """Requests of ~$0.0012 each (100 output tokens) against a $0.01 budget, round robin."""
     body = openai_body("[[sim output_tokens=100]] x", max_tokens=100)
     for i in range(40):
-        r = httpx.post(f"{urls[i % len(urls)]}/v1/chat/completions", json=body, headers=bearer(secret), timeout=30)
+        r = httpx.post(
+            f"{urls[i % len(urls)]}/v1/chat/completions", json=body, headers=bearer(secret), timeout=30
+        )
         if r.status_code == 429:
             return i
         assert r.status_code == 200, r.text
@@ -188,7 +196,9 @@ def test_alerts_fire_once_per_threshold_signed(
         assert gw.gate.alerter.fired == {("key", "daily", 0.5): 1, ("key", "daily", 0.8): 1}
 
 
-def test_two_gateways_sharing_redis_send_each_alert_once(sim: str, tmp_path: Path, receiver: _Receiver) -> None:
+def test_two_gateways_sharing_redis_send_each_alert_once(
+    sim: str, tmp_path: Path, receiver: _Receiver
+) -> None:
     from governance_harness import REDIS_URL, drop_prefix, redis_problem
 
     problem = redis_problem()

@@ -147,6 +147,7 @@ def serve(
     bind_port = port or cfg.port
     _banner(cfg, bind_host, bind_port, workers, simulate)
     _prepare_ledger(cfg, workers)
+    _check_shared_state(cfg, workers)
     common = {
         "host": bind_host,
         "port": bind_port,
@@ -167,6 +168,33 @@ def serve(
     app = create_app(cfg, shutdown_timeout_s=shutdown_timeout)
     freeze_heap()
     uvicorn.run(app, **common)
+
+
+def _check_shared_state(cfg: config_mod.Config, workers: int) -> None:
+    """Limits, budgets and the queue are shared through ``state.redis_url``: several workers
+    without it would each keep their own (N times every limit). Refuse to start then; say which
+    state is used otherwise."""
+    from switchpoint.governance.gate import ENV_WORKERS, shared_state_problem
+
+    os.environ[ENV_WORKERS] = str(workers)
+    if cfg.state.redis_url:
+        out.print(f"governance state: Redis (prefix {cfg.state.prefix})", highlight=False)
+        return
+    problem = shared_state_problem(cfg, workers)
+    if problem is not None:
+        err_console.print(
+            f"[bold red]--workers {workers} needs state.redis_url[/bold red]: {problem}, and "
+            "each worker would keep its own count (limits and budgets would not hold). Set "
+            "state.redis_url (docs/governance.md), or serve with --workers 1.",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    if workers > 1:
+        out.print(
+            f"governance state: per process (no state.redis_url); {workers} workers refuse "
+            "requests of keys with limits or budgets until it is set",
+            highlight=False,
+        )
 
 
 def _prepare_ledger(cfg: config_mod.Config, workers: int) -> None:

@@ -120,6 +120,14 @@ class ShuttingDown(SwitchpointError):
     default_retryable = True
 
 
+class StateNotShared(SwitchpointError):
+    """A limited key reached one of several workers that keep their governance state each
+    to themselves (``serve --workers N`` without ``state.redis_url``): refused, never miscounted."""
+
+    status = 503
+    kind = "state_not_shared"
+
+
 class RequestTimeout(SwitchpointError):
     """The client did not send its request's head or body in time (server connection limits)."""
 

@@ -399,6 +399,7 @@ def _stats_handler(gw: Gateway) -> Handler:
             snapshot["ledger"] = gw.ledger.stats()
         if gw.auth.ring is not None:
             snapshot["keys"] = gw.auth.ring.stats()
+        snapshot["governance"] = gw.gate.stats()
         return snapshot
 
     return _admin_json(gw, stats)

@@ -100,6 +100,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
     acc_spec = section("accounting", AccountingSpec) if data.get("accounting") is not None else None
     currency = resolve_accounting(acc_spec, problems)
     storage = resolve_storage(section("storage", StorageSpec) if data.get("storage") is not None else None, problems)
+
     def secret_ref(ref: str, at: str) -> Secret | None:
         return _resolve_secret(ref, at, problems, env)
 

@@ -113,11 +113,11 @@ class DeploymentSpec(_Base):
     timeouts: Timeouts | None = None
     retry: RetryPolicy | None = None
     breaker: BreakerSpec | None = None
-
-
     #: What this deployment may take (its provider's quota): requests and tokens per minute,
     #: requests in flight (docs/governance.md).
     limits: LimitsSpec | None = None
+
+
 class FileSpec(_Base):
     server: ServerSpec = msgspec.field(default_factory=ServerSpec)
     providers: dict[str, ProviderSpec] = msgspec.field(default_factory=dict)
@@ -129,11 +129,11 @@ class FileSpec(_Base):
     telemetry: TelemetrySpec | None = None
     storage: StorageSpec | None = None
     accounting: AccountingSpec | None = None
-
-
     state: StateSpec | None = None
     alerts: AlertsSpec | None = None
     queue: QueueSpec | None = None
+
+
 # --- the resolved, frozen configuration -----------------------------------------------------
 
 
@@ -183,9 +183,9 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     timeouts: TimeoutLimits = TimeoutLimits()
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
+    limits: DeploymentLimits | None = None
 
     @property
-    limits: DeploymentLimits | None = None
     def family(self) -> Family:
         return self.provider.family
 
@@ -230,13 +230,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     instance: str | None = None
     #: ``accounting.display_currency``: spend is shown in USD and this currency.
     currency: DisplayCurrency = DisplayCurrency()
-
-    @property
-    def simulated(self) -> bool:
     #: Governance: shared state (``state:``), budget alerts, the priority queue.
     state: StateSettings = StateSettings()
     alerts: Alerts = Alerts()
     queue: Queue = Queue()
+
+    @property
+    def simulated(self) -> bool:
         return bool(self.providers) and all(p.simulated for p in self.providers.values())
 
     def candidates(self, model: str) -> tuple[Deployment, ...] | None:

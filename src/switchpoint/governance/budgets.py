@@ -109,7 +109,11 @@ def worst_case(price: Price | None, input_tokens: int, output_tokens: int) -> fl
     if price is None:
         return 0.0
     rates = price
-    if price.long_context_above is not None and input_tokens > price.long_context_above and price.long_context:
+    if (
+        price.long_context_above is not None
+        and input_tokens > price.long_context_above
+        and price.long_context
+    ):
         rates = price.long_context
     return (input_tokens * rates.input + output_tokens * max(rates.output, rates.reasoning)) / 1_000_000
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from switchpoint.config import Config, Deployment
-from switchpoint.errors import BudgetExceeded, RateLimited
+from switchpoint.errors import BudgetExceeded, RateLimited, StateNotShared
 from switchpoint.governance.alerts import Alerter
 from switchpoint.governance.budgets import Budget, Seeder, caller_budgets, next_change, real_cost, worst_case
 from switchpoint.governance.limits import (
@@ -143,9 +144,14 @@ class Gate:
         self.seeder = Seeder(state, ledger_spend)
         routing = config.routing
         self.default_output = routing.default_output_tokens if routing is not None else 512
-        rules = [*(routing.rules if routing is not None else ()), *([routing.default] if routing and routing.default else [])]
+        rules = [
+            *(routing.rules if routing is not None else ()),
+            *([routing.default] if routing and routing.default else []),
+        ]
         self.downgrades = {r.name: r.on_budget.downgrade_to for r in rules if r.on_budget is not None}
         self._plans: dict[int, CallerPlan] = {}
+        #: One of several workers, each with its own memory state: limited callers are refused.
+        self.unshared = state.name == "memory" and int(os.environ.get(ENV_WORKERS) or 1) > 1
         #: Refusals by kind (for /admin/stats).
         self.refused: dict[str, int] = {}
 
@@ -188,6 +194,11 @@ class Gate:
         plan = self._plan(principal, now)
         if plan.empty and not limited:
             return None
+        if self.unshared and not plan.empty:
+            raise StateNotShared(
+                "This key has limits or budgets, and this gateway runs several workers without "
+                "shared state (state.redis_url): it cannot enforce them, so it refuses the request"
+            )
         if plan.budgets and not self.seeder.ready(plan.budgets):
             await self.seeder.ensure(plan.budgets)
         loop = asyncio.get_running_loop()
@@ -266,9 +277,7 @@ class Gate:
             if r is None:
                 adm = Admission(self, rid)
                 adm.slots = [c.key for c in checks if c.kind == "slot"]
-                adm.windows = [
-                    lim.key for lim in (*lims, *dlims) if lim.what == "tpm"
-                ]
+                adm.windows = [lim.key for lim in (*lims, *dlims) if lim.what == "tpm"]
                 adm.budgets = budgets
                 adm.reserved_tokens = tokens
                 adm.reserved_cost = cost
@@ -329,7 +338,12 @@ class Gate:
         q = self.queue
         return {
             "backend": self.state.name,
-            "queue": {"waiting": q.size, "served": q.served, "timed_out": q.timed_out, "overflowed": q.overflowed},
+            "queue": {
+                "waiting": q.size,
+                "served": q.served,
+                "timed_out": q.timed_out,
+                "overflowed": q.overflowed,
+            },
             "refused": dict(self.refused),
             "alerts_fired": sum(self.alerter.fired.values()),
         }
@@ -362,3 +376,38 @@ def gate_for(config: Config, engine: Any = None) -> Gate:
         url = url.reveal()
     state = make_state(str(url) if url else None, config.state.prefix)
     return Gate(config, state, ledger_spend=ledger_spender(engine) if engine is not None else None)
+
+
+#: Set by ``switchpoint serve --workers N`` for its workers: the number of worker processes.
+ENV_WORKERS = "SWITCHPOINT_WORKERS"
+
+
+def shared_state_problem(config: Config, workers: int) -> str | None:
+    """Why ``workers`` processes cannot govern this config without ``state.redis_url`` (None:
+    they can — Redis is set, there is one worker, or nothing is limited). Reads the ledger's keys
+    and teams once (the serving parent, before its workers start)."""
+    if workers <= 1 or config.state.redis_url:
+        return None
+    limited = sorted(name for name, d in config.deployments.items() if d.limits is not None)
+    if limited:
+        return f"deployments {', '.join(limited)} have limits"
+    if not config.storage.enabled:
+        return None
+    from switchpoint.store import keys as store
+    from switchpoint.store.engine import database_url, make_engine
+
+    engine = make_engine(database_url(config.storage.url))
+    try:
+        keys = store.list_keys(engine)
+        teams = store.list_teams(engine)
+    except Exception:  # no database yet (or not reachable): nothing is limited so far
+        return None
+    finally:
+        engine.dispose()
+    fields = ("rpm", "tpm", "max_parallel", "budget_daily", "budget_weekly", "budget_monthly", "budget_total")
+    held = [f"key '{k.name}'" for k in keys if any(getattr(k, f) is not None for f in fields)]
+    held += [f"team '{t.name}'" for t in teams if any(getattr(t, f) is not None for f in fields)]
+    if held:
+        shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+        return f"{shown} {'has' if len(held) == 1 else 'have'} limits or budgets"
+    return None

@@ -70,7 +70,11 @@ def deployment_limits(dep: Deployment) -> list[Limit]:
     lim = dep.limits
     if lim is None:
         return []
-    return _of(Limits(rpm=lim.rpm, tpm=lim.tpm, max_parallel=lim.max_parallel), f"d:{dep.name}", f"deployment '{dep.name}'")
+    return _of(
+        Limits(rpm=lim.rpm, tpm=lim.tpm, max_parallel=lim.max_parallel),
+        f"d:{dep.name}",
+        f"deployment '{dep.name}'",
+    )
 
 
 def input_estimate(prompt_tokens: int, exact: bool, family: str) -> int:
