@@ -1,7 +1,7 @@
 """Asking the ledger over HTTP: ``GET /admin/usage``, ``GET /admin/requests``,
 ``GET /admin/requests/{id}`` (master key) and ``POST /v1/feedback`` (any valid key).
 
-Every database read runs in a thread (``asyncio.to_thread``), on the reads' own engine (its
+Every database read runs in a thread (a small pool of the reads' own), on the reads' own engine (its
 own connections: a slow report never holds up the ledger's writer). Errors are OpenAI-dialect
 JSON: 400 for bad parameters, 404 for an unknown request id. Spend is shown in USD and in the
 configured display currency (``accounting.display_currency``).
@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import io
 import math
 import re
 import time
 from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from sqlalchemy import Engine
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
     from switchpoint.api.app import Gateway
 
 _OPENAI = OpenAIDialect()
+T = TypeVar("T")
+#: Threads the ledger's reads run on (per worker).
+READ_THREADS = 2
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 #: Query parameters that are not filters.
@@ -181,12 +186,21 @@ def requests_csv(items: list[dict[str, Any]], currency: DisplayCurrency) -> str:
 
 
 class LedgerReads:
-    """The reads' engine, made on first use from ``storage.url`` (``SWITCHPOINT_DATABASE_URL``)."""
+    """The reads' engine, made on first use from ``storage.url`` (``SWITCHPOINT_DATABASE_URL``),
+    and the threads they run on: a pool of their own (:data:`READ_THREADS`), so a burst of slow
+    reports never takes the default executor the request path uses (the semantic classifier)."""
 
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self._engine: Engine | None = None
         self._url: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the reads' threads."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="switchpoint-ledger-read")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
 
     def engine(self) -> Engine:
         storage = self.gw.config.storage
@@ -200,6 +214,9 @@ class LedgerReads:
         return self._engine
 
     async def close(self) -> None:
+        if self._pool is not None:
+            await asyncio.to_thread(self._pool.shutdown)
+            self._pool = None
         if self._engine is not None:
             await asyncio.to_thread(self._engine.dispose)
             self._engine = None
@@ -240,7 +257,7 @@ def _usage_handler(gw: Gateway, reads: LedgerReads) -> Handler:
         if fmt not in ("json", "csv"):
             raise BadRequest("format must be json or csv", param="format")
         engine = reads.engine()
-        rows = await asyncio.to_thread(queries.usage, engine, group_by, since, until, filters)
+        rows = await reads.run(queries.usage, engine, group_by, since, until, filters)
         doc = usage_document(rows, group_by, since, until, gw.config.currency)
         if fmt == "csv":
             headers["content-disposition"] = 'attachment; filename="usage.csv"'
@@ -268,7 +285,7 @@ def _requests_handler(gw: Gateway, reads: LedgerReads) -> Handler:
         if not raw_limit.isdigit():
             raise BadRequest(f"limit must be a whole number 1-{queries.MAX_PAGE}", param="limit")
         engine = reads.engine()
-        page = await asyncio.to_thread(
+        page = await reads.run(
             lambda: queries.list_requests(
                 engine, filters, since=since, until=until, cursor=params.get("cursor"), limit=int(raw_limit)
             )
@@ -297,7 +314,7 @@ def _request_handler(gw: Gateway, reads: LedgerReads) -> Handler:
     async def handle(request: Request, headers: dict[str, str]) -> Response:
         rid = request.path_params["request_id"]
         engine = reads.engine()
-        found = await asyncio.to_thread(queries.request, engine, rid)
+        found = await reads.run(queries.request, engine, rid)
         if found is None:
             raise NotFound(f"No request '{rid}' in the ledger", param="request_id", code="request_not_found")
         currency = gw.config.currency
@@ -364,13 +381,13 @@ def _feedback_handler(gw: Gateway, reads: LedgerReads) -> Handler:
             if fb.request_id is not None and not _known_here(gw, fb.request_id):
                 # Another worker may have served it: its row lands within one flush window.
                 wait_s = gw.config.storage.flush_interval_ms / 1000.0 * 2 + 0.5
-                if not await asyncio.to_thread(_appears, engine, fb.request_id, wait_s):
+                if not await reads.run(_appears, engine, fb.request_id, wait_s):
                     raise NotFound(
                         f"No request '{fb.request_id}' in the ledger",
                         param="request_id",
                         code="request_not_found",
                     )
-            fid = await asyncio.to_thread(
+            fid = await reads.run(
                 lambda: queries.insert_feedback(
                     engine,
                     outcome=fb.outcome,
@@ -480,7 +497,7 @@ def _tasks_handler(gw: Gateway, reads: LedgerReads) -> Handler:
             if g not in group_by:
                 group_by.append(g)
         engine = reads.engine()
-        doc = await asyncio.to_thread(tasks_document, engine, group_by, gw.config.currency)
+        doc = await reads.run(tasks_document, engine, group_by, gw.config.currency)
         return Response(msgspec.json.encode(doc), headers=headers, media_type=JSON)
 
     return _guarded(gw, handle)
