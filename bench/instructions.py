@@ -3,6 +3,8 @@
     python bench/instructions.py                     # this checkout, plain and stream
     python bench/instructions.py --src ../other/src  # another checkout's package (an A/B)
     python bench/instructions.py --ledger off,sqlite # the ledger off (the bench config) and on
+    python bench/instructions.py --ledger sqlite --key master,limited,limited-redis
+                                                     # governance: a key with RPM, TPM and a budget
     python bench/instructions.py --ledger sqlite --key master,virtual  # the master key, a virtual key
 
 Runs switchpoint (one worker, the bench config) under valgrind's callgrind with counting off,
@@ -68,17 +70,34 @@ LEDGERS = {"off": "switchpoint", "sqlite": "switchpoint-ledger", "postgres": "sw
 
 
 #: ``--key`` choices: the master key, or a virtual key made through ``POST /admin/keys`` before
-#: counting (it needs the ledger's database: not with ``--ledger off``).
-KEYS = ("master", "virtual")
+#: counting (it needs the ledger's database: not with ``--ledger off``). ``limited``: a virtual
+#: key with RPM, TPM and a daily budget (far above what the run uses, so every request is
+#: admitted, reserved and settled), governance state in memory; ``limited-redis``: the same with
+#: the state in Redis (``state.redis_url``, a prefix of its own, removed after).
+KEYS = ("master", "virtual", "limited", "limited-redis")
+LIMITED = {"limits": {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000}, "budgets": {"daily": 1e9}}
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-def virtual_key(port: int) -> str:
+def drop_redis_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def virtual_key(port: int, fields: dict[str, object] | None = None) -> str:
     """A virtual key made on the running gateway with the master key; its secret."""
     import urllib.request
 
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/admin/keys",
-        data=json.dumps({"name": "bench"}).encode(),
+        data=json.dumps({"name": "bench", **(fields or {})}).encode(),
         headers={"Authorization": f"Bearer {tg.MASTER_KEY}", "Content-Type": "application/json"},
         method="POST",
     )
@@ -102,6 +121,9 @@ def measure_one(
     port = tg.free_port()
     target = LEDGERS[ledger]
     storage = tg.ledger_storage(target)
+    prefix = f"bench-{os.getpid()}-{time.time_ns()}:"
+    if key == "limited-redis":
+        storage = f"{storage}\nstate: {{redis_url: '{REDIS_URL}', prefix: '{prefix}'}}"
     # a file of its own: another measurement running at the same time renders its own upstream port
     cfg = tg._render(
         tg.BENCH / "configs" / "switchpoint.yaml", upstream_port, storage, f"{target}-{os.getpid()}"
@@ -135,8 +157,9 @@ def measure_one(
     ep = Endpoint("switchpoint", port, model, {"Authorization": f"Bearer {tg.MASTER_KEY}"})
     try:
         tg.wait_ready(run, ep, 180.0)
-        if key == "virtual":
-            ep = Endpoint("switchpoint", port, model, {"Authorization": f"Bearer {virtual_key(port)}"})
+        if key != "master":
+            secret = virtual_key(port, LIMITED if key.startswith("limited") else None)
+            ep = Endpoint("switchpoint", port, model, {"Authorization": f"Bearer {secret}"})
         load = Load(port, 4, seconds, stream, ep.model, ep.headers)
         measure.run_wrk(Load(port, 4, 3.0, load.stream, ep.model, ep.headers), LUA)  # warm up
         _control(run.proc.pid, "-i", "on")
@@ -150,6 +173,8 @@ def measure_one(
         return total_instructions(dumps[-1]), result.requests
     finally:
         procs.stop(run, grace_s=20.0)
+        if key == "limited-redis":
+            drop_redis_prefix(prefix)
 
 
 def main() -> None:
@@ -173,8 +198,8 @@ def main() -> None:
     p.add_argument(
         "--key",
         default="master",
-        help=f"comma list of {', '.join(KEYS)} (default %(default)s): the caller's key; virtual needs "
-        "the ledger (--ledger sqlite or postgres)",
+        help=f"comma list of {', '.join(KEYS)} (default %(default)s): the caller's key; all but "
+        "master need the ledger (--ledger sqlite or postgres)",
     )
     args = p.parse_args()
     keys = [k.strip() for k in args.key.split(",") if k.strip()]
@@ -197,8 +222,8 @@ def main() -> None:
         rows = {}
         for ledger in ledgers:
             for caller in keys:
-                if caller == "virtual" and ledger == "off":
-                    p.error("--key virtual needs the ledger's database (--ledger sqlite or postgres)")
+                if caller != "master" and ledger == "off":
+                    p.error(f"--key {caller} needs the ledger's database (--ledger sqlite or postgres)")
                 for mode in modes:
                     instructions, requests = measure_one(
                         args.src.resolve(), mode, args.seconds, procs, upstream_port, ledger, caller
