@@ -170,6 +170,16 @@ def test_keys_and_teams_lifecycle_through_the_admin_api(sim: str, db_url: str) -
         assert r.status_code == 200 and r.json()["limits"]["rpm"] == 300
         p = gw.auth.ring.resolve(secret)
         assert p is not None and p.team is not None and p.team.limits.rpm == 300
+        # out of the team and back
+        assert c.patch(f"/admin/keys/{key['id']}", json={"team": None}, headers=AUTH).json()["team"] is None
+        p = gw.auth.ring.resolve(secret)
+        assert p is not None and p.team is None and p.team_name is None
+        assert (
+            c.patch(f"/admin/keys/{key['id']}", json={"team": "ml"}, headers=AUTH).json()["team"]["name"]
+            == "ml"
+        )
+        p = gw.auth.ring.resolve(secret)
+        assert p is not None and p.team_name == "ml"
 
         # rotation: the new secret works, the old one during its grace period only
         r = c.post(f"/admin/keys/{key['id']}/rotate", json={"grace_period_s": 60}, headers=AUTH)
