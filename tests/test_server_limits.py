@@ -423,6 +423,30 @@ def test_a_client_that_stops_reading_a_stream_is_cut_after_send_timeout_s(limite
         sock.close()
 
 
+def test_a_client_that_leaves_a_large_answer_unread_is_cut_after_send_timeout_s(limited: Running) -> None:
+    """A non-streamed answer bigger than the socket buffers stays in the gateway's buffer;
+    past the idle time it is not taken for idle, and with no progress for ``send_timeout_s``
+    the connection is cut."""
+    before = dict(limited.stats.closed)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect((limited.host, limited.port))
+    try:
+        # 250 vectors of 8,192 floats: about 8 MB of JSON, more than the socket buffers hold.
+        body = {"model": "emb-openai", "input": [f"text {i}" for i in range(250)], "dimensions": 8192}
+        data = json.dumps(body).encode()
+        sock.sendall(
+            f"POST /v1/embeddings HTTP/1.1\r\nhost: gw\r\n{AUTH_LINE}content-length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
+        assert _wait(lambda: limited.stats.closed["send_timeout"] == before["send_timeout"] + 1, timeout=60)
+        assert limited.stats.closed["idle"] == before["idle"], "a connection still sending is not idle"
+    finally:
+        sock.close()
+
+
 # --- /metrics ---------------------------------------------------------------------------------
 
 

@@ -18,7 +18,8 @@ head and ``body_timeout_s`` (plus a second per ``body_min_bytes_per_s`` bytes re
 the body; past either it is answered 408 in the route's dialect and closed. Past
 ``max_connections`` a new connection is answered 503 and closed. While a request is served,
 only a client that leaves the answer unread for ``send_timeout_s`` (the gateway's writes held
-back) is cut; the executor's timeouts cover the upstream. Each connection keeps one
+back) is cut, the executor's timeouts covering the upstream; an answer still buffered when
+the keep-alive wait is up is not idle, and gets ``send_timeout_s`` per sign of progress. Each connection keeps one
 deadline, which one sweep per server checks.
 """
 
@@ -153,6 +154,7 @@ class GatewayProtocol(asyncio.Protocol):
         "root_path",
         "scheme",
         "send_by",
+        "send_left",
         "send_s",
         "server",
         "server_state",
@@ -194,6 +196,8 @@ class GatewayProtocol(asyncio.Protocol):
         self.send_s = limits.send_timeout_s
         #: While writes are held back (``_drain``): when the client must have taken them.
         self.send_by = NEVER
+        #: Bytes of the last answer still buffered when the sweep last looked (0: none).
+        self.send_left = 0
         self.sweeper = sweeper_for(server_state, self.loop, limits)
         self.stats = stats_for(gwa.gateway if gwa is not None else None)
         #: Loop time past which the sweep expires the connection, and what it is waiting for.
@@ -302,8 +306,18 @@ class GatewayProtocol(asyncio.Protocol):
             return
         phase = self.phase
         if phase is _IDLE:
-            self.stats.closed["idle"] += 1
-            transport.close()
+            left = transport.get_write_buffer_size()
+            if left and left != self.send_left:
+                # Not idle: the last answer is still leaving, and it moved since the last
+                # look. The client has ``send_timeout_s`` more to take some of it.
+                self.send_left = left
+                self.deadline = now + self.send_s
+            elif left:
+                self.stats.closed["send_timeout"] += 1
+                transport.abort()
+            else:
+                self.stats.closed["idle"] += 1
+                transport.close()
         elif phase is _LINGER:
             # The refusal was written a while ago; a client that has not even read it is cut.
             if transport.get_write_buffer_size():
@@ -463,6 +477,7 @@ class GatewayProtocol(asyncio.Protocol):
             self.read_paused = False
             transport.resume_reading()
         # The wait for the next request; or a pipelined one began: its head or body restarts.
+        self.send_left = 0
         phase = self.phase
         wait = self.keep_alive_s if phase is _IDLE else self.head_s if phase is _HEAD else self.body_s
         self.deadline = self.loop.time() + wait
