@@ -168,6 +168,7 @@ class KeyRing:
         self.refreshes = 0
         #: Change notices received over Redis pub/sub.
         self.notices = 0
+        self._failing = False
 
     # --- the request path ---------------------------------------------------------------------
 
@@ -354,7 +355,13 @@ class KeyRing:
                 try:
                     await self.refresh()
                 except Exception as exc:
-                    log.warning("governance: key refresh failed (%s)", type(exc).__name__)
+                    if not self._failing:  # once per outage, not twice a second
+                        log.warning("governance: key refresh failed (%s); retrying", type(exc).__name__)
+                    self._failing = True
+                else:
+                    if self._failing:
+                        log.warning("governance: key refresh works again")
+                    self._failing = False
         finally:
             if listener is not None:
                 listener.cancel()
