@@ -161,3 +161,19 @@ def test_a_deployment_at_its_limit_moves_routing_to_the_next_candidate(
         assert r.status_code == 429
         assert r.json()["error"]["code"] == "deployment_at_limit"
         assert "deployment 'd-a'" in r.json()["error"]["message"]
+
+
+def test_a_limited_key_is_refused_when_redis_does_not_answer(sim: str, tmp_path: Path) -> None:
+    from resilience_harness import _free_port
+
+    state = {"redis_url": f"redis://127.0.0.1:{_free_port()}/0", "prefix": "sp-test-down:"}  # nobody there
+    with gateway(doc(sim, tmp_path, state)) as (url, _, _), httpx.Client(base_url=url, timeout=30) as c:
+        secret, _ = make_key(url, limits={"rpm": 10})
+        r = c.post("/v1/chat/completions", json=openai_body(), headers=bearer(secret))
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "state_unavailable"
+        assert r.headers["retry-after"] == "1"
+        r = c.post("/v1/messages", json=anthropic_body(), headers=anthropic_headers(secret))
+        assert r.status_code == 503 and r.json()["type"] == "error"
+        # nothing limits the master key: it does not need the state
+        assert c.post("/v1/chat/completions", json=openai_body(), headers=AUTH).status_code == 200

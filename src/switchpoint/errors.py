@@ -128,11 +128,27 @@ class StateNotShared(SwitchpointError):
     kind = "state_not_shared"
 
 
+class StateUnavailable(SwitchpointError):
+    """The shared governance state (Redis) did not answer: a limited caller is refused rather
+    than let through uncounted."""
+
+    status = 503
+    kind = "state_unavailable"
+    default_retryable = True
+
+
 class RequestTimeout(SwitchpointError):
     """The client did not send its request's head or body in time (server connection limits)."""
 
     status = 408
     kind = "request_timeout"
+
+
+class HeadTooLarge(SwitchpointError):
+    """A request's head (request line and headers) is over ``server.max_head_bytes``."""
+
+    status = 431
+    kind = "request_header_fields_too_large"
 
 
 class TooManyConnections(SwitchpointError):

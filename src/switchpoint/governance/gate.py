@@ -17,6 +17,7 @@ deployment limits) costs one dict lookup: :meth:`Gate.admit` answers None at onc
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import time
@@ -24,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from switchpoint.config import Config, Deployment
-from switchpoint.errors import BudgetExceeded, RateLimited, StateNotShared
+from switchpoint.errors import BudgetExceeded, RateLimited, StateNotShared, StateUnavailable
 from switchpoint.governance.alerts import Alerter
 from switchpoint.governance.budgets import Budget, Seeder, caller_budgets, next_change, real_cost, worst_case
 from switchpoint.governance.limits import (
@@ -38,6 +39,8 @@ from switchpoint.governance.limits import (
 from switchpoint.governance.principal import Principal
 from switchpoint.governance.queue import RANK, WaitQueue
 from switchpoint.governance.state import Adjust, Check, State
+
+log = logging.getLogger("switchpoint.governance")
 
 PRIORITY_HEADER = "x-switchpoint-priority"
 BUDGET_HEADER = "x-switchpoint-budget"
@@ -270,7 +273,16 @@ class Gate:
             checks: list[Check] = [lim.check(tokens) for lim in lims]
             checks += [b.check(cost) for b in budgets]
             checks += [lim.check(tokens) for lim in dlims]
-            out = await self.state.admit(rid, checks)
+            try:
+                out = await self.state.admit(rid, checks)
+            except Exception as exc:
+                log.warning(
+                    "governance: the %s state did not answer (%s)", self.state.name, type(exc).__name__
+                )
+                raise StateUnavailable(
+                    "The gateway's shared limit and budget state is unavailable; retry shortly",
+                    retry_after=1.0,
+                ) from None
             if lims:
                 rate_headers(lims, range(n_lims), out, headers)
             r = out.refused
