@@ -362,7 +362,11 @@ class Ledger:
                 )
             c = b.cost
             answered = r.deployment
-            route = r.route
+            try:
+                route = r.route
+            except Exception:  # a decision that cannot explain itself still leaves its row
+                log.exception("ledger: no routing trace for request %s", rid)
+                route = None
             requests.append(
                 (
                     rid,
