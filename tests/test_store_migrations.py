@@ -87,3 +87,28 @@ def test_a_storage_url_that_is_no_url_is_a_config_error(bad: str) -> None:
 
     with pytest.raises(ConfigError, match=r"storage\.url"):
         parse({"storage": {"url": bad}})
+
+
+def test_switchpoint_db_upgrade_migrates_the_configured_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from switchpoint.cli import cli
+
+    monkeypatch.delenv(ENV_URL, raising=False)
+    db = tmp_path / "from-config.db"
+    conf = tmp_path / "gateway.yaml"
+    conf.write_text(f"storage: {{url: 'sqlite:///{db}'}}\n")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["db", "upgrade", "--config", str(conf)])
+    assert result.exit_code == 0, result.output
+    assert migrate.head() in result.output
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        assert set(inspect(engine).get_table_names()) >= TABLES
+    finally:
+        engine.dispose()
+    down = runner.invoke(cli, ["db", "upgrade", "--database", "postgresql://postgres:pw@127.0.0.1:1/none"])
+    assert down.exit_code == 1
+    assert "cannot migrate" in down.output and "pw" not in down.output
