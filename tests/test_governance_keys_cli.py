@@ -106,3 +106,44 @@ def test_cli_errors_exit_non_zero_with_the_reason(db_url: str) -> None:
     run("teams", "create", "dup", *db)
     result = runner.invoke(cli, ["teams", "create", "dup", *db])
     assert result.exit_code == 1 and "exists already" in result.output
+
+
+@pytest.mark.redis
+def test_a_cli_revocation_is_announced_over_redis(
+    sim: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    import yaml
+
+    from resilience_harness import ENV
+    from test_governance_keys_replicas import redis_problem, wait_subscribed
+
+    problem = redis_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    db = f"sqlite:///{tmp_path / 'keys.db'}"
+    prefix = f"sp-test-{uuid.uuid4().hex[:10]}:"
+    doc = document(
+        {"p": provider(sim, "openai")},
+        {"d-gpt": {"provider": "p", "model": "gpt-4o-mini"}},
+        {"fast": "d-gpt"},
+        storage={"url": db, "flush_interval_ms": 20},
+        state={"redis_url": "redis://127.0.0.1:6379/0", "prefix": prefix},
+    )
+    cfg = tmp_path / "switchpoint.yaml"
+    cfg.write_text(yaml.safe_dump(doc))
+    key = run_json("keys", "create", "svc", "--config", str(cfg))
+    bearer = {"authorization": f"Bearer {key['secret']}"}
+    with gateway(doc) as (url, gw, _), httpx.Client(base_url=url) as c:
+        assert gw.auth.ring is not None and gw.auth.ring.poll_s == 5.0  # with Redis the poll is slow
+        assert c.post("/v1/chat/completions", json=chat("hi", "fast"), headers=bearer).status_code == 200
+        wait_subscribed(f"{prefix}governance:changes", 1)
+        run_json("keys", "revoke", key["id"], "--config", str(cfg))
+        start = time.monotonic()
+        while c.post("/v1/chat/completions", json=chat("hi", "fast"), headers=bearer).status_code != 401:
+            assert time.monotonic() - start < 1.0, "the CLI's revocation did not arrive over Redis"
+            time.sleep(0.02)
+        assert gw.auth.ring.notices >= 1

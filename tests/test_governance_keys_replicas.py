@@ -53,6 +53,20 @@ def redis_problem() -> str | None:
     return None
 
 
+def wait_subscribed(channel: str, n: int, timeout_s: float = 10.0) -> None:
+    """Until ``n`` processes listen on the Redis channel (a notice sent earlier would be lost)."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while int(dict(client.pubsub_numsub(channel)).get(channel.encode(), 0)) < n:
+            assert time.monotonic() < deadline, f"fewer than {n} listeners on {channel}"
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="module")
 def sim() -> Iterator[str]:
     with Server(create_sim(SimConfig())) as server:
@@ -81,10 +95,8 @@ def replicas(request: pytest.FixtureRequest, sim: str, db_url: str, tmp_path: Pa
         problem = redis_problem()
         if problem is not None:
             pytest.skip(problem)
-        doc["state"] = {
-            "redis_url": "redis://127.0.0.1:6379/0",
-            "prefix": f"sp-test-{uuid.uuid4().hex[:10]}:",
-        }
+        prefix = f"sp-test-{uuid.uuid4().hex[:10]}:"
+        doc["state"] = {"redis_url": "redis://127.0.0.1:6379/0", "prefix": prefix}
     cfg = tmp_path / "switchpoint.yaml"
     cfg.write_text(yaml.safe_dump(doc))
     env = {
@@ -124,6 +136,8 @@ def replicas(request: pytest.FixtureRequest, sim: str, db_url: str, tmp_path: Pa
                 assert proc.poll() is None, log.read_text()
                 assert time.monotonic() < deadline, "a replica did not become ready"
                 time.sleep(0.2)
+        if request.param == "redis":
+            wait_subscribed(f"{prefix}governance:changes", REPLICAS)
         yield Replicas(procs, urls, logs, request.param == "redis")
     finally:
         for proc in procs:
