@@ -1,6 +1,7 @@
 """Server-side connection limits, spoken to over raw sockets: the head and body timeouts
 (408 in the route's dialect), the body's minimum rate, the keep-alive idle close, the
-maximum number of connections (503), and the counts ``/metrics`` shows.
+maximum number of connections (503), a client that stops reading (``send_timeout_s``), and
+the counts ``/metrics`` shows.
 
 The gateway runs on both event loops it may meet (asyncio in most tests, uvloop as
 ``switchpoint serve`` runs it), with small limits so each case takes a second or two.
@@ -37,6 +38,7 @@ HEAD_S = 1.0
 BODY_S = 1.0
 KEEP_ALIVE_S = 1.0
 SEND_S = 1.0
+MAX_HEAD = 8192
 MIN_RATE = 1000  # bytes per second
 #: Upper slack on a close: the sweep interval, the linger, and a loaded machine.
 SLACK_S = 3.0
@@ -93,6 +95,7 @@ def limited(request: Any, simulator_url: str) -> Iterator[Running]:
         body_min_bytes_per_s=MIN_RATE,
         keep_alive_s=KEEP_ALIVE_S,
         send_timeout_s=SEND_S,
+        max_head_bytes=MAX_HEAD,
     ) as running:
         yield running
 
@@ -271,6 +274,31 @@ def test_a_partial_head_after_a_served_request_gets_408(limited: Running) -> Non
     second = rest[length:]
     _assert_408(second, "openai", "head did not arrive")
     assert closed_at - started >= HEAD_S - EARLY_S
+
+
+def test_a_head_over_max_head_bytes_gets_431_and_a_smaller_one_is_served(limited: Running) -> None:
+    before = limited.stats.closed["head_too_large"]
+    sock = limited.connect()
+    try:
+        sock.sendall(
+            f"GET /health HTTP/1.1\r\nhost: gw\r\nx-fill: {'a' * (MAX_HEAD - 1024)}\r\n\r\n".encode()
+        )
+        assert _read_health(sock).startswith(b"HTTP/1.1 200 ")
+        # A header that keeps growing, a kilobyte at a time, on the same connection.
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nhost: gw\r\nanthropic-version: 2023-06-01\r\nx-big: ")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for _ in range(4 * MAX_HEAD // 1024):
+                sock.sendall(b"b" * 1024)
+                time.sleep(0.005)
+        data, _ = _read_until_closed(sock)
+    finally:
+        sock.close()
+    status, headers, body = _response(data)
+    assert status == 431 and headers["connection"] == "close"
+    doc = json.loads(body)
+    assert doc["type"] == "error" and doc["error"]["type"] == "invalid_request_error"
+    assert f"over the limit of {MAX_HEAD} bytes" in doc["error"]["message"]
+    assert limited.stats.closed["head_too_large"] == before + 1
 
 
 # --- the body ---------------------------------------------------------------------------------
@@ -469,6 +497,7 @@ def test_metrics_show_open_connections_and_closes_by_reason(limited: Running) ->
         'switchpoint_connections_closed_total{reason="idle"}',
         'switchpoint_connections_closed_total{reason="limit"}',
         'switchpoint_connections_closed_total{reason="send_timeout"}',
+        'switchpoint_connections_closed_total{reason="head_too_large"}',
     }
     assert before["switchpoint_connections_open"] >= 1  # the one asking
     sock = limited.connect()
@@ -529,6 +558,7 @@ def test_limits_have_defaults_and_take_the_server_keys() -> None:
         body_min_bytes_per_s=65536,
         keep_alive_s=5.0,
         send_timeout_s=60.0,
+        max_head_bytes=65536,
     )
     cfg = parse(
         {
@@ -538,6 +568,7 @@ def test_limits_have_defaults_and_take_the_server_keys() -> None:
                 "body_min_bytes_per_s": 100,
                 "keep_alive_s": 75,
                 "send_timeout_s": 20,
+                "max_head_bytes": 4096,
                 "max_connections": 50,
             }
         },
@@ -549,6 +580,7 @@ def test_limits_have_defaults_and_take_the_server_keys() -> None:
         body_min_bytes_per_s=100,
         keep_alive_s=75,
         send_timeout_s=20,
+        max_head_bytes=4096,
         max_connections=50,
     )
     assert max_connections(cfg.connections) == 50
@@ -574,6 +606,7 @@ def test_bad_limits_are_reported_with_their_paths() -> None:
                     "body_min_bytes_per_s": 0,
                     "keep_alive_s": -2,
                     "send_timeout_s": 0,
+                    "max_head_bytes": 0,
                     "max_connections": 0,
                 }
             },
@@ -586,6 +619,7 @@ def test_bad_limits_are_reported_with_their_paths() -> None:
         "body_min_bytes_per_s",
         "keep_alive_s",
         "send_timeout_s",
+        "max_head_bytes",
         "max_connections",
     ):
         assert f"$.server.{key}: must be positive" in problems

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 from switchpoint.config import ConnectionLimits
 
 #: Why the server closed a connection: its head or body did not arrive in time, it waited
-#: too long for its next request, it came past ``max_connections``, or its client left the
-#: answer unread for ``send_timeout_s``.
-REASONS = ("head_timeout", "body_timeout", "idle", "limit", "send_timeout")
+#: too long for its next request, it came past ``max_connections``, its client left the
+#: answer unread for ``send_timeout_s``, or a head grew past ``max_head_bytes``.
+REASONS = ("head_timeout", "body_timeout", "idle", "limit", "send_timeout", "head_too_large")
 
 #: Seconds a refused connection is still read (and what it sends dropped) before it is
 #: closed, so that the answer is not lost to a reset from bytes still arriving.

@@ -41,6 +41,7 @@ from switchpoint.api.chat import ChatRoute, Reply
 from switchpoint.api.connections import LINGER_S, NEVER, connection_stats, stats_for, sweeper_for
 from switchpoint.config import ConnectionLimits
 from switchpoint.errors import (
+    HeadTooLarge,
     PayloadTooLarge,
     RequestTimeout,
     ShuttingDown,
@@ -141,10 +142,12 @@ class GatewayProtocol(asyncio.Protocol):
         "ending",
         "gateway_app",
         "gone",
+        "head_bytes",
         "head_s",
         "keep_alive_s",
         "limit",
         "loop",
+        "max_head",
         "parser",
         "per_byte",
         "phase",
@@ -191,6 +194,9 @@ class GatewayProtocol(asyncio.Protocol):
         )
         self.keep_alive_s = limits.keep_alive_s
         self.head_s = limits.head_timeout_s
+        self.max_head = limits.max_head_bytes
+        #: Bytes read while the head in hand is still incomplete (past its first read).
+        self.head_bytes = 0
         self.body_s = limits.body_timeout_s
         self.per_byte = 1.0 / limits.body_min_bytes_per_s
         self.send_s = limits.send_timeout_s
@@ -372,12 +378,29 @@ class GatewayProtocol(asyncio.Protocol):
             else:
                 self.closing = True
                 self.queue.clear()
+        if self.phase is _HEAD:  # the head is still incomplete after this read
+            self.head_bytes += len(data)
+            if self.head_bytes > self.max_head:
+                self._head_too_large()
+
+    def _head_too_large(self) -> None:
+        """A head over ``max_head_bytes``: 431, or, behind a response in hand, just the end."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.ending:
+            return
+        self.stats.closed["head_too_large"] += 1
+        if self.task is None:
+            self._refuse(HeadTooLarge(f"The request's head is over the limit of {self.max_head} bytes"))
+        else:
+            self.ending = True  # nothing more is read; the connection ends after the answer
+            self.closing = True
 
     # --- parser callbacks -------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self.req = _Request()
         self.phase = _HEAD
+        self.head_bytes = 0
         self.deadline = self.loop.time() + self.head_s
 
     def on_url(self, url: bytes) -> None:

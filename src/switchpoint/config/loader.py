@@ -254,7 +254,8 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
 
 
 def _connection_limits(server: ServerSpec, problems: list[str]) -> ConnectionLimits:
-    for name in ("head_timeout_s", "body_timeout_s", "keep_alive_s", "send_timeout_s", "body_min_bytes_per_s"):
+    positive = ("head_timeout_s", "body_timeout_s", "keep_alive_s", "send_timeout_s")
+    for name in (*positive, "body_min_bytes_per_s", "max_head_bytes"):
         if getattr(server, name) <= 0:
             problems.append(f"$.server.{name}: must be positive")
     if server.max_connections is not None and server.max_connections <= 0:
@@ -265,6 +266,7 @@ def _connection_limits(server: ServerSpec, problems: list[str]) -> ConnectionLim
         body_min_bytes_per_s=server.body_min_bytes_per_s,
         keep_alive_s=server.keep_alive_s,
         send_timeout_s=server.send_timeout_s,
+        max_head_bytes=server.max_head_bytes,
         max_connections=server.max_connections,
     )
 

@@ -57,6 +57,8 @@ class ServerSpec(_Base):
     keep_alive_s: float = 5.0
     #: Seconds a client may leave the answer unread once the gateway's writes are held back.
     send_timeout_s: float = 60.0
+    #: Bytes a request's head (request line and headers) may have; a larger one gets a 431.
+    max_head_bytes: int = 64 * 1024
     #: Open client connections per worker; unset = half the process's open-file limit, at
     #: most 10,000.
     max_connections: int | None = None
@@ -203,6 +205,7 @@ class ConnectionLimits(msgspec.Struct, frozen=True, kw_only=True):
     body_min_bytes_per_s: int = 64 * 1024
     keep_alive_s: float = 5.0
     send_timeout_s: float = 60.0
+    max_head_bytes: int = 64 * 1024
     #: None: chosen at start-up from the open-file limit (``api/connections.py``).
     max_connections: int | None = None
 
