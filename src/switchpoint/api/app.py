@@ -18,9 +18,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
-from switchpoint import tokens
+from switchpoint import console, tokens
 from switchpoint.accounting import Accounting
 from switchpoint.accounting.ledger import ledger_for
 from switchpoint.accounting.metrics import (
@@ -517,6 +517,19 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
     return Response(body, status_code=405, headers=headers, media_type=JSON)
 
 
+def _console_deps(gw: Gateway, reads: ledger_admin.LedgerReads) -> console.ConsoleDeps:
+    """What the console at ``/ui`` reads: the live config, breakers, keys and the ledger."""
+    return console.ConsoleDeps(
+        config=lambda: gw.config,
+        engine=reads.engine,
+        run=reads.run,
+        health=gw.health,
+        principal=lambda headers: gw.auth.principal(headers),
+        ring=lambda: gw.auth.ring,
+        alerter=lambda: gw.gate.alerter,
+    )
+
+
 def create_app(
     config: Config, *, transport: Transport | None = None, shutdown_timeout_s: float = 30.0
 ) -> GatewayApp:
@@ -557,6 +570,7 @@ def create_app(
         Route("/metrics", _metrics_handler(gw), methods=["GET"]),
         *ledger_admin.routes(gw, reads),
         *keys_admin.routes(gw, reads),
+        Mount("/ui", routes=console.routes(_console_deps(gw, reads))),
     ]
     app = Starlette(
         routes=routes,
