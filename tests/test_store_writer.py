@@ -215,3 +215,14 @@ def test_prune_deletes_old_requests_attempts_and_feedback_but_keeps_the_totals(w
     assert scalar(writer.engine, "SELECT count(*) FROM attempts") == 0
     assert scalar(writer.engine, "SELECT count(*) FROM feedback") == 1
     assert scalar(writer.engine, "SELECT requests FROM usage_totals") == 5
+
+
+def test_a_request_id_already_in_the_ledger_does_not_fail_the_batch(writer: Writer) -> None:
+    writer.write([request_row(1)], [attempt_row(1, 0)])
+    # a client that sends the same x-request-id again: the batch is written, that row skipped
+    writer.write([request_row(1), request_row(2)], [attempt_row(1, 0), attempt_row(2, 0)])
+    assert {r["request_id"] for r in rows(writer.engine, "SELECT request_id FROM requests")} == {
+        "req-1",
+        "req-2",
+    }
+    assert scalar(writer.engine, "SELECT count(*) FROM attempts") == 2

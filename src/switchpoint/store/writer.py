@@ -36,6 +36,7 @@ _TOTAL_SUMS = ("requests", *TOKEN_COLUMNS, "cost_usd", "latency_ms_sum", "ttft_m
 _BUCKET_KEYS = ("instance", "metric", "deployment", "alias", "le")
 _BOUNDS = (*BUCKETS, INF)
 
+_UNIQUE_VIOLATION = "23505"
 #: Rows per DELETE when pruning (short transactions: writers are never held up for long).
 PRUNE_CHUNK = 10_000
 
@@ -96,14 +97,46 @@ class Writer:
         self._attempts = _insert("attempts", ATTEMPT_COLUMNS, ph)
         self._totals = _upsert("usage_totals", _TOTAL_KEYS, _TOTAL_SUMS, ph)
         self._buckets = _upsert("latency_buckets", _BUCKET_KEYS, ("count",), ph)
+        #: PostgreSQL: rows go in with COPY (about 50 k instructions a request fewer than
+        #: psycopg's executemany); a batch COPY refuses (a request id already there) is written
+        #: again the ordinary way, which skips that row.
+        self._copy = (
+            (
+                f"COPY requests ({', '.join(REQUEST_COLUMNS)}) FROM STDIN",
+                f"COPY attempts ({', '.join(ATTEMPT_COLUMNS)}) FROM STDIN",
+            )
+            if engine.dialect.name == "postgresql"
+            else None
+        )
 
     def write(self, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
         """Insert the rows and add them to the totals, all in one transaction (a request already
         in the ledger is skipped; it is also left out of the totals only through :meth:`replay`)."""
         if not requests and not attempts:
             return
+        if self._copy is not None:
+            try:
+                with self._transaction() as cur:
+                    self._write_copy(cur, requests, attempts)
+                return
+            except Exception as exc:
+                if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+                    raise
         with self._transaction() as cur:
             self._write(cur, requests, attempts)
+
+    def _write_copy(self, cur: Any, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
+        assert self._copy is not None
+        for sql, rows in zip(self._copy, (requests, attempts), strict=True):
+            if rows:
+                with cur.copy(sql) as copy:
+                    write_row = copy.write_row
+                    for row in rows:
+                        write_row(row)
+        if requests:
+            totals, buckets = aggregate(requests)
+            cur.executemany(self._totals, totals)
+            cur.executemany(self._buckets, buckets)
 
     def replay(self, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
         """Like :meth:`write`, for rows that may already be in the ledger (a spill file replayed
