@@ -93,14 +93,17 @@ def response_headers() -> Headers:
     return [(b"request-id", new_id("req_").encode())]
 
 
-def _cache_breakpoint(conv: Conversation, control: dict[str, Any] | None) -> None:
+def _cache_breakpoint(conv: Conversation, control: dict[str, Any] | None, at: int) -> None:
+    """A ``cache_control`` at prefix boundary ``at`` (0: the tools, k + 1: turn k)."""
     if control is not None:
         conv.cache_control = True
-        conv.cache_1h = conv.cache_1h or control.get("ttl") == "1h"
+        one_hour = control.get("ttl") == "1h"
+        conv.cache_1h = conv.cache_1h or one_hour
+        conv.breakpoints[at] = conv.breakpoints.get(at, False) or one_hour
 
 
-def _block_text(block: _Block, conv: Conversation) -> str:
-    _cache_breakpoint(conv, block.cache_control)
+def _block_text(block: _Block, conv: Conversation, at: int) -> str:
+    _cache_breakpoint(conv, block.cache_control, at)
     kind = block.type
     if kind == "text":
         return block.text or ""
@@ -112,16 +115,16 @@ def _block_text(block: _Block, conv: Conversation) -> str:
     if kind in ("tool_use", "server_tool_use"):
         return (block.name or "") + (_encode(block.input).decode() if block.input else "")
     if kind == "tool_result":
-        return _content_text(block.content, conv)
+        return _content_text(block.content, conv, at)
     return ""
 
 
-def _content_text(content: str | list[_Block] | None, conv: Conversation) -> str:
+def _content_text(content: str | list[_Block] | None, conv: Conversation, at: int) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    return "\n".join(t for t in (_block_text(b, conv) for b in content) if t)
+    return "\n".join(t for t in (_block_text(b, conv, at) for b in content) if t)
 
 
 def _last_turn(last: _Message, conv: Conversation) -> None:
@@ -136,13 +139,13 @@ def _last_turn(last: _Message, conv: Conversation) -> None:
         return
     results = [b for b in last.content if b.type == "tool_result"]
     if results:
-        conv.tool_result = _content_text(results[-1].content, Conversation(model=""))
+        conv.tool_result = _content_text(results[-1].content, Conversation(model=""), 0)
     conv.last_user_text = "\n".join(b.text or "" for b in last.content if b.type == "text")
 
 
 def _tools(body: MessagesBody, conv: Conversation) -> None:
     for i, tool in enumerate(body.tools or ()):
-        _cache_breakpoint(conv, tool.cache_control)
+        _cache_breakpoint(conv, tool.cache_control, 0)
         if tool.type not in (None, "custom"):
             continue
         if tool.input_schema is None:
@@ -197,12 +200,13 @@ def parse_chat(raw: bytes, *, count_only: bool = False) -> ChatCall:
         body = _DECODER.decode(raw)
     except msgspec.MsgspecError as exc:
         raise invalid_body(exc) from None
-    conv = Conversation(model=body.model, explicit_cache=True)
-    _cache_breakpoint(conv, body.cache_control)
+    conv = Conversation(model=body.model, explicit_cache=True, family="anthropic")
     if body.system is not None:
-        conv.turns.append(("system", _content_text(body.system, conv)))
+        conv.turns.append(("system", _content_text(body.system, conv, 1)))
     for msg in body.messages:
-        conv.turns.append((msg.role, _content_text(msg.content, conv)))
+        conv.turns.append((msg.role, _content_text(msg.content, conv, len(conv.turns) + 1)))
+    # A top-level cache_control (automatic caching) marks the last block of the prompt.
+    _cache_breakpoint(conv, body.cache_control, len(conv.turns))
     _last_turn(body.messages[-1], conv)
     _tools(body, conv)
     _options(body, conv, need_max_tokens=not count_only)

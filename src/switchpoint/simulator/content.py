@@ -11,7 +11,9 @@ import base64
 import hashlib
 import json
 import re
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -70,6 +72,12 @@ class Conversation:
     cache_control: bool = False
     """A breakpoint asked for the 1-hour TTL: the writes are reported as 1-hour writes."""
     cache_1h: bool = False
+    family: Literal["openai", "anthropic", "gemini"] = "openai"
+    breakpoints: dict[int, bool] = field(default_factory=dict)
+    """Anthropic breakpoints by prefix boundary (0: after the tools, k + 1: after turn k),
+    the value True when that breakpoint asked for the 1-hour TTL."""
+    cache_key: str = ""
+    """OpenAI's ``prompt_cache_key``: prefixes are looked up among those sent with the same key."""
 
 
 @dataclass(slots=True)
@@ -120,30 +128,75 @@ class ChatCall:
     show_thinking: bool = True
 
 
+#: How long a cached prefix lives after its last use, in seconds, per family / TTL.
+TTL_5M = 300.0
+TTL_1H = 3600.0
+#: Anthropic looks for an earlier cache entry at most this many blocks before a breakpoint
+#: (the simulator's blocks are turns).
+ANTHROPIC_LOOKBACK = 20
+#: OpenAI caches in steps of this many tokens past the first 1024.
+OPENAI_CACHE_STEP = 128
+
+
+def cache_min_tokens(family: str, model: str) -> int:
+    """The shortest prompt prefix a family caches for ``model`` (the providers' published
+    minimums: Anthropic 1024, 2048 for Haiku 3/3.5, 4096 for Haiku 4.5 and Opus 4.5; OpenAI
+    1024; Gemini implicit caching 1024 for Flash, 4096 for Pro)."""
+    name = model.lower()
+    if family == "anthropic":
+        if "haiku-4-5" in name or "opus-4-5" in name:
+            return 4096
+        return 2048 if "haiku" in name else CACHE_MIN_TOKENS
+    if family == "gemini" and "pro" in name:
+        return 4096
+    return CACHE_MIN_TOKENS
+
+
 class PromptCache:
-    """Prompt prefixes seen recently (bounded, least recently used out)."""
+    """Prompt prefixes seen recently, each alive until its TTL passes without a use (bounded:
+    least recently used out). ``clock`` is monotonic seconds (tests pass their own)."""
 
-    __slots__ = ("_capacity", "_entries")
+    __slots__ = ("_capacity", "_clock", "_entries")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._capacity = capacity
-        self._entries: OrderedDict[bytes, None] = OrderedDict()
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[float, float]] = OrderedDict()  # key -> (expiry, ttl)
 
-    def lookup_and_store(self, boundaries: list[tuple[bytes, int]]) -> int:
-        """Tokens of the longest known prefix among ``boundaries``; then remember them all."""
-        entries = self._entries
-        cached = 0
-        for key, tokens in reversed(boundaries):
-            if key in entries:
-                cached = tokens
-                break
+    def alive(self, key: bytes) -> bool:
+        """Whether ``key`` is cached now; a hit refreshes its TTL."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False
+        now = self._clock()
+        if entry[0] <= now:
+            del self._entries[key]
+            return False
+        self._entries[key] = (now + entry[1], entry[1])
+        self._entries.move_to_end(key)
+        return True
+
+    def store(self, key: bytes, ttl: float) -> None:
         if self._capacity <= 0:
-            return cached
-        for key, _ in boundaries:
-            entries[key] = None
-            entries.move_to_end(key)
+            return
+        entries = self._entries
+        old = entries.get(key)
+        if old is not None:
+            ttl = max(ttl, old[1])
+        entries[key] = (self._clock() + ttl, ttl)
+        entries.move_to_end(key)
         while len(entries) > self._capacity:
             entries.popitem(last=False)
+
+    def lookup_and_store(self, boundaries: list[tuple[bytes, int]], ttl: float = TTL_5M) -> int:
+        """Tokens of the longest live prefix among ``boundaries``; then remember them all."""
+        cached = 0
+        for key, tokens in reversed(boundaries):
+            if self.alive(key):
+                cached = tokens
+                break
+        for key, _ in boundaries:
+            self.store(key, ttl)
         return cached
 
 
@@ -160,25 +213,81 @@ def prompt_tokens(conv: Conversation) -> int:
 
 
 def _digests(conv: Conversation, seed: int, total: int) -> tuple[bytes, list[tuple[bytes, int]]]:
-    """The conversation's hash, and (prefix hash, tokens) at each message boundary when the
-    prompt is long enough to be cached."""
+    """The conversation's hash, and (prefix hash, tokens) at every prefix boundary: after the
+    tools (index 0), then after each turn (index k + 1)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(seed.to_bytes(8, "little", signed=True))
     h.update(conv.model.encode())
     for tool in conv.tools:
         h.update(b"\x00tool:")
         h.update(tool.name.encode())
-    boundaries: list[tuple[bytes, int]] = []
+        if tool.schema is not None:
+            h.update(json.dumps(tool.schema, sort_keys=True, default=str).encode())
     tokens = total - sum(MESSAGE_OVERHEAD + (len(t) + 3) // 4 for _, t in conv.turns)
+    boundaries: list[tuple[bytes, int]] = [(h.copy().digest(), tokens)]
     for role, text in conv.turns:
         h.update(b"\x00")
         h.update(role.encode())
         h.update(b"\x00")
         h.update(text.encode("utf-8", "surrogatepass"))
         tokens += MESSAGE_OVERHEAD + (len(text) + 3) // 4
-        if total >= CACHE_MIN_TOKENS and tokens >= CACHE_MIN_TOKENS:
-            boundaries.append((h.copy().digest(), tokens))
+        boundaries.append((h.copy().digest(), tokens))
     return h.digest(), boundaries
+
+
+def _namespaced(boundaries: list[tuple[bytes, int]], prefix: bytes) -> list[tuple[bytes, int]]:
+    if not prefix:
+        return boundaries
+    return [(hashlib.blake2b(prefix + key, digest_size=16).digest(), t) for key, t in boundaries]
+
+
+def _anthropic_cache(
+    conv: Conversation, boundaries: list[tuple[bytes, int]], cache: PromptCache, usage: Usage
+) -> None:
+    """Anthropic's rules: only breakpoints (``cache_control``) cache. A read is the longest
+    live prefix at or up to :data:`ANTHROPIC_LOOKBACK` boundaries before a breakpoint; the
+    write is the prefix up to the last breakpoint past the read (when that is over the model's
+    minimum), at 1 h when that breakpoint asked for it. Prefixes under the minimum are never
+    cached."""
+    minimum = cache_min_tokens("anthropic", conv.model)
+    marks = sorted(i for i in conv.breakpoints if i < len(boundaries))
+    if not marks:
+        return
+    read = 0
+    for mark in marks:
+        for j in range(mark, max(-1, mark - ANTHROPIC_LOOKBACK - 1), -1):
+            key, tokens = boundaries[j]
+            if tokens >= minimum and tokens > read and cache.alive(key):
+                read = tokens
+                break
+    last = marks[-1]
+    written = 0
+    for mark in marks:
+        key, tokens = boundaries[mark]
+        if tokens < minimum or tokens <= read:
+            continue
+        cache.store(key, TTL_1H if conv.breakpoints[mark] else TTL_5M)
+        if mark == last:
+            written = tokens - read
+    usage.cached_tokens = read
+    usage.cache_write_tokens = written
+    usage.cache_write_1h_tokens = written if written and conv.breakpoints[last] else 0
+
+
+def _automatic_cache(
+    conv: Conversation, boundaries: list[tuple[bytes, int]], cache: PromptCache, usage: Usage
+) -> None:
+    """OpenAI and Gemini cache every prompt over the minimum by itself: the longest live
+    prefix is read (OpenAI: 1024 tokens and then steps of 128, among prompts with the same
+    ``prompt_cache_key``; Gemini: the prefix as is), and every prefix is remembered."""
+    minimum = cache_min_tokens(conv.family, conv.model)
+    if usage.input_tokens < minimum:
+        return
+    keyed = _namespaced([b for b in boundaries if b[1] >= minimum], conv.cache_key.encode())
+    read = cache.lookup_and_store(keyed, TTL_5M)
+    if read and conv.family == "openai":
+        read = minimum + (read - minimum) // OPENAI_CACHE_STEP * OPENAI_CACHE_STEP
+    usage.cached_tokens = read
 
 
 def _words(digest: bytes, count: int, offset: int = 0) -> list[str]:
@@ -308,11 +417,10 @@ def generate(conv: Conversation, output_tokens: int, seed: int, cache: PromptCac
     total = prompt_tokens(conv)
     digest, boundaries = _digests(conv, seed, total)
     usage = Usage(input_tokens=total)
-    if boundaries and (conv.cache_control or not conv.explicit_cache):
-        usage.cached_tokens = cache.lookup_and_store(boundaries)
-        if conv.cache_control:
-            usage.cache_write_tokens = total - usage.cached_tokens
-            usage.cache_write_1h_tokens = usage.cache_write_tokens if conv.cache_1h else 0
+    if conv.explicit_cache:
+        _anthropic_cache(conv, boundaries, cache, usage)
+    else:
+        _automatic_cache(conv, boundaries, cache, usage)
     thinking: list[str] = []
     signature = ""
     if conv.thinking_tokens:

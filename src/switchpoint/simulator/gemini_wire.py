@@ -209,7 +209,7 @@ def parse_chat(raw: bytes, model: str, *, stream: bool, sse: bool) -> ChatCall:
         body = _GENERATE.decode(raw)
     except msgspec.MsgspecError as exc:
         raise invalid_body(exc) from None
-    conv = Conversation(model=model)
+    conv = Conversation(model=model, family="gemini")
     call = ChatCall(conv=conv, stream=stream, sse=sse)
     if body.systemInstruction is not None:
         conv.turns.append(("system", _content_text(body.systemInstruction, conv)))

@@ -66,6 +66,7 @@ class ChatBody(msgspec.Struct):
     reasoning_effort: str | None = None
     max_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
     max_completion_tokens: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    prompt_cache_key: str | None = None
 
 
 class EmbeddingBody(msgspec.Struct):
@@ -184,7 +185,7 @@ def parse_chat(raw: bytes) -> ChatCall:
         body = _CHAT.decode(raw)
     except msgspec.MsgspecError as exc:
         raise invalid_body(exc) from None
-    conv = Conversation(model=body.model)
+    conv = Conversation(model=body.model, family="openai", cache_key=body.prompt_cache_key or "")
     for i, msg in enumerate(body.messages):
         text, images = _text_of(msg.content)
         if msg.content is None and msg.role != "assistant":
