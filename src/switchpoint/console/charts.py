@@ -6,6 +6,7 @@ browser shows it on hover and screen readers read it).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -24,15 +25,15 @@ class Series:
 
 
 def _nice(top: float) -> float:
+    """The axis top: four equal steps, each a round number (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times 10^k)."""
     if top <= 0:
         return 1.0
-    mag = 10 ** len(str(int(top))) / 10 if top >= 1 else 1.0
-    while mag > top:
-        mag /= 10
-    for step in (1, 2, 2.5, 5, 10):
-        if step * mag >= top:
-            return step * mag
-    return 10 * mag
+    raw = top / 4
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if m * mag >= raw * (1 - 1e-12):
+            return 4 * m * mag
+    return 40 * mag
 
 
 def _axis(top: float, fmt: Callable[[float], str], unit: str) -> list[str]:
@@ -44,9 +45,6 @@ def _axis(top: float, fmt: Callable[[float], str], unit: str) -> list[str]:
         out.append(
             f'<text class="tick" x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(fmt(v))}</text>'
         )
-    out.append(
-        f'<text class="unit" x="4" y="{TOP + 2}" text-anchor="start" dominant-baseline="hanging">{escape(unit)}</text>'
-    )
     return out
 
 
@@ -55,12 +53,13 @@ def _xlabels(labels: Sequence[str]) -> list[str]:
     if n == 0:
         return []
     span = (W - LEFT - RIGHT) / n
-    every = max(1, n // 6)
+    every = max(1, math.ceil(n / 5))
     out = []
     for i in range(0, n, every):
         x = LEFT + span * (i + 0.5)
+        anchor = "end" if x > W - 50 else "middle"
         out.append(
-            f'<text class="tick" x="{x:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{escape(labels[i])}</text>'
+            f'<text class="tick" x="{x:.1f}" y="{H - BOTTOM + 18}" text-anchor="{anchor}">{escape(labels[i])}</text>'
         )
     return out
 
@@ -106,7 +105,7 @@ def bars(
             )
             base += v
     parts += _xlabels(labels)
-    return _figure(title, parts, series, test_id)
+    return _figure(title, unit, parts, series, test_id)
 
 
 def lines(
@@ -143,17 +142,18 @@ def lines(
                 parts.append(f'<polyline class="line {escape(s.css)}" points="{" ".join(run)}"/>')
         parts += points
     parts += _xlabels(labels)
-    return _figure(title, parts, series, test_id)
+    return _figure(title, unit, parts, series, test_id)
 
 
-def _figure(title: str, parts: list[str], series: Sequence[Series], test_id: str) -> Markup:
+def _figure(title: str, unit: str, parts: list[str], series: Sequence[Series], test_id: str) -> Markup:
     svg = (
         f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}" preserveAspectRatio="xMidYMid meet">'
         + "".join(parts)
         + "</svg>"
     )
     return Markup(
-        f'<figure class="chart" data-testid="{escape(test_id)}"><figcaption>{escape(title)}</figcaption>'
+        f'<figure class="chart" data-testid="{escape(test_id)}"><figcaption>{escape(title)}'
+        f' <span class="muted">({escape(unit)})</span></figcaption>'
         f"{svg}{_legend(series)}</figure>"
     )
 
