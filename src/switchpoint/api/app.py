@@ -56,9 +56,9 @@ from switchpoint.errors import (
 )
 from switchpoint.executor import (
     Executor,
-    H1Transport,
     RequestContext,
     Transport,
+    transport_for,
 )
 from switchpoint.governance.access import Access, check_alias
 from switchpoint.governance.gate import gate_for
@@ -85,7 +85,7 @@ class Gateway:
         self.auth = Access(config.master_key, key_ring(config))
         #: Limits, budgets and the priority queue over the shared state (memory or Redis).
         self.gate = gate_for(config, self.auth.ring.engine if self.auth.ring is not None else None)
-        self.transport = transport or H1Transport(pool_size=config.pool_size)
+        self.transport = transport or transport_for(config)
         self.health = HealthRegistry()
         self.executor = Executor(self.transport, health=self.health, resilience=config.resilience)
         self.shutdown_timeout_s = shutdown_timeout_s

@@ -70,6 +70,29 @@ def _resolve_secret(ref: str, path: str, problems: list[str], env: Mapping[str, 
     return Secret(value, ref)
 
 
+def _resolve_proxy(
+    p: ProviderSpec, path: str, problems: list[str], env: Mapping[str, str]
+) -> tuple[str | None, str | None, Secret | None]:
+    """A provider's proxy: (URL or ``direct``, user name, password)."""
+    spec = p.proxy
+    if spec is None:
+        return None, None, None
+    if isinstance(spec, str):
+        url, user, password = spec.strip(), None, None
+    else:
+        url, user = spec.url.strip(), spec.username
+        password = _resolve_secret(spec.password, f"{path}.proxy.password", problems, env) if spec.password else None
+    if url == "direct":
+        return url, None, None
+    if "@" in url.rpartition("://")[2]:
+        problems.append(f"{path}.proxy: put the credentials in proxy.username / proxy.password (an env: reference), not in the URL")
+        return None, None, None
+    if not url.startswith("http://"):
+        problems.append(f"{path}.proxy: must be an http:// URL (HTTPS upstreams go through it with CONNECT) or 'direct'")
+        return None, None, None
+    return url, user, password
+
+
 def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     """Validate a decoded YAML document and resolve it. Raises :class:`ConfigError`."""
     env = os.environ if env is None else env
@@ -165,6 +188,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
                     headers.append((h.lower(), s))
             else:
                 headers.append((h.lower(), v))
+        proxy, proxy_user, proxy_password = _resolve_proxy(p, path, problems, env)
         providers[name] = Provider(
             name=name,
             family=p.family,
@@ -176,6 +200,10 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             timeout_s=600.0 if p.timeout_s is None else p.timeout_s,
             connect_timeout_s=10.0 if p.connect_timeout_s is None else p.connect_timeout_s,
             simulated=p.simulated,
+            proxy=proxy,
+            proxy_username=proxy_user,
+            proxy_password=proxy_password,
+            ca_file=p.ca_file,
         )
 
     deployments: dict[str, Deployment] = {}

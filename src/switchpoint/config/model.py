@@ -64,6 +64,15 @@ class ServerSpec(_Base):
     max_connections: int | None = None
 
 
+class ProxySpec(_Base):
+    """An outbound proxy with credentials (``Proxy-Authorization: Basic``)."""
+
+    url: str
+    username: str | None = None
+    #: ``env:NAME`` reference.
+    password: str | None = None
+
+
 class ProviderSpec(_Base):
     family: Family
     base_url: str
@@ -80,6 +89,12 @@ class ProviderSpec(_Base):
     timeout_s: float | None = None
     connect_timeout_s: float | None = None
     simulated: bool = False
+    #: Outbound proxy for this provider: a URL (``http://host:3128``), ``{url, username,
+    #: password}``, or ``direct`` (no proxy); unset: ``HTTPS_PROXY`` / ``HTTP_PROXY`` /
+    #: ``NO_PROXY`` decide (docs/providers.md).
+    proxy: str | ProxySpec | None = None
+    #: PEM bundle of the CAs this provider's TLS certificates are checked against.
+    ca_file: str | None = None
 
 
 class PriceSpec(_Base):
@@ -150,6 +165,11 @@ class Provider(msgspec.Struct, frozen=True, kw_only=True):
     timeout_s: float
     connect_timeout_s: float
     simulated: bool
+    #: Proxy URL (credentials apart), ``direct``, or ``None`` (the environment decides).
+    proxy: str | None = None
+    proxy_username: str | None = None
+    proxy_password: Secret | None = None
+    ca_file: str | None = None
 
 
 class Price(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,7 +1,7 @@
 """Executes routed requests against upstreams: attempts, retries, failover, hedging, stream commit."""
 
 from switchpoint.executor.core import Executor, RequestContext
-from switchpoint.executor.h1 import H1Transport
+from switchpoint.executor.h1 import H1Transport, transport_for
 from switchpoint.executor.policy import ResilienceStats
 from switchpoint.executor.stream import CommittedStream
 from switchpoint.executor.timeouts import RequestLimits, limits_from_headers
@@ -16,4 +16,5 @@ __all__ = [
     "ResilienceStats",
     "Transport",
     "limits_from_headers",
+    "transport_for",
 ]

@@ -22,12 +22,15 @@ decoded on the fly. This module is the pool and the connecting; one request on o
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 from collections import deque
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit
 
+from switchpoint.config import Config
 from switchpoint.errors import ProviderError
 from switchpoint.executor.h1_wire import (
     BROKEN,
@@ -39,6 +42,8 @@ from switchpoint.executor.h1_wire import (
     build_head,
     request_error,
 )
+from switchpoint.executor.proxy import ProxyPolicy, policy_for
+from switchpoint.executor.tunnel import open_tunnel
 from switchpoint.providers.base import UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
@@ -62,22 +67,25 @@ class H1Transport:
         "_open",
         "_origins",
         "_pool_size",
+        "_proxies",
         "_routes",
         "_ssl",
         "_sweeper",
         "_waiters",
     )
 
-    def __init__(self, *, pool_size: int = 256) -> None:
+    def __init__(self, *, pool_size: int = 256, proxies: ProxyPolicy | None = None) -> None:
         self._pool_size = max(1, pool_size)
+        #: Proxies and CA bundles (``None``, or one with none: every URL direct, system CAs).
+        self._proxies = None if proxies is None or proxies.inert else proxies
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open = 0  # connections connecting, busy or idle
         self._conns: set[Conn] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._origins: dict[tuple[bool, str, int], Origin] = {}
+        self._origins: dict[tuple[bool, str, int, object, str | None], Origin] = {}
         self._routes: dict[str, tuple[Origin, str]] = {}
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: dict[str | None, ssl.SSLContext] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
     # --- Transport -------------------------------------------------------------------------
@@ -156,6 +164,13 @@ class H1Transport:
                 ex.fail(BROKEN, "CancelledError")  # the caller gave up: the connection goes
                 raise
             if not ex.err:
+                if ex.status == 407 and origin.proxy is not None:
+                    ex.close()
+                    raise ProviderError(
+                        "connection",
+                        f"the proxy {origin.proxy.url} asked for authentication (407 Proxy "
+                        "Authentication Required): check the proxy credentials",
+                    )
                 return ex
             if ex.err == BROKEN and not ex.got_bytes and conn.reused and not fresh:
                 fresh = True  # the server closed the idle keep-alive connection: once more, anew
@@ -201,11 +216,13 @@ class H1Transport:
         if not host:
             raise ProviderError("connection", "upstream connection failed: InvalidUrlClientError")
         tls = scheme == "https"
-        key = (tls, host, port or (443 if tls else 80))
+        port = port or (443 if tls else 80)
+        proxy, ca_file = (None, None) if self._proxies is None else self._proxies.choose(url, tls, host, port)
+        key = (tls, host, port, None if proxy is None else proxy.key, ca_file)
         origin = self._origins.get(key)
         if origin is None:
             try:
-                origin = Origin(*key)
+                origin = Origin(tls, host, port, proxy, ca_file)
             except ValueError:  # a host name IDNA cannot encode
                 raise ProviderError(
                     "connection", "upstream connection failed: InvalidUrlClientError"
@@ -214,7 +231,10 @@ class H1Transport:
         target = parts.path or "/"
         if parts.query:
             target = f"{target}?{parts.query}"
-        route = (origin, quote(target, safe=_SAFE_TARGET))
+        target = quote(target, safe=_SAFE_TARGET)
+        if proxy is not None and not tls:
+            target = f"http://{origin.host_line[6:-2]}{target}"  # absolute-form, to a proxy
+        route = (origin, target)
         if len(self._routes) >= _MAX_ROUTES:
             self._routes.clear()
         self._routes[url] = route
@@ -365,27 +385,43 @@ class H1Transport:
                 ) from exc
             raise ProviderError("timeout", f"upstream did not answer within {total_s or 0:g} s") from exc
         except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS (SSLError …)
+            if origin.proxy is not None and not isinstance(exc, ssl.SSLError):
+                raise ProviderError(
+                    "connection",
+                    f"cannot connect to the proxy {origin.proxy.url} ({type(exc).__name__})",
+                ) from exc
             raise ProviderError("connection", f"cannot connect to upstream ({type(exc).__name__})") from exc
 
     async def _dial(self, origin: Origin, made: list[Conn]) -> Conn:
-        if origin.literal:
-            return await self._dial_one(origin, origin.host, origin.port, made)
+        if origin.dial_literal:
+            return await self._dial_one(origin, origin.dial_host, origin.dial_port, made)
         error: OSError | None = None
         for host, port in await self._resolve(origin):
             try:
                 return await self._dial_one(origin, host, port, made)
             except OSError as exc:
                 error = exc
-        raise error or OSError(f"no address for {origin.host}")
+        raise error or OSError(f"no address for {origin.dial_host}")
+
+    def _tls(self, ca_file: str | None) -> ssl.SSLContext:
+        ctx = self._ssl.get(ca_file)
+        if ctx is None:
+            try:
+                ctx = self._ssl[ca_file] = ssl.create_default_context(cafile=ca_file)
+            except OSError as exc:  # a CA bundle that cannot be read
+                raise ProviderError(
+                    "connection", f"cannot read the CA bundle {ca_file} ({type(exc).__name__})"
+                ) from exc
+        return ctx
 
     async def _dial_one(self, origin: Origin, host: str, port: int, made: list[Conn]) -> Conn:
         assert self._loop is not None
         conn = Conn(self, origin)
-        if origin.tls:
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
+        if origin.proxy is not None and origin.tls:
+            await open_tunnel(self._loop, conn, origin, host, port, self._tls(origin.ca_file))
+        elif origin.tls:
             await self._loop.create_connection(
-                lambda: conn, host, port, ssl=self._ssl, server_hostname=origin.host
+                lambda: conn, host, port, ssl=self._tls(origin.ca_file), server_hostname=origin.host
             )
         else:
             await self._loop.create_connection(lambda: conn, host, port)
@@ -394,12 +430,12 @@ class H1Transport:
 
     async def _resolve(self, origin: Origin) -> list[tuple[str, int]]:
         assert self._loop is not None
-        key = (origin.host, origin.port)
+        key = (origin.dial_host, origin.dial_port)
         now = self._loop.time()
         hit = self._dns.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        infos = await self._loop.getaddrinfo(origin.host, origin.port, type=socket.SOCK_STREAM)
+        infos = await self._loop.getaddrinfo(key[0], key[1], type=socket.SOCK_STREAM)
         addrs: list[tuple[str, int]] = []
         for info in infos:
             addr = (str(info[4][0]), int(info[4][1]))
@@ -407,6 +443,13 @@ class H1Transport:
                 addrs.append(addr)
         self._dns[key] = (now + _DNS_TTL_S, addrs)
         return addrs
+
+
+def transport_for(config: Config, env: Mapping[str, str] | None = None) -> H1Transport:
+    """The gateway's upstream client for a configuration: its pool size, and the proxies and CA
+    bundles of the environment (``os.environ`` unless given) and of its providers."""
+    policy = policy_for(config.providers.values(), os.environ if env is None else env)
+    return H1Transport(pool_size=config.pool_size, proxies=policy)
 
 
 if TYPE_CHECKING:

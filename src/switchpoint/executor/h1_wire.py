@@ -22,6 +22,7 @@ from typing import Final, Protocol
 from httptools import HttpResponseParser
 
 from switchpoint.errors import ProviderError
+from switchpoint.executor.proxy import Proxy
 
 
 class Pool(Protocol):
@@ -92,26 +93,66 @@ def _read_error(ex: Exchange) -> ProviderError:
     return ProviderError("connection", f"upstream connection broke: {ex.err_name}")
 
 
+def _is_literal(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return True
+    except OSError:
+        return False
+
+
 class Origin:
-    """One (scheme, host, port): where to connect, and its idle connections (oldest first)."""
+    """One (scheme, host, port) and the way to it (direct, or a proxy): where to connect, and
+    its idle connections (oldest first). Connections through a proxy are pooled apart.
 
-    __slots__ = ("defaults", "host", "host_line", "idle", "literal", "port", "tls")
+    Through a proxy, an ``https`` origin is reached through a ``CONNECT`` tunnel (TLS, its SNI
+    and certificate check, is then the origin's, inside the tunnel); an ``http`` one with
+    absolute-form request targets and the ``Proxy-Authorization`` header (``extra``).
+    """
 
-    def __init__(self, tls: bool, host: str, port: int) -> None:
+    __slots__ = (
+        "authority",
+        "ca_file",
+        "defaults",
+        "dial_host",
+        "dial_literal",
+        "dial_port",
+        "extra",
+        "host",
+        "host_line",
+        "idle",
+        "literal",
+        "port",
+        "proxy",
+        "tls",
+    )
+
+    def __init__(
+        self, tls: bool, host: str, port: int, proxy: Proxy | None = None, ca_file: str | None = None
+    ) -> None:
         self.tls = tls
         self.host = host
         self.port = port
-        try:
-            socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-            self.literal = True
-        except OSError:
-            self.literal = False
+        self.proxy = proxy
+        self.ca_file = ca_file
+        self.literal = _is_literal(host)
         name = f"[{host}]" if ":" in host else host.encode("idna").decode("ascii")
+        #: ``host:port`` as a CONNECT request names it (the port always given).
+        self.authority = f"{name}:{port}"
         if port != (443 if tls else 80):
             name = f"{name}:{port}"
         self.host_line = f"host: {name}\r\n"
         self.defaults = self.host_line + _UA_LINE + _ACCEPT_LINE + _ENCODING_LINE
         self.idle: deque[Conn] = deque()
+        #: A header line every request of this origin carries (the proxy's credentials), or "".
+        self.extra = ""
+        if proxy is None:
+            self.dial_host, self.dial_port, self.dial_literal = host, port, self.literal
+        else:
+            self.dial_host, self.dial_port = proxy.host, proxy.port
+            self.dial_literal = _is_literal(proxy.host)
+            if not tls and proxy.auth:
+                self.extra = f"proxy-authorization: {proxy.auth}\r\n"
 
 
 def build_head(
@@ -147,6 +188,9 @@ def build_head(
         lines += 1
     if size and not seen & _TYPE:
         parts.append("content-type: application/octet-stream\r\n")
+        lines += 1
+    if origin.extra:
+        parts.append(origin.extra)
         lines += 1
     parts.append("\r\n")
     text = "".join(parts)
