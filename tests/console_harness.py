@@ -113,7 +113,9 @@ def document(sim_url: str, db_url: str) -> dict[str, Any]:
 def console_gateway(db_url: str) -> Iterator[tuple[str, Any]]:
     """(gateway URL, Gateway) with the ledger at ``db_url`` and :data:`MASTER` as master key."""
     sim = create_simulator(SimConfig(models={"sim-claude": Behavior(status=500)}))
-    with serve_in_thread(sim) as sim_url:
+    # SWITCHPOINT_DATABASE_URL beats storage.url (and conftest sets it for every test): point it here.
+    with pytest.MonkeyPatch.context() as mp, serve_in_thread(sim) as sim_url:
+        mp.setenv("SWITCHPOINT_DATABASE_URL", db_url)
         cfg = parse(document(sim_url, db_url), source="console-test", env={"SWITCHPOINT_MASTER_KEY": MASTER})
         app = create_app(cfg)
         with serve_in_thread(app) as url:
@@ -174,3 +176,10 @@ def shot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def parse_currency() -> Any:
+    """The display currency :func:`document` configures (EUR at 0.9 per USD)."""
+    from switchpoint.config.accounting import DisplayCurrency
+
+    return DisplayCurrency(code="EUR", rate=0.9)

@@ -494,6 +494,45 @@ def usage(
         _usage_table(doc, f"usage since {since} by {', '.join(groups) or 'all'} ({redacted(url)})")
 
 
+@cli.command()
+def top(
+    url: Annotated[str, typer.Option(help="The running gateway (reads /admin/usage and /admin/breakers)")] = (
+        "http://127.0.0.1:4000"
+    ),
+    key: Annotated[
+        str | None,
+        typer.Option(help="Master key or an admin key (default: $SWITCHPOINT_MASTER_KEY)", show_default=False),
+    ] = None,
+    database: Annotated[
+        str | None, typer.Option(help="Read this ledger database instead of a gateway (no breakers)")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="With --database: the config's display currency")
+    ] = None,
+    since: Annotated[str, typer.Option(help="Window: 15m, 1h, 24h, 7d, or a time (UTC)")] = "1h",
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes")] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit")] = False,
+) -> None:
+    """A live terminal view: requests, errors, latency, spend and breakers per deployment."""
+    from switchpoint.config.accounting import DisplayCurrency
+    from switchpoint.console import top as top_view
+
+    source: top_view.HttpSource | top_view.DatabaseSource
+    if database is not None:
+        currency = config_mod.load(config).currency if config is not None else DisplayCurrency()
+        source = top_view.DatabaseSource(database, currency)
+    else:
+        source = top_view.HttpSource(url, key or os.environ.get("SWITCHPOINT_MASTER_KEY"))
+    try:
+        top_view.since_of(since)
+        top_view.run(source, since, interval_s=max(0.2, interval), once=once, console=out)
+    except KeyboardInterrupt:
+        return
+    except Exception as exc:
+        err_console.print(f"switchpoint top: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 keys_cli = typer.Typer(no_args_is_help=True, help="Virtual keys (in the ledger's database).")
 teams_cli = typer.Typer(no_args_is_help=True, help="Teams (in the ledger's database).")
 cli.add_typer(keys_cli, name="keys")

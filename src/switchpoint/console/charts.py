@@ -29,7 +29,7 @@ def _nice(top: float) -> float:
     if top <= 0:
         return 1.0
     raw = top / 4
-    mag = 10 ** math.floor(math.log10(raw))
+    mag = float(10.0 ** math.floor(math.log10(raw)))
     for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if m * mag >= raw * (1 - 1e-12):
             return 4 * m * mag
