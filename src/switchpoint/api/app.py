@@ -46,6 +46,9 @@ from switchpoint.api.chat import (
 from switchpoint.api.connections import connection_stats
 from switchpoint.api.dialect import Dialect
 from switchpoint.api.openai import OpenAIDialect
+from switchpoint.api.responses import ResponsesDialect
+from switchpoint.api.responses_state import ResponseState
+from switchpoint.api.responses_state import routes as response_routes
 from switchpoint.config import Config
 from switchpoint.errors import (
     BadRequest,
@@ -71,6 +74,7 @@ log = logging.getLogger("switchpoint")
 
 OPENAI = OpenAIDialect()
 ANTHROPIC = AnthropicDialect()
+RESPONSES = ResponsesDialect()
 
 
 class Gateway:
@@ -537,6 +541,7 @@ def create_app(
     gw = Gateway(config, transport, shutdown_timeout_s=shutdown_timeout_s)
     reloader = route_admin.Reloader(gw)
     reads = ledger_admin.LedgerReads(gw)
+    responses = ResponseState(gw)  # previous_response_id and stored responses (Responses API)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -548,16 +553,19 @@ def create_app(
         finally:
             await reloader.close()
             await reads.close()
+            await responses.close()
             await gw.shutdown()
 
     chat = {
         "/v1/chat/completions": ChatRoute(gw, OPENAI, "chat.completions"),
         "/v1/messages": ChatRoute(gw, ANTHROPIC, "messages"),
+        "/v1/responses": ChatRoute(gw, RESPONSES, "responses", responses),
     }
     asgi_chat = {path: _asgi_route(route) for path, route in chat.items()}
     routes = [
         *(Route(path, handler, methods=["POST"]) for path, handler in asgi_chat.items()),
         Route("/v1/messages/count_tokens", _count_tokens_handler(gw), methods=["POST"]),
+        *response_routes(responses, RESPONSES),
         Route("/v1/embeddings", _embeddings_handler(gw), methods=["POST"]),
         Route("/v1/models", _models_handler(gw), methods=["GET"]),
         Route("/v1/models/{model_id:path}", _models_handler(gw), methods=["GET"]),

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -129,19 +129,34 @@ def error_reply(dialect: Dialect, err: SwitchpointError, headers: dict[str, str]
     return Reply(status, headers, body)
 
 
+class Conversations(Protocol):
+    """State a route keeps between requests (the Responses API's ``previous_response_id``)."""
+
+    async def restore(self, request: ChatRequest, principal: Principal | None) -> ChatRequest:
+        """The decoded request with the conversation it continues (raises in the dialect)."""
+        ...
+
+    async def keep(self, request: ChatRequest, response: bytes | None, principal: Principal | None) -> None:
+        """Keep an answer (the encoded whole) before the client gets it; never raises."""
+        ...
+
+
 class ChatRoute:
-    """``POST /v1/chat/completions`` or ``POST /v1/messages``: decode, route, execute, encode.
+    """``POST /v1/chat/completions``, ``POST /v1/messages`` or ``POST /v1/responses``: decode,
+    (restore the conversation,) route, execute, encode, (keep the answer).
 
     Called with the request's headers (lower-case names) and its whole body; never raises:
     every failure is answered in the dialect's error shape and booked as a record.
     """
 
-    __slots__ = ("dialect", "endpoint", "gw")
+    __slots__ = ("dialect", "endpoint", "gw", "state")
 
-    def __init__(self, gw: Gateway, dialect: Dialect, endpoint: str) -> None:
+    def __init__(self, gw: Gateway, dialect: Dialect, endpoint: str, state: Conversations | None = None) -> None:
         self.gw = gw
         self.dialect = dialect
         self.endpoint = endpoint
+        #: Conversation state (Responses); None for the stateless chat routes.
+        self.state = state
 
     def rejected(self, headers: Mapping[str, str], err: SwitchpointError) -> Reply:
         """A request refused before it could be read (its body is over the limit)."""
@@ -191,6 +206,8 @@ class ChatRoute:
             principal = gw.auth.resolve(request_headers) or await gw.auth.principal(request_headers)
             ctx.limits = limits_from_headers(request_headers)
             creq = dialect.decode_chat(body, request_headers)
+            if self.state is not None:
+                creq = await self.state.restore(creq, principal)
             model, stream, end_user = creq.model, creq.stream, creq.user
             check_alias(principal, model)
             router = gw.router
@@ -220,7 +237,7 @@ class ChatRoute:
                     200,
                     headers,
                     stream=StreamBody(
-                        self, encoder, model, committed, ctx, principal, decision, end_user, body, admission
+                        self, encoder, model, committed, ctx, principal, decision, end_user, body, admission, creq
                     ),
                     media_type="text/event-stream",
                     abort=encoder.error,
@@ -232,6 +249,8 @@ class ChatRoute:
                 router.pin(decision, ctx.deployment)
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
             out = dialect.encode_chat(result, creq)
+            if self.state is not None:
+                await self.state.keep(creq, out, principal)
             self.book(ctx, model, False, 200, None, principal, decision, end_user, body, out)
             return Reply(200, headers, out)
         except Exception as exc:
@@ -327,6 +346,7 @@ class StreamBody:
         "_model",
         "_open",
         "_principal",
+        "_request",
         "_request_body",
         "_route",
     )
@@ -343,8 +363,10 @@ class StreamBody:
         end_user: str | None = None,
         request_body: bytes | None = None,
         admission: Admission | None = None,
+        request: ChatRequest | None = None,
     ) -> None:
         self._route = route
+        self._request = request
         self._admission = admission
         self._request_body = request_body
         self._encoder = encoder
@@ -366,6 +388,9 @@ class StreamBody:
                 batch = await self._committed.next()
                 if batch is None:
                     tail = encoder.finish()
+                    state = self._route.state
+                    if state is not None and self._request is not None:
+                        await state.keep(self._request, encoder.result(), self._principal)
                     self._book(200, None)
                     if tail:
                         return tail

@@ -83,6 +83,11 @@ class StreamEncoder(ABC):
     def error(self, err: SwitchpointError) -> bytes:
         """Bytes that end a committed stream with an error event in this dialect."""
 
+    def result(self) -> bytes | None:
+        """The whole answer, encoded, once :meth:`finish` has run (for a dialect that keeps
+        answers: Responses); None where the dialect has no such object."""
+        return None
+
 
 class Dialect(ABC):
     """A client wire format. Subclasses implement the readers (``read_chat``,

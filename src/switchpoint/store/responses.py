@@ -85,7 +85,9 @@ def get(engine: Engine, response_id: str, owner: str) -> StoredResponse | None:
 def remove(engine: Engine, response_id: str, owner: str) -> bool:
     """Delete the response; False when ``owner`` has none of that id."""
     with engine.begin() as conn:
-        result = conn.execute(delete(responses).where(responses.c.id == response_id, responses.c.owner == owner))
+        result = conn.execute(
+            delete(responses).where(responses.c.id == response_id, responses.c.owner == owner)
+        )
     return bool(result.rowcount)
 
 
