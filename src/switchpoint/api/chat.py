@@ -9,8 +9,8 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -226,6 +226,11 @@ class ChatRoute:
                 )
             if decision.request is not None:  # the record keeps the decision, not the prompt
                 decision = msgspec.structs.replace(decision, request=None)
+            prompt_caching = gw.caches.prompt
+            if prompt_caching is not None:  # provider prompt caching (cache/prompt.py)
+                xreq = prompt_caching.apply(
+                    xreq, decision.rule, decision.prompt_tokens, session=decision.session, key_id=principal.key_id
+                )
             if creq.stream:
                 committed = await gw.executor.chat_stream(xreq, decision, ctx)
                 router.pin(decision, committed.deployment.name)
@@ -284,8 +289,8 @@ class ChatRoute:
         gw = self.gw
         gate = gw.gate
 
-        async def admit(d: Decision, x: ChatRequest) -> Admission | None:
-            return await gate.admit(
+        def admit(d: Decision, x: ChatRequest) -> Coroutine[Any, Any, Admission | None]:
+            return gate.admit(
                 principal,
                 [c.deployment for c in d.candidates],
                 rid=rid,

@@ -120,6 +120,12 @@ def worst_case(price: Price | None, input_tokens: int, output_tokens: int) -> fl
 
 def real_cost(attempts: Any, deployments: Any) -> float:
     """What the request cost: every attempt's usage at its deployment's price (as the ledger)."""
+    if len(attempts) == 1:  # the usual request: one attempt
+        one = attempts[0]
+        if one.usage is None:
+            return 0.0
+        found = deployments.get(one.deployment)
+        return cost_usd(one.usage, found.price if found is not None else None)
     total = 0.0
     for a in attempts:
         usage: Usage | None = a.usage

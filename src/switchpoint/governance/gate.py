@@ -32,13 +32,13 @@ from switchpoint.governance.limits import (
     Limit,
     caller_limits,
     deployment_limits,
+    duration,
     input_estimate,
     output_allowance,
-    rate_headers,
 )
 from switchpoint.governance.principal import Principal
 from switchpoint.governance.queue import RANK, WaitQueue
-from switchpoint.governance.state import Adjust, Check, State
+from switchpoint.governance.state import Adjust, Check, MemoryState, Outcome, State
 
 log = logging.getLogger("switchpoint.governance")
 
@@ -52,13 +52,75 @@ _UNITS = {"rpm": "requests per minute", "tpm": "tokens per minute"}
 class CallerPlan:
     """A principal's limits and budgets, built once per principal (and budget period)."""
 
-    __slots__ = ("budgets", "limits", "principal", "valid_until")
+    __slots__ = (
+        "budgets",
+        "fixed",
+        "headers",
+        "limits",
+        "prepared",
+        "principal",
+        "seeded",
+        "slots",
+        "tpm",
+        "valid_until",
+    )
 
     def __init__(self, principal: Principal, now: float) -> None:
         self.principal = principal
         self.limits: list[Limit] = caller_limits(principal)
         self.budgets: list[Budget] = caller_budgets(principal, now)
         self.valid_until = next_change(self.budgets)
+        #: Whether the budgets' spend has been read from the ledger (this process, this period).
+        self.seeded = not self.budgets
+        #: The checks resolved in the memory state (its usual path), once.
+        self.prepared: list[Any] | None = None
+        #: Per limit, its check when it does not depend on the request (rpm, parallel), else None.
+        self.fixed: list[Check | None] = [None if lim.what == "tpm" else lim.check(0) for lim in self.limits]
+        self.slots = [lim.key for lim in self.limits if lim.what == "parallel"]
+        self.tpm = [lim.key for lim in self.limits if lim.what == "tpm"]
+        #: Per header set (requests, tokens): its three names and [(check index, limit, limit
+        #: as text)] of the limits it may show (the one with the least room left is shown).
+        self.headers: list[tuple[str, str, str, list[tuple[int, int, str]]]] = [
+            (
+                f"x-ratelimit-limit-{suffix}",
+                f"x-ratelimit-remaining-{suffix}",
+                f"x-ratelimit-reset-{suffix}",
+                found,
+            )
+            for what, suffix in (("rpm", "requests"), ("tpm", "tokens"))
+            if (
+                found := [
+                    (i, lim.limit, str(lim.limit)) for i, lim in enumerate(self.limits) if lim.what == what
+                ]
+            )
+        ]
+
+    def checks(self, tokens: int, cost: float) -> list[Check]:
+        out = [
+            c if c is not None else Check("window", lim.key, lim.limit, float(tokens))
+            for c, lim in zip(self.fixed, self.limits, strict=True)
+        ]
+        for b in self.budgets:
+            out.append(Check("budget", b.key, b.limit, cost, b.until))
+        return out
+
+    def set_headers(self, outcome: Outcome, headers: dict[str, str]) -> None:
+        used, reset = outcome.used, outcome.reset
+        n = len(used)
+        for limit_name, remaining_name, reset_name, found in self.headers:
+            if len(found) == 1:
+                i, limit, text = found[0]
+                if i >= n:
+                    continue
+                room = limit - used[i]
+            else:
+                best = [(limit - used[i], i, text) for i, limit, text in found if i < n]
+                if not best:
+                    continue
+                room, i, text = min(best)
+            headers[limit_name] = text
+            headers[remaining_name] = str(int(room)) if room > 0 else "0"
+            headers[reset_name] = duration(reset[i] if i < len(reset) else 0.0)
 
     @property
     def empty(self) -> bool:
@@ -73,6 +135,7 @@ class Admission:
         "_gate",
         "budgets",
         "deployments",
+        "prepared",
         "reserved_cost",
         "reserved_tokens",
         "rid",
@@ -94,6 +157,8 @@ class Admission:
         self.budgets: list[Budget] = []
         self.reserved_tokens = 0
         self.reserved_cost = 0.0
+        #: Admitted by the memory state's prepared path: settled the same way.
+        self.prepared: list[Any] | None = None
 
     @property
     def settled(self) -> bool:
@@ -106,6 +171,9 @@ class Admission:
             return
         self._done = True
         gate = self._gate
+        if self.prepared is not None:
+            self._settle_memory(gate, attempts)
+            return
         adjusts: list[Adjust] = [Adjust("slot", k) for k in self.slots]
         if self.windows:
             used = 0
@@ -129,6 +197,24 @@ class Admission:
                 gate.alerter.observe(b, levels[first_budget + i])
 
         gate.state.settle(self.rid, adjusts, then)
+
+    def _settle_memory(self, gate: Gate, attempts: Sequence[Any]) -> None:
+        used = 0
+        for a in attempts:
+            if a.usage is not None:
+                used += a.usage.input_tokens + a.usage.output_tokens
+        budgets = self.budgets
+        cost = real_cost(attempts, gate.deployments) - self.reserved_cost if budgets else 0.0
+        assert gate.memory is not None and self.prepared is not None
+        levels = gate.memory.settle_prepared(
+            self.rid, self.prepared, float(used - self.reserved_tokens), cost
+        )
+        for lane in self.slots:
+            gate.queue.released(lane)
+        if budgets:
+            observe = gate.alerter.observe
+            for b, level in zip(budgets, levels, strict=True):
+                observe(b, level)
 
 
 class Gate:
@@ -155,6 +241,8 @@ class Gate:
         self._plans: dict[int, CallerPlan] = {}
         #: One of several workers, each with its own memory state: limited callers are refused.
         self.unshared = state.name == "memory" and int(os.environ.get(ENV_WORKERS) or 1) > 1
+        #: The memory backend, called without a coroutine on the usual path.
+        self.memory = state if isinstance(state, MemoryState) else None
         #: Refusals by kind (for /admin/stats).
         self.refused: dict[str, int] = {}
 
@@ -202,8 +290,29 @@ class Gate:
                 "This key has limits or budgets, and this gateway runs several workers without "
                 "shared state (state.redis_url): it cannot enforce them, so it refuses the request"
             )
-        if plan.budgets and not self.seeder.ready(plan.budgets):
+        if not plan.seeded:
             await self.seeder.ensure(plan.budgets)
+            plan.seeded = True
+        memory = self.memory
+        if memory is not None and not limited:  # the usual case: one synchronous step
+            dep = deployments[0]
+            inp = input_estimate(prompt_tokens, exact, dep.family)
+            tokens = inp + (max_tokens if max_tokens is not None else self.default_output)
+            cost = worst_case(dep.price, inp, output_allowance(max_tokens, dep)) if plan.budgets else 0.0
+            prepared = plan.prepared
+            if prepared is None:
+                prepared = plan.prepared = memory.prepare(plan.checks(0, 0.0))
+            out = memory.admit_prepared(rid, prepared, tokens, cost)
+            if plan.headers:
+                plan.set_headers(out, headers)
+            if out.refused is None:
+                adm = Admission(self, rid)
+                adm.prepared = prepared
+                adm.slots = plan.slots
+                adm.budgets = plan.budgets
+                adm.reserved_tokens = tokens
+                adm.reserved_cost = cost
+                return adm
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.queue.max_wait_s
         waiter = None
@@ -270,8 +379,7 @@ class Gate:
             inp = input_estimate(prompt_tokens, exact, dep.family)
             tokens = inp + (max_tokens if max_tokens is not None else self.default_output)
             cost = worst_case(dep.price, inp, output_allowance(max_tokens, dep)) if budgets else 0.0
-            checks: list[Check] = [lim.check(tokens) for lim in lims]
-            checks += [b.check(cost) for b in budgets]
+            checks = plan.checks(tokens, cost)
             checks += [lim.check(tokens) for lim in dlims]
             try:
                 out = await self.state.admit(rid, checks)
@@ -283,8 +391,8 @@ class Gate:
                     "The gateway's shared limit and budget state is unavailable; retry shortly",
                     retry_after=1.0,
                 ) from None
-            if lims:
-                rate_headers(lims, range(n_lims), out, headers)
+            if plan.headers:
+                plan.set_headers(out, headers)
             r = out.refused
             if r is None:
                 adm = Admission(self, rid)

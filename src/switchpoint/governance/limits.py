@@ -12,11 +12,10 @@ fills in its amounts.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 from switchpoint.config import Deployment
 from switchpoint.governance.principal import Limits, Principal
-from switchpoint.governance.state import Check, Outcome
+from switchpoint.governance.state import Check
 from switchpoint.tokens import DEFAULT_SAFETY_FACTOR
 
 #: The character-based prompt estimate is raised by this much before it is reserved (dense text
@@ -96,35 +95,17 @@ def output_allowance(max_tokens: int | None, dep: Deployment) -> int:
 # --- response headers ------------------------------------------------------------------------
 
 
-def _duration(seconds: float) -> str:
+_SECONDS = tuple(f"{s}s" for s in range(61))
+
+
+def duration(seconds: float) -> str:
     """OpenAI's reset format: ``1s``, ``6m0s``, ``20ms``."""
+    if seconds >= 1.0:
+        whole = math.ceil(seconds)
+        if whole <= 60:
+            return _SECONDS[whole]
+        minutes, secs = divmod(whole, 60)
+        return f"{minutes}m{secs}s"
     if seconds <= 0:
         return "0s"
-    if seconds < 1:
-        return f"{max(1, round(seconds * 1000))}ms"
-    whole = math.ceil(seconds)
-    minutes, secs = divmod(whole, 60)
-    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
-
-
-def rate_headers(
-    limits: Sequence[Limit], checks_at: Sequence[int], outcome: Outcome, headers: dict[str, str]
-) -> None:
-    """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``: for each, the holder with the
-    least room left (``checks_at[i]``: the index of ``limits[i]``'s check in ``outcome``)."""
-    best: dict[str, tuple[float, int, float]] = {}
-    used, reset = outcome.used, outcome.reset
-    for lim, at in zip(limits, checks_at, strict=True):
-        if lim.what == "parallel" or at >= len(used):
-            continue
-        remaining = lim.limit - used[at]
-        seen = best.get(lim.what)
-        if seen is None or remaining < seen[0]:
-            best[lim.what] = (remaining, lim.limit, reset[at] if at < len(reset) else 0.0)
-    for what, suffix in (("rpm", "requests"), ("tpm", "tokens")):
-        found = best.get(what)
-        if found is not None:
-            remaining, limit, reset_s = found
-            headers[f"x-ratelimit-limit-{suffix}"] = str(limit)
-            headers[f"x-ratelimit-remaining-{suffix}"] = str(max(0, math.floor(remaining)))
-            headers[f"x-ratelimit-reset-{suffix}"] = _duration(reset_s)
+    return f"{max(1, round(seconds * 1000))}ms"

@@ -175,47 +175,59 @@ class MemoryState:
         now = self._clock()
         used: list[float] = []
         reset: list[float] = []
+        found: list[Any] = []  # each check's window, slot holders, or None (a budget)
+        windows, slots = self._windows, self._slots
         for i, c in enumerate(checks):
-            if c.kind == "window":
-                w = self._window(c.key)
-                w.expire(now)
+            kind = c.kind
+            if kind == "window":
+                w = windows.get(c.key)
+                if w is None:
+                    w = windows[c.key] = _Window()
+                entries = w.entries
+                if entries and entries[0][0] <= now:
+                    w.expire(now)
                 level = w.sum
-                reset.append(w.entries[0][0] - now if w.entries else 0.0)
+                reset.append(entries[0][0] - now if entries else 0.0)
                 # a request larger than the whole limit passes only through an empty window
                 if level + c.amount > c.limit + _EPS and level > _EPS:
                     wait = w.wait_for(max(0.0, c.limit - c.amount), now)
-                    return Outcome(i, wait, [*used, level], [*reset])
-            elif c.kind == "slot":
-                held = self._slots.get(c.key)
+                    return Outcome(i, wait, [*used, level], reset)
+                found.append(w)
+            elif kind == "slot":
+                held = slots.get(c.key)
                 if held is None:
-                    held = self._slots[c.key] = {}
-                for k in [k for k, exp in held.items() if exp <= now]:
-                    del held[k]
+                    held = slots[c.key] = {}
+                elif len(held) >= c.limit:
+                    for k in [k for k, exp in held.items() if exp <= now]:
+                        del held[k]
                 level = float(len(held))
                 reset.append(0.0)
                 if level + 1 > c.limit + _EPS:
-                    return Outcome(i, 1.0, [*used, level], [*reset])
+                    return Outcome(i, 1.0, [*used, level], reset)
+                found.append(held)
             else:
                 level = self._spent(c.key, now)
                 reset.append(max(0.0, c.until - now) if c.until else 0.0)
                 if level + c.amount > c.limit + _EPS:
-                    return Outcome(i, reset[-1], [*used, level], [*reset])
+                    return Outcome(i, reset[-1], [*used, level], reset)
+                found.append(None)
             used.append(level)
         for i, c in enumerate(checks):
-            if c.kind == "window":
-                w = self._windows[c.key]
-                entry = [now + WINDOW_S, c.amount, rid]
+            kind = c.kind
+            amount = c.amount
+            if kind == "window":
+                w = found[i]
+                entry = [now + WINDOW_S, amount, rid]
                 w.entries.append(entry)
                 w.index[rid] = entry
-                w.sum += c.amount
-                if len(w.entries) == 1:
+                w.sum += amount
+                if reset[i] <= 0.0:
                     reset[i] = WINDOW_S
-            elif c.kind == "slot":
-                self._slots[c.key][rid] = now + SLOT_LEASE_S
+            elif kind == "slot":
+                found[i][rid] = now + SLOT_LEASE_S
             else:
-                spent = self._spent(c.key, now)
-                self._budgets[c.key] = (spent + c.amount, c.until)
-            used[i] += c.amount
+                self._budgets[c.key] = (used[i] + amount, c.until)
+            used[i] += amount
         return Outcome(None, 0.0, used, reset)
 
     def settle(
@@ -242,6 +254,107 @@ class MemoryState:
         if then is not None:
             then(levels)
 
+    # --- the same, for a request whose checks were resolved once (the gate's usual path) ------
+
+    def prepare(self, checks: Sequence[Check]) -> list[tuple[int, Any, float, str, float]]:
+        """Checks resolved to this state's objects: (code, window | slot holders | None, limit,
+        key, until); code 0 = a window of 1 per request (rpm), 1 = a window of the request's
+        tokens (tpm), 2 = a slot, 3 = a budget of the request's cost. For :meth:`admit_prepared`."""
+        out: list[tuple[int, Any, float, str, float]] = []
+        for c in checks:
+            if c.kind == "window":
+                w = self._windows.get(c.key)
+                if w is None:
+                    w = self._windows[c.key] = _Window()
+                out.append((0 if c.amount == 1.0 else 1, w, c.limit, c.key, 0.0))
+            elif c.kind == "slot":
+                out.append((2, self._slots.setdefault(c.key, {}), c.limit, c.key, 0.0))
+            else:
+                out.append((3, None, c.limit, c.key, c.until))
+        return out
+
+    def admit_prepared(
+        self, rid: str, items: list[tuple[int, Any, float, str, float]], tokens: float, cost: float
+    ) -> Outcome:
+        """:meth:`admit_now` for prepared checks, with this request's tokens and cost."""
+        now = self._clock()
+        used: list[float] = []
+        reset: list[float] = []
+        budgets = self._budgets
+        for i, (code, obj, limit, key, until) in enumerate(items):
+            if code < 2:
+                entries = obj.entries
+                if entries and entries[0][0] <= now:
+                    obj.expire(now)
+                level = obj.sum
+                reset.append(entries[0][0] - now if entries else 0.0)
+                amount = 1.0 if code == 0 else tokens
+                if level + amount > limit + _EPS and level > _EPS:
+                    return Outcome(i, obj.wait_for(max(0.0, limit - amount), now), [*used, level], reset)
+            elif code == 2:
+                if len(obj) >= limit:
+                    for k in [k for k, exp in obj.items() if exp <= now]:
+                        del obj[k]
+                level = float(len(obj))
+                reset.append(0.0)
+                if level + 1 > limit + _EPS:
+                    return Outcome(i, 1.0, [*used, level], reset)
+            else:
+                found = budgets.get(key)
+                level = found[0] if found is not None else 0.0
+                reset.append(until - now if until else 0.0)
+                if level + cost > limit + _EPS:
+                    return Outcome(i, reset[-1], [*used, level], reset)
+            used.append(level)
+        expiry = now + WINDOW_S
+        for i, (code, obj, _, key, until) in enumerate(items):
+            if code == 0:
+                obj.entries.append([expiry, 1.0, rid])
+                obj.sum += 1.0
+                used[i] += 1.0
+            elif code == 1:
+                entry = [expiry, tokens, rid]
+                obj.entries.append(entry)
+                obj.index[rid] = entry
+                obj.sum += tokens
+                used[i] += tokens
+            elif code == 2:
+                obj[rid] = now + SLOT_LEASE_S
+                used[i] += 1.0
+                continue
+            else:
+                used[i] += cost
+                budgets[key] = (used[i], until)
+                continue
+            if reset[i] <= 0.0:
+                reset[i] = WINDOW_S
+        return Outcome(None, 0.0, used, reset)
+
+    def settle_prepared(
+        self, rid: str, items: list[tuple[int, Any, float, str, float]], tokens: float, cost: float
+    ) -> list[float]:
+        """Correct a prepared admission by ``tokens`` and ``cost`` (real minus reserved) and give
+        its slots back; the budgets' spend after it, in their order."""
+        now = self._clock()
+        levels: list[float] = []
+        budgets = self._budgets
+        for code, obj, _, key, until in items:
+            if code == 1:
+                entry = obj.index.pop(rid, None)
+                if entry is not None and entry[0] > now:
+                    entry[1] += tokens
+                    obj.sum += tokens
+            elif code == 2:
+                obj.pop(rid, None)
+            elif code == 3:
+                found = budgets.get(key)
+                spent = (found[0] if found is not None else 0.0) + cost
+                if spent < 0.0:
+                    spent = 0.0
+                budgets[key] = (spent, until)
+                levels.append(spent)
+        return levels
+
     async def drain(self) -> None:
         return None
 
@@ -267,27 +380,24 @@ class MemoryState:
 # --- Redis ----------------------------------------------------------------------------------------
 
 # KEYS[i]: the check's key (a window's amounts live in the hash KEYS[i] .. ':a', field '_' = sum).
-# ARGV: rid, n, then per check: kind (w|s|b), limit, amount, until; window and lease seconds.
+# ARGV: rid, then the checks as JSON: [[kind (w|s|b), limit, amount, until], …]. The answer is
+# JSON too: [refused (0: none, else the check's 1-based index), retry after, used, reset].
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local rid = ARGV[1]
-local n = tonumber(ARGV[2])
-local window = tonumber(ARGV[3 + 4 * n])
-local lease = tonumber(ARGV[4 + 4 * n])
-local keep = tonumber(ARGV[5 + 4 * n])
+local spec = cjson.decode(ARGV[2])
+local n = #spec
+local window = WINDOW_S
+local lease = LEASE_S
+local keep = KEEP_S
 local eps = 1e-9
 local used, reset = {}, {}
-local function s(tbl)
-  local o = {}
-  for j, v in ipairs(tbl) do o[j] = tostring(v) end
-  return o
+local function answer(refused, wait)
+  return cjson.encode({refused, wait, used, reset})
 end
 for i = 1, n do
-  local kind = ARGV[3 + 4 * (i - 1)]
-  local limit = tonumber(ARGV[4 + 4 * (i - 1)])
-  local amount = tonumber(ARGV[5 + 4 * (i - 1)])
-  local until_ = tonumber(ARGV[6 + 4 * (i - 1)])
+  local kind, limit, amount, until_ = spec[i][1], spec[i][2], spec[i][3], spec[i][4]
   local k = KEYS[i]
   local level
   if kind == 'w' then
@@ -316,7 +426,7 @@ for i = 1, n do
         if sum - freed <= room + eps then wait = tonumber(all[j + 1]) - now; break end
       end
       used[i] = level
-      return {i, tostring(wait), s(used), s(reset)}
+      return answer(i, wait)
     end
   elseif kind == 's' then
     redis.call('ZREMRANGEBYSCORE', k, '-inf', now)
@@ -324,22 +434,20 @@ for i = 1, n do
     reset[i] = 0
     if level + 1 > limit + eps then
       used[i] = level
-      return {i, '1', s(used), s(reset)}
+      return answer(i, 1)
     end
   else
     level = tonumber(redis.call('GET', k) or '0')
     if until_ > 0 then reset[i] = until_ - now else reset[i] = 0 end
     if level + amount > limit + eps then
       used[i] = level
-      return {i, tostring(reset[i]), s(used), s(reset)}
+      return answer(i, reset[i])
     end
   end
   used[i] = level
 end
 for i = 1, n do
-  local kind = ARGV[3 + 4 * (i - 1)]
-  local amount = tonumber(ARGV[5 + 4 * (i - 1)])
-  local until_ = tonumber(ARGV[6 + 4 * (i - 1)])
+  local kind, amount, until_ = spec[i][1], spec[i][3], spec[i][4]
   local k = KEYS[i]
   if kind == 'w' then
     local h = k .. ':a'
@@ -360,20 +468,19 @@ for i = 1, n do
   end
   used[i] = used[i] + amount
 end
-return {0, '0', s(used), s(reset)}
+return answer(0, 0)
 """
 
-# ARGV: rid, n, then per adjust: kind, delta, until; then keep seconds.
+# ARGV: rid, then the adjusts as JSON: [[kind, delta, until], …]. Answers each one's level (JSON).
 _SETTLE = """
 local rid = ARGV[1]
-local n = tonumber(ARGV[2])
-local keep = tonumber(ARGV[3 + 3 * n])
+local spec = cjson.decode(ARGV[2])
+local n = #spec
+local keep = KEEP_S
 local levels = {}
 for i = 1, n do
-  levels[i] = '0'
-  local kind = ARGV[3 + 3 * (i - 1)]
-  local delta = tonumber(ARGV[4 + 3 * (i - 1)])
-  local until_ = tonumber(ARGV[5 + 3 * (i - 1)])
+  levels[i] = 0
+  local kind, delta, until_ = spec[i][1], spec[i][2], spec[i][3]
   local k = KEYS[i]
   if kind == 's' then
     redis.call('ZREM', k, rid)
@@ -389,13 +496,23 @@ for i = 1, n do
     if until_ > 0 and redis.call('PTTL', k) < 0 then
       redis.call('PEXPIREAT', k, math.floor((until_ + keep) * 1000))
     end
-    levels[i] = tostring(v)
+    levels[i] = v
   end
 end
-return levels
+return cjson.encode(levels)
 """
 
 _CODE = {"window": "w", "slot": "s", "budget": "b"}
+_JSON = msgspec.json.Encoder()
+_DECODE = msgspec.json.decode
+
+
+def _script(text: str) -> str:
+    return (
+        text.replace("WINDOW_S", repr(WINDOW_S))
+        .replace("LEASE_S", repr(SLOT_LEASE_S))
+        .replace("KEEP_S", repr(KEEP_AFTER_PERIOD_S))
+    )
 
 
 class RedisState:
@@ -408,8 +525,8 @@ class RedisState:
 
         self.prefix = prefix
         self._redis: Any = client if client is not None else aioredis.Redis.from_url(url)
-        self._admit = self._redis.register_script(_ADMIT)
-        self._settle = self._redis.register_script(_SETTLE)
+        self._admit = self._redis.register_script(_script(_ADMIT))
+        self._settle = self._redis.register_script(_script(_SETTLE))
         self._pending: set[asyncio.Task[None]] = set()
         #: Settle calls that failed (Redis unreachable): the reservation stays until it expires.
         self.settle_failures = 0
@@ -418,18 +535,11 @@ class RedisState:
         return self.prefix + key
 
     async def admit(self, rid: str, checks: Sequence[Check]) -> Outcome:
-        keys = [self._k(c.key) for c in checks]
-        args: list[Any] = [rid, len(checks)]
-        for c in checks:
-            args += [_CODE[c.kind], repr(float(c.limit)), repr(float(c.amount)), repr(float(c.until))]
-        args += [repr(WINDOW_S), repr(SLOT_LEASE_S), repr(KEEP_AFTER_PERIOD_S)]
-        refused, wait, used, reset = await self._admit(keys=keys, args=args)
-        return Outcome(
-            None if int(refused) == 0 else int(refused) - 1,
-            float(wait),
-            [float(u) for u in used],
-            [float(r) for r in reset],
-        )
+        prefix = self.prefix
+        keys = [prefix + c.key for c in checks]
+        spec = _JSON.encode([(_CODE[c.kind], c.limit, c.amount, c.until) for c in checks])
+        refused, wait, used, reset = _DECODE(await self._admit(keys=keys, args=[rid, spec]))
+        return Outcome(None if refused == 0 else refused - 1, float(wait), used, reset)
 
     def settle(
         self, rid: str, adjusts: Sequence[Adjust], then: Callable[[list[float]], None] | None = None
@@ -443,11 +553,9 @@ class RedisState:
     async def _send_settle(
         self, rid: str, adjusts: Sequence[Adjust], then: Callable[[list[float]], None] | None
     ) -> None:
-        keys = [self._k(a.key) for a in adjusts]
-        args: list[Any] = [rid, len(adjusts)]
-        for a in adjusts:
-            args += [_CODE[a.kind], repr(float(a.delta)), repr(float(a.until))]
-        args.append(repr(KEEP_AFTER_PERIOD_S))
+        prefix = self.prefix
+        keys = [prefix + a.key for a in adjusts]
+        args: list[str | bytes] = [rid, _JSON.encode([(_CODE[a.kind], a.delta, a.until) for a in adjusts])]
         levels: Any = None
         for attempt in range(3):
             try:
@@ -462,7 +570,7 @@ class RedisState:
                     return
                 await asyncio.sleep(0.05 * (attempt + 1))
         if then is not None:
-            then([float(v) for v in levels])
+            then([float(v) for v in _DECODE(levels)])
 
     async def drain(self) -> None:
         while self._pending:
