@@ -189,8 +189,8 @@ def read_items(items: list[Any], param: str = "input") -> list[Message]:
             turn().parts.append(ToolCallPart(id=call_id, name=name, arguments=arguments))
         elif kind == "reasoning":
             thinking = _reasoning(item, pp)
-            if assistant is not None and assistant.parts:
-                assistant = None  # reasoning begins an assistant turn
+            if assistant is not None and any(not isinstance(p, ThinkingPart) for p in assistant.parts):
+                assistant = None  # reasoning after text or calls begins the next assistant turn
             if thinking.text or thinking.signature or thinking.redacted:
                 turn().parts.append(thinking)
         elif kind == "function_call_output":
