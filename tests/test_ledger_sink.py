@@ -200,6 +200,7 @@ async def test_a_booked_record_becomes_one_request_row_and_one_row_per_attempt(
         "cost_output": 0.4,
         "cost_reasoning": 0.05,
         "cost_usd": pytest.approx(COST.total),
+        "saved_usd": 0.0,
         "attempts": 4,
         "retries": 1,
         "failovers": 1,

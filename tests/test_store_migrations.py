@@ -42,9 +42,11 @@ def test_upgrade_builds_every_table_on_an_empty_database_and_is_idempotent(db_ur
 def test_the_migrated_schema_is_the_declared_one(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
-        migrate.upgrade(engine, "0001_ledger")
+        migrate.upgrade(engine)  # the ledger's tables as every revision left them
+        # Other rooms' tables (governance, responses) are in metadata of their own.
+        ours = {"include_name": lambda name, kind, _: kind != "table" or name in tables.metadata.tables}
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), tables.metadata)
+            diff = compare_metadata(MigrationContext.configure(conn, opts=ours), tables.metadata)
         assert diff == []
         names = {c["name"] for c in inspect(engine).get_columns("requests")}
         assert names == set(tables.REQUEST_COLUMNS)

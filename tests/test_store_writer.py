@@ -54,6 +54,7 @@ def request_row(i: int, **over: Any) -> tuple[Any, ...]:
         "cost_output": 0.00405,
         "cost_reasoning": 0.00045,
         "cost_usd": 0.007185,
+        "saved_usd": 0.0012,
         "attempts": 2,
         "retries": 1,
         "failovers": 0,

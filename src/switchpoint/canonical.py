@@ -124,6 +124,16 @@ class Thinking(msgspec.Struct, kw_only=True, omit_defaults=True):
 Dialect: TypeAlias = Literal["openai", "anthropic"]
 
 
+class PromptCachePlan(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Provider prompt caching the gateway adds to a request (``cache/prompt.py`` decides it,
+    the adapter of the upstream's family applies it; docs/caching.md)."""
+
+    #: Anthropic: the TTL of the breakpoints the gateway places.
+    ttl: Literal["5m", "1h"] = "5m"
+    #: OpenAI: the ``prompt_cache_key`` to send when the client sent none.
+    key: str | None = None
+
+
 class ChatRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     model: str
     messages: list[Message]
@@ -151,6 +161,8 @@ class ChatRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     raw: dict[str, Any] | None = None
     #: Provider-specific request headers to pass through (e.g. ``anthropic-beta``).
     passthrough_headers: dict[str, str] | None = None
+    #: Prompt caching the gateway adds upstream (None: none).
+    prompt_cache: PromptCachePlan | None = None
 
 
 class EmbeddingRequest(msgspec.Struct, kw_only=True, omit_defaults=True):

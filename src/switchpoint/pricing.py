@@ -71,6 +71,25 @@ def cost_breakdown(usage: Usage, price: Price | None, *, batch: bool = False) ->
     )
 
 
+def cache_savings(usage: Usage, price: Price | None, *, batch: bool = False) -> float:
+    """What provider prompt caching saved on ``usage``, in USD: what its cache reads and writes
+    would have cost at the plain input rate, minus what they cost (cache writes bill above the
+    input rate, so a request that only wrote saves less than nothing)."""
+    if price is None or not (usage.cached_input_tokens or usage.cache_write_tokens):
+        return 0.0
+    rates = rates_for(usage, price)
+    write_1h = min(usage.cache_write_1h_tokens, usage.cache_write_tokens)
+    write_5m = usage.cache_write_tokens - write_1h
+    rate_1h = rates.cache_write if rates.cache_write_1h is None else rates.cache_write_1h
+    saved = (
+        usage.cached_input_tokens * (rates.input - rates.cached_input)
+        + write_5m * (rates.input - rates.cache_write)
+        + write_1h * (rates.input - rate_1h)
+    )
+    scale = (1.0 - price.batch_discount) / 1_000_000 if batch else 1 / 1_000_000
+    return saved * scale
+
+
 def price_version(price: Price | None) -> str:
     """What a ledger row stores as its price version (``unpriced`` for a deployment without a price)."""
     return price.version if price is not None else "unpriced"

@@ -23,7 +23,7 @@ import msgspec
 
 from switchpoint.catalog import bundled
 from switchpoint.config import Deployment
-from switchpoint.pricing import ZERO, Cost, cost_breakdown, price_version
+from switchpoint.pricing import ZERO, Cost, cache_savings, cost_breakdown, price_version
 from switchpoint.records import RequestRecord
 
 log = logging.getLogger("switchpoint.accounting")
@@ -49,6 +49,10 @@ class Booked(msgspec.Struct, frozen=True, kw_only=True):
     #: The version of the price the answering deployment was costed at (``Price.version``: the
     #: catalog's version, ``config``, ``config+<version>``; ``unpriced`` without a price).
     price_version: str
+    #: USD caching saved: provider prompt caching on every attempt (reads at their rate rather
+    #: than the input rate, less the writes' surcharge) or, for a response-cache hit, what
+    #: the original answer cost (docs/caching.md).
+    saved_usd: float = 0.0
 
 
 class Sink(Protocol):
@@ -146,6 +150,13 @@ class Accounting:
             self.failed += 1
         costs: list[Cost] = []
         version = "unpriced"
+        saved = 0.0
+        if record.cached and not record.attempts and record.usage is not None:
+            # A response-cache hit: no upstream call; the record carries the original's usage.
+            dep = self._deployments.get(record.deployment or "")
+            price = dep.price if dep else None
+            version = price_version(price)
+            saved = cost_breakdown(record.usage, price, batch=record.batch).total
         for attempt in record.attempts:
             t = self.totals.get(attempt.deployment)
             if t is None:
@@ -162,13 +173,16 @@ class Accounting:
                 continue
             cost = cost_breakdown(usage, price, batch=record.batch)
             costs.append(cost)
+            saved += cache_savings(usage, price, batch=record.batch)
             t.input_tokens += usage.input_tokens
             t.cached_input_tokens += usage.cached_input_tokens
             t.output_tokens += usage.output_tokens
             t.cost_usd += cost.total
         total = costs[0] if len(costs) == 1 else _sum(costs)
         self.recent.append((record, total.total))
-        return Booked(record=record, cost=total, attempt_costs=tuple(costs), price_version=version)
+        return Booked(
+            record=record, cost=total, attempt_costs=tuple(costs), price_version=version, saved_usd=saved
+        )
 
     def snapshot(self) -> dict[str, Any]:
         return {

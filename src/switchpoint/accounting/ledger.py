@@ -34,7 +34,9 @@ from typing import Any
 import msgspec
 
 from switchpoint.accounting import Booked
+from switchpoint.accounting.route_form import compact
 from switchpoint.config import Config, Deployment, Secret, Storage
+from switchpoint.routing.explain import Decision
 from switchpoint.store.engine import database_url, make_engine, sqlite_path
 from switchpoint.store.migrate import upgrade
 from switchpoint.store.writer import Row, Writer
@@ -362,11 +364,14 @@ class Ledger:
                 )
             c = b.cost
             answered = r.deployment
-            try:
-                route = r.route
-            except Exception:  # a decision that cannot explain itself still leaves its row
-                log.exception("ledger: no routing trace for request %s", rid)
-                route = None
+            decision = r.decision
+            route: str | None = None
+            if decision is not None:
+                try:  # the compact form (store.route_form): its trace is built when read
+                    form = compact(decision) if isinstance(decision, Decision) else decision.trace()
+                    route = _encode(form).decode()
+                except Exception:  # a decision that cannot be stored still leaves its row
+                    log.exception("ledger: no routing decision stored for request %s", rid)
             requests.append(
                 (
                     rid,
@@ -397,6 +402,7 @@ class Ledger:
                     c.output,
                     c.reasoning,
                     c.total,
+                    b.saved_usd,
                     len(r.attempts),
                     retries,
                     failovers,
@@ -404,7 +410,7 @@ class Ledger:
                     truth[r.cached],
                     truth[r.batch],
                     b.price_version,
-                    None if route is None else _encode(route).decode(),
+                    route,
                     redact.body(r.request_body) if bodies else None,
                     redact.body(r.response_body) if bodies else None,
                 )

@@ -66,6 +66,7 @@ class Row:
         "output_tokens",
         "reasoning_tokens",
         "requests",
+        "saved_usd",
         "ttft_count",
         "ttft_ms_sum",
     )
@@ -79,6 +80,7 @@ class Row:
         self.output_tokens = 0
         self.reasoning_tokens = 0
         self.cost_usd = 0.0
+        self.saved_usd = 0.0
         self.latency_ms_sum = 0.0
         self.ttft_ms_sum = 0.0
         self.ttft_count = 0
@@ -173,6 +175,7 @@ class MetricsSink:
                 row.output_tokens += usage.output_tokens
                 row.reasoning_tokens += usage.reasoning_tokens
             row.cost_usd += booked.cost.total
+            row.saved_usd += booked.saved_usd
             latency = rec.latency_ms
             row.latency_ms_sum += latency
             row.latency[_bisect(_BOUNDS_MS, latency)] += 1
@@ -302,6 +305,7 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
     errors: dict[tuple[str, str, str], int] = {}
     tokens: dict[tuple[str, str], list[int]] = {}
     cost: dict[tuple[str, str], float] = {}
+    saved: dict[tuple[str, str], float] = {}
     lat_sum: dict[tuple[str, str], float] = {}
     ttft_sum: dict[tuple[str, str], float] = {}
     for (dep, alias, status, kind), row in totals.rows.items():
@@ -326,6 +330,7 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
         for i, n in enumerate(parts):
             t[i] += n
         cost[(d, a)] = cost.get((d, a), 0.0) + row.cost_usd
+        saved[(d, a)] = saved.get((d, a), 0.0) + row.saved_usd
         lat_sum[(d, a)] = lat_sum.get((d, a), 0.0) + row.latency_ms_sum
         ttft_sum[(d, a)] = ttft_sum.get((d, a), 0.0) + row.ttft_ms_sum
 
@@ -359,6 +364,15 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
         "switchpoint_cost_usd", "Cost in USD (priced per token class).", labels=("deployment", "alias")
     )
     for labels2, usd in sorted(cost.items()):
+        fam.add_metric(labels2, usd)
+    out.append(fam)
+    fam = CounterMetricFamily(
+        "switchpoint_cache_saved_usd",
+        "USD caching saved: prompt-cache reads less write surcharges, and response-cache hits "
+        "(the cache-read ratio is switchpoint_tokens{class=cached_input} over all input classes).",
+        labels=("deployment", "alias"),
+    )
+    for labels2, usd in sorted(saved.items()):
         fam.add_metric(labels2, usd)
     out.append(fam)
     out.append(

@@ -49,6 +49,7 @@ from switchpoint.api.openai import OpenAIDialect
 from switchpoint.api.responses import ResponsesDialect
 from switchpoint.api.responses_state import ResponseState
 from switchpoint.api.responses_state import routes as response_routes
+from switchpoint.cache import Caches
 from switchpoint.config import Config
 from switchpoint.errors import (
     BadRequest,
@@ -92,6 +93,8 @@ class Gateway:
         self.transport = transport or transport_for(config)
         self.health = HealthRegistry()
         self.executor = Executor(self.transport, health=self.health, resilience=config.resilience)
+        #: Prompt-cache planning and the response caches (``cache:``, docs/caching.md).
+        self.caches = Caches(config)
         self.shutdown_timeout_s = shutdown_timeout_s
         #: HTTP requests being served (streams until their last byte); see :class:`_Tracker`.
         self.inflight = 0

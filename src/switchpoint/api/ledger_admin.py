@@ -124,7 +124,7 @@ def usage_document(
     code = currency.code.lower()
     data: list[dict[str, Any]] = []
     totals: dict[str, Any] = {"requests": 0, "errors": 0, **dict.fromkeys(queries.TOKEN_COLUMNS, 0)}
-    cost = 0.0
+    cost = saved = 0.0
     for row in rows:
         entry: dict[str, Any] = {
             g: _stamp(g, row.group[g]) if g in ("day", "hour") else row.group[g] for g in group_by
@@ -133,6 +133,7 @@ def usage_document(
         del doc["group"]
         entry.update(doc)
         entry["cost_usd"] = _money(row.cost_usd)
+        entry["saved_usd"] = _money(row.saved_usd)
         if currency.shown:
             entry[f"cost_{code}"] = _money(currency.convert(row.cost_usd))
         data.append(entry)
@@ -141,7 +142,9 @@ def usage_document(
         for c in queries.TOKEN_COLUMNS:
             totals[c] += getattr(row, c)
         cost += row.cost_usd
+        saved += row.saved_usd
     totals["cost_usd"] = _money(cost)
+    totals["saved_usd"] = _money(saved)
     if currency.shown:
         totals[f"cost_{code}"] = _money(currency.convert(cost))
     totals["cache_read_ratio"] = (

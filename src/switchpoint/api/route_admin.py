@@ -22,6 +22,7 @@ from switchpoint.accounting import Accounting
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.dialect import Dialect
 from switchpoint.api.openai import OpenAIDialect
+from switchpoint.cache import Caches
 from switchpoint.config import Config
 from switchpoint.errors import BadRequest, ConfigError
 from switchpoint.executor import Executor
@@ -47,6 +48,7 @@ class RoutedGateway(Protocol):
     health: HealthRegistry
     executor: Executor
     accounting: Accounting
+    caches: Caches
 
     def relabel(self, config: Config) -> None: ...
 
@@ -125,6 +127,7 @@ class Reloader:
             gw.config, gw.router, gw.auth = cfg, router, gw.auth.with_master(cfg.master_key)
             gw.gate = gw.gate.configure(cfg)
             gw.executor.configure(cfg.resilience)
+            gw.caches = gw.caches.configure(cfg)
             gw.accounting.use_deployments(cfg.deployments)
             gw.relabel(cfg)
         rules = len(cfg.routing.rules) if cfg.routing is not None else 0

@@ -44,6 +44,7 @@ from switchpoint.config.routing import (
 from switchpoint.config.storage import StorageSpec, resolve_storage
 from switchpoint.config.accounting import AccountingSpec, resolve_accounting
 from switchpoint.config.telemetry import TelemetrySpec, resolve_telemetry
+from switchpoint.config.cache import CacheSpec, resolve_cache
 from switchpoint.config.governance import (
     AlertsSpec,
     QueueSpec,
@@ -133,6 +134,11 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
         section("alerts", AlertsSpec) if data.get("alerts") is not None else None, problems, secret_ref
     )
     queue = resolve_queue(section("queue", QueueSpec) if data.get("queue") is not None else None, problems)
+    cache = resolve_cache(
+        section("cache", CacheSpec) if data.get("cache") is not None else None,
+        problems,
+        redis=state.redis_url is not None,
+    )
     prices = catalog.bundled() if routing is None or routing.catalog.enabled else None
 
     def rows(name: str, typ: Any) -> dict[str, Any]:
@@ -236,6 +242,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             usable_fraction=d.usable_fraction,
             tags=tuple(d.tags),
             limits=resolve_limits(d.limits, f"{path}.limits", problems),
+            prompt_cache=d.prompt_cache,
             **_deployment_resilience(d, provider_specs[d.provider], res_spec, path, problems),
         )
 
@@ -278,6 +285,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
         state=state,
         alerts=alerts,
         queue=queue,
+        cache=cache,
     )
 
 

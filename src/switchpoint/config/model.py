@@ -35,6 +35,7 @@ from switchpoint.config.governance import (
 )
 from switchpoint.config.accounting import AccountingSpec, DisplayCurrency
 from switchpoint.config.telemetry import Telemetry, TelemetrySpec
+from switchpoint.config.cache import CacheSpec, Caching
 
 
 class ServerSpec(_Base):
@@ -133,6 +134,9 @@ class DeploymentSpec(_Base):
     #: What this deployment may take (its provider's quota): requests and tokens per minute,
     #: requests in flight (docs/governance.md).
     limits: LimitsSpec | None = None
+    #: Provider prompt caching the gateway adds (breakpoints, ``prompt_cache_key``); false opts
+    #: this deployment out (docs/caching.md).
+    prompt_cache: bool = True
 
 
 class FileSpec(_Base):
@@ -149,6 +153,7 @@ class FileSpec(_Base):
     state: StateSpec | None = None
     alerts: AlertsSpec | None = None
     queue: QueueSpec | None = None
+    cache: CacheSpec | None = None
 
 
 # --- the resolved, frozen configuration -----------------------------------------------------
@@ -206,6 +211,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     retry: RetrySettings = RetrySettings()
     breaker: BreakerSettings = BreakerSettings()
     limits: DeploymentLimits | None = None
+    prompt_cache: bool = True
 
     @property
     def family(self) -> Family:
@@ -257,6 +263,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     state: StateSettings = StateSettings()
     alerts: Alerts = Alerts()
     queue: Queue = Queue()
+    #: ``cache:``: prompt caching, the response and semantic caches (docs/caching.md).
+    cache: Caching = Caching()
 
     @property
     def simulated(self) -> bool:

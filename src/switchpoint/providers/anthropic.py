@@ -67,6 +67,7 @@ from switchpoint.canonical import (
 from switchpoint.canonical import Finish as FinishEvent
 from switchpoint.config import Deployment, Secret
 from switchpoint.errors import ProviderError
+from switchpoint.providers.anthropic_cache import place_breakpoints
 from switchpoint.providers.base import Adapter, StreamParser, UpstreamRequest, UpstreamResponse
 from switchpoint.streaming import Marks, SSEFrame
 
@@ -212,6 +213,8 @@ class AnthropicAdapter(Adapter):
                 body.pop("stream", None)
         else:
             body = _build_body(request, deployment)
+        if request.prompt_cache is not None and deployment.prompt_cache:
+            place_breakpoints(body, request.prompt_cache, deployment.model)
         base = deployment.provider.base_url.removesuffix("/v1")
         return UpstreamRequest(
             method="POST",

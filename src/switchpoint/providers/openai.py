@@ -371,6 +371,14 @@ def _translated_body(request: ChatRequest, model: str) -> dict[str, Any]:
     return body
 
 
+def _takes_cache_key(deployment: Deployment) -> bool:
+    """Whether the upstream knows ``prompt_cache_key`` (OpenAI itself, Azure OpenAI, the
+    simulator); other OpenAI-compatible servers may refuse a field they do not know."""
+    provider = deployment.provider
+    url = provider.base_url
+    return provider.simulated or provider.azure_api_version is not None or "api.openai.com" in url
+
+
 def _passthrough_body(request: ChatRequest, raw: dict[str, Any], model: str) -> dict[str, Any]:
     body = dict(raw)
     body["model"] = model
@@ -678,6 +686,9 @@ class OpenAIAdapter(Adapter):
         else:
             reject_anthropic_only_blocks(request, self.family)
             body = _translated_body(request, deployment.model)
+        plan = request.prompt_cache
+        if plan is not None and plan.key and deployment.prompt_cache and _takes_cache_key(deployment):
+            body.setdefault("prompt_cache_key", plan.key)
         return UpstreamRequest(
             method="POST",
             url=_url(deployment, "chat/completions"),

@@ -153,6 +153,8 @@ class UsageRow(msgspec.Struct, kw_only=True):
     ttft_p95_ms: float | None
     #: Cached input tokens over input tokens (None when no input was billed).
     cache_read_ratio: float | None
+    #: USD caching saved (prompt-cache reads less write surcharges, response-cache hits).
+    saved_usd: float = 0.0
 
 
 def _int(value: Any) -> int:
@@ -242,6 +244,7 @@ def usage_query(
         *(func.sum(r[c]).label(c) for c in TOKEN_COLUMNS),
         func.sum(r.cost_usd).label("cost_usd"),
         *(func.sum(r[c]).label(c) for c in COST_COLUMNS),
+        func.sum(r.saved_usd).label("saved_usd"),
     ]
     if percentiles:
         cols += [func.percentile_disc(p).within_group(r[c]).label(name) for name, c, p in PERCENTILES]
@@ -352,6 +355,7 @@ def usage(
                 ttft_p50_ms=pct["ttft_p50_ms"],
                 ttft_p95_ms=pct["ttft_p95_ms"],
                 cache_read_ratio=cached / inp if inp else None,
+                saved_usd=_float(row["saved_usd"]),
             )
         )
     return out
@@ -442,7 +446,7 @@ def list_requests(
 
 def request(engine: Engine, request_id: str) -> dict[str, Any] | None:
     """One request with its attempts (in order), its feedback, and its routing explanation
-    (``route``: the decision's trace as the writer stored it). None when unknown."""
+    (``route``: the decision's trace, rebuilt from its stored form). None when unknown."""
     with engine.connect() as conn:
         row = conn.execute(select(requests).where(requests.c.request_id == request_id)).mappings().first()
         if row is None:
@@ -458,9 +462,7 @@ def request(engine: Engine, request_id: str) -> dict[str, Any] | None:
             .all()
         )
     out = _row_dict(row)
-    route = out.get("route")
-    if isinstance(route, str):
-        out["route"] = json.loads(route)
+    out["route"] = expand(out.get("route"))  # the trace, built from the stored decision
     out["attempt_list"] = [_row_dict(a) for a in tries]
     out["feedback"] = [dict(f) for f in notes]
     return out

@@ -88,6 +88,8 @@ requests = Table(
     Column("cost_output", Double),
     Column("cost_reasoning", Double),
     Column("cost_usd", Double),
+    #: USD caching saved (migration 0005_cache_savings; docs/caching.md).
+    Column("saved_usd", Double),
     Column("attempts", Integer),
     Column("retries", Integer),
     Column("failovers", Integer),
@@ -152,6 +154,7 @@ usage_totals = Table(
     Column("requests", Integer, nullable=False),
     *(Column(name, Integer, nullable=False) for name in TOKEN_COLUMNS),
     Column("cost_usd", Double, nullable=False),
+    Column("saved_usd", Double, nullable=False, server_default="0"),
     Column("latency_ms_sum", Double, nullable=False),
     Column("ttft_ms_sum", Double, nullable=False),
     Column("ttft_count", Integer, nullable=False),

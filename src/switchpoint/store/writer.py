@@ -27,12 +27,20 @@ _INSTANCE, _DEPLOYMENT, _ALIAS, _STATUS, _ERROR = (
     _R["status"],
     _R["error_kind"],
 )
-_LATENCY, _TTFT, _COST = _R["latency_ms"], _R["ttft_ms"], _R["cost_usd"]
+_LATENCY, _TTFT, _COST, _SAVED = _R["latency_ms"], _R["ttft_ms"], _R["cost_usd"], _R["saved_usd"]
 _TOKENS = tuple(_R[name] for name in TOKEN_COLUMNS)
 _REQUEST_ID, _STARTED_AT = _R["request_id"], _R["started_at"]
 
 _TOTAL_KEYS = ("instance", "deployment", "alias", "status", "error_kind")
-_TOTAL_SUMS = ("requests", *TOKEN_COLUMNS, "cost_usd", "latency_ms_sum", "ttft_ms_sum", "ttft_count")
+_TOTAL_SUMS = (
+    "requests",
+    *TOKEN_COLUMNS,
+    "cost_usd",
+    "saved_usd",
+    "latency_ms_sum",
+    "ttft_ms_sum",
+    "ttft_count",
+)
 _BUCKET_KEYS = ("instance", "metric", "deployment", "alias", "le")
 _BOUNDS = (*BUCKETS, INF)
 
@@ -65,11 +73,12 @@ def aggregate(rows: Iterable[Row]) -> tuple[list[Row], list[Row]]:
         t = totals.get(key)
         if t is None:
             t = totals[key] = [0] * width
-            t[-4] = 0.0
+            t[-5] = t[-4] = 0.0
         t[0] += 1
         for j, i in enumerate(_TOKENS, 1):
             t[j] += r[i] or 0
-        t[-4] += r[_COST] or 0.0
+        t[-5] += r[_COST] or 0.0
+        t[-4] += r[_SAVED] or 0.0
         latency = r[_LATENCY] or 0.0
         t[-3] += latency
         bkey = (instance, "latency", deployment, alias, _bucket(latency / 1000.0))

@@ -1,0 +1,185 @@
+"""Provider prompt caching, automatic, end to end: a 20-turn agent conversation with a long system
+prompt and tools through the gateway to the simulated Anthropic and OpenAI families. The ledger's
+cache-read ratio and savings (per deployment, session and task, in ``/admin/usage`` and
+``/metrics``) match a hand computation from the simulator's published rules; off and on are
+printed side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from resilience_harness import AUTH, Server, document, gateway, provider
+from switchpoint.config.storage import ENV_URL
+from switchpoint.simulator import SimConfig
+from switchpoint.simulator import create_app as create_sim
+from switchpoint.store.engine import make_engine
+from switchpoint.store.queries import usage
+
+from store_db import rows
+
+TURNS = 20
+SYSTEM = "You are a careful coding agent working in a large repository. Follow every rule. " * 70
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"tool_{i}",
+            "description": "Reads, searches or edits files in the working tree. " * 6,
+            "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
+        },
+    }
+    for i in range(6)
+]
+# Prices per million tokens, given in the config so the hand computation needs no catalog.
+CLAUDE = {"input": 3.0, "cached_input": 0.3, "cache_write": 3.75, "output": 15.0}
+GPT = {"input": 2.5, "cached_input": 1.25, "output": 10.0}
+
+
+@pytest.fixture(autouse=True)
+def configured_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_URL, raising=False)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[str]:
+    with Server(create_sim(SimConfig())) as server:
+        yield server.url
+
+
+def _doc(sim: str, db: str, cache: dict[str, Any] | None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"storage": {"url": db, "flush_interval_ms": 20}}
+    if cache is not None:
+        extra["cache"] = cache
+    return document(
+        {"p": provider(sim, "openai", simulated=True), "q": provider(sim, "anthropic")},
+        {
+            "d-gpt": {"provider": "p", "model": "gpt-4o", "price": GPT},
+            "d-claude": {"provider": "q", "model": "claude-sonnet-4-5", "price": CLAUDE},
+        },
+        {"gpt": "d-gpt", "claude": "d-claude"},
+        **extra,
+    )
+
+
+def _conversation(url: str, model: str, session: str) -> list[dict[str, Any]]:
+    """Twenty turns of an agent loop; the usage each answer reported, in order."""
+    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}]
+    usages = []
+    headers = {**AUTH, "x-switchpoint-session": session, "x-switchpoint-task": "agent"}
+    with httpx.Client(base_url=url, timeout=30) as c:
+        for turn in range(TURNS):
+            messages.append({"role": "user", "content": f"Step {turn}: run the next check and report."})
+            body = {
+                "model": model,
+                "messages": messages,
+                "tools": TOOLS,
+                "max_tokens": 40,
+                "tool_choice": "none",
+            }
+            r = c.post("/v1/chat/completions", json=body, headers=headers)
+            assert r.status_code == 200, r.text
+            doc = r.json()
+            usages.append(doc["usage"])
+            messages.append({"role": "assistant", "content": doc["choices"][0]["message"]["content"]})
+    return usages
+
+
+def _expected(usages: list[dict[str, Any]], family: str, on: bool) -> dict[str, float]:
+    """The hand computation, from the prompt sizes alone and the providers' rules: Anthropic
+    (the gateway's breakpoint on the last message) writes the whole prompt on the first turn and
+    from then on reads the previous turn's whole prompt and writes the rest; OpenAI reads the
+    previous prompt rounded down to 1024 + a multiple of 128."""
+    price = CLAUDE if family == "anthropic" else GPT
+    cost = saved = 0.0
+    inp = cached = 0
+    previous = 0
+    for u in usages:
+        prompt, out = u["prompt_tokens"], u["completion_tokens"]
+        read = write = 0
+        if on and family == "anthropic":
+            read = previous
+            write = prompt - read
+        elif family == "openai" and previous >= 1024:  # OpenAI caches by itself, on or off
+            read = 1024 + (previous - 1024) // 128 * 128
+        plain = prompt - read - write
+        rate_write = price.get("cache_write", price["input"])
+        cost += (
+            plain * price["input"] + read * price["cached_input"] + write * rate_write + out * price["output"]
+        ) / 1e6
+        saved += (
+            read * (price["input"] - price["cached_input"]) + write * (price["input"] - rate_write)
+        ) / 1e6
+        inp += prompt
+        cached += read
+        previous = prompt
+    return {"cost": cost, "saved": saved, "ratio": cached / inp, "cached": cached, "input": inp}
+
+
+def _run(sim: str, tmp_path: Path, name: str, cache: dict[str, Any] | None) -> dict[str, Any]:
+    db = f"sqlite:///{tmp_path / (name + '.db')}"
+    out: dict[str, Any] = {}
+    with gateway(_doc(sim, db, cache)) as (url, _gw, _):
+        for model in ("claude", "gpt"):
+            out[model] = _conversation(url, model, f"{name}-{model}")
+        admin = httpx.get(f"{url}/admin/usage", params={"group_by": "deployment"}, headers=AUTH, timeout=10)
+        assert admin.status_code == 200, admin.text
+        out["admin"] = admin.json()
+        out["metrics"] = httpx.get(f"{url}/metrics", headers=AUTH, timeout=10).text
+    engine = make_engine(db)
+    try:
+        out["by_deployment"] = {r.group["deployment"]: r for r in usage(engine, ["deployment"])}
+        out["by_session"] = {r.group["session"]: r for r in usage(engine, ["session"])}
+        out["by_task"] = usage(engine, ["task", "deployment"])
+        out["rows"] = rows(engine, "SELECT deployment, cached_input_tokens, saved_usd FROM requests")
+    finally:
+        engine.dispose()
+    return out
+
+
+def test_prompt_caching_off_and_on_match_a_hand_computation(sim: str, tmp_path: Path) -> None:
+    off = _run(sim, tmp_path, "off", {"prompt": {"enabled": False}})
+    on = _run(sim, tmp_path, "on", None)  # automatic: no cache section at all
+    lines = [f"{'':18}{'off':>34}{'on':>34}"]
+    for model, dep, family in (("claude", "d-claude", "anthropic"), ("gpt", "d-gpt", "openai")):
+        for label, run, enabled in (("off", off, False), ("on", on, True)):
+            want = _expected(run[model], family, enabled)
+            got = run["by_deployment"][dep]
+            assert got.requests == TURNS
+            assert got.input_tokens == want["input"] and got.cached_input_tokens == want["cached"]
+            assert got.cost_usd == pytest.approx(want["cost"], rel=1e-9)
+            assert got.saved_usd == pytest.approx(want["saved"], rel=1e-9, abs=1e-12)
+            assert got.cache_read_ratio == pytest.approx(want["ratio"])
+            # The same figures per session and per task.
+            session = run["by_session"][f"{label}-{model}"]
+            assert session.saved_usd == pytest.approx(want["saved"], abs=1e-12)
+            assert session.cache_read_ratio == pytest.approx(want["ratio"])
+            task = next(r for r in run["by_task"] if r.group["deployment"] == dep)
+            assert task.group["task"] == "agent" and task.saved_usd == pytest.approx(want["saved"], abs=1e-12)
+            admin = next(r for r in run["admin"]["data"] if r["deployment"] == dep)
+            assert admin["saved_usd"] == pytest.approx(want["saved"], abs=1e-9)
+            assert admin["cache_read_ratio"] == pytest.approx(want["ratio"])
+        a, b = off["by_deployment"][dep], on["by_deployment"][dep]
+        lines += [
+            f"{dep:<18}{'cache-read ratio':>20}{a.cache_read_ratio:>14.3f}{'':>20}{b.cache_read_ratio:>14.3f}",
+            f"{'':<18}{'cost USD':>20}{a.cost_usd:>14.6f}{'':>20}{b.cost_usd:>14.6f}",
+            f"{'':<18}{'saved USD':>20}{a.saved_usd:>14.6f}{'':>20}{b.saved_usd:>14.6f}",
+        ]
+    print("\n" + "\n".join(lines))
+    claude_off, claude_on = off["by_deployment"]["d-claude"], on["by_deployment"]["d-claude"]
+    assert claude_off.cached_input_tokens == 0 and claude_on.cache_read_ratio > 0.9
+    assert claude_on.cost_usd < 0.5 * claude_off.cost_usd
+    # OpenAI caches by itself; the gateway adds the session's prompt_cache_key (same reads here).
+    assert (
+        on["by_deployment"]["d-gpt"].cached_input_tokens == off["by_deployment"]["d-gpt"].cached_input_tokens
+    )
+    saved_line = next(
+        line
+        for line in on["metrics"].splitlines()
+        if line.startswith("switchpoint_cache_saved_usd_total{") and 'deployment="d-claude"' in line
+    )
+    assert float(saved_line.rsplit(" ", 1)[1]) == pytest.approx(claude_on.saved_usd, rel=1e-6)
