@@ -14,7 +14,7 @@ from html import escape
 from markupsafe import Markup
 
 W, H = 640, 200
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 34
+LEFT, RIGHT, TOP, BOTTOM = 78, 12, 12, 34
 
 
 @dataclass(frozen=True)

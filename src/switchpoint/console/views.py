@@ -7,6 +7,7 @@ and ``/admin/tasks`` answer from, so the console and the API agree) or from
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from sqlalchemy import Engine
 from switchpoint.config import Config
 from switchpoint.store import console_queries as cq
 from switchpoint.store import queries
+from switchpoint.store.tables import TOKEN_COLUMNS
 
 HOUR, DAY = 3600, 86400
 #: Range picker presets: name → seconds back from now.
@@ -155,25 +157,78 @@ def cache_saved(config: Config, rows: list[cq.Totals]) -> tuple[float, list[str]
     return saved, unpriced
 
 
+def _usage_row(
+    group: dict[str, Any], parts: list[cq.Totals], pct: dict[str, float | None]
+) -> queries.UsageRow:
+    """One :class:`queries.UsageRow` from sums over ``parts`` and its percentiles."""
+    tokens = {c: sum(p.tokens.get(c, 0) for p in parts) for c in TOKEN_COLUMNS}
+    costs = {c: math.fsum(p.costs.get(c, 0.0) for p in parts) for c in queries.COST_COLUMNS}
+    inp, cached = tokens["input_tokens"], tokens["cached_input_tokens"]
+    return queries.UsageRow(
+        group=group,
+        requests=sum(p.requests for p in parts),
+        errors=sum(p.errors for p in parts),
+        cost_usd=math.fsum(p.cost_usd for p in parts),
+        input_tokens=inp,
+        cached_input_tokens=cached,
+        cache_write_5m_tokens=tokens["cache_write_5m_tokens"],
+        cache_write_1h_tokens=tokens["cache_write_1h_tokens"],
+        output_tokens=tokens["output_tokens"],
+        reasoning_tokens=tokens["reasoning_tokens"],
+        cost_input=costs["cost_input"],
+        cost_cached_input=costs["cost_cached_input"],
+        cost_cache_write_5m=costs["cost_cache_write_5m"],
+        cost_cache_write_1h=costs["cost_cache_write_1h"],
+        cost_output=costs["cost_output"],
+        cost_reasoning=costs["cost_reasoning"],
+        latency_p50_ms=pct.get("latency_p50_ms"),
+        latency_p95_ms=pct.get("latency_p95_ms"),
+        ttft_p50_ms=pct.get("ttft_p50_ms"),
+        ttft_p95_ms=pct.get("ttft_p95_ms"),
+        cache_read_ratio=cached / inp if inp else None,
+    )
+
+
 def overview(engine: Engine, config: Config, w: Window, now: float | None = None) -> Overview:
+    """The overview's figures: one read of the range (sums per bucket and deployment, and the
+    percentiles) and two sums for today and this month."""
     t = time.time() if now is None else now
-    total = queries.usage(engine, [], w.since, w.until)
-    per = {int(r.group[w.step]): r for r in queries.usage(engine, [w.step], w.since, w.until)}
-    by_dep = cq.totals(engine, ["deployment"], w.since, w.until)
-    saved, unpriced = cache_saved(config, by_dep)
+    read = cq.overview(engine, w.width, w.since, w.until)
+    by_bucket: dict[int, list[cq.Totals]] = {}
+    by_dep: dict[Any, list[cq.Totals]] = {}
+    for part in read.sums:
+        by_bucket.setdefault(int(part.group[w.step]), []).append(part)
+        by_dep.setdefault(part.group["deployment"], []).append(part)
+    none: dict[str, float | None] = {}
+    series: dict[int, queries.UsageRow] = {
+        b: _usage_row({w.step: b}, parts, read.percentiles.get(b, none)) for b, parts in by_bucket.items()
+    }
+    deps = [_totals({"deployment": d}, parts) for d, parts in by_dep.items()]
+    saved, unpriced = cache_saved(config, deps)
     today = float(int(t // DAY) * DAY)
     month = month_start(t)
     return Overview(
         window=w,
-        totals=total[0] if total else None,
-        series=[(b, per.get(b)) for b in _buckets(w)],
+        totals=_usage_row({}, read.sums, read.percentiles.get(None, none)) if read.sums else None,
+        series=[(b, series.get(b)) for b in _buckets(w)],
         spend_today=cq.spend_since(engine, today),
         spend_month=cq.spend_since(engine, month),
         today_start=today,
         month_start=month,
         cache_saved_usd=saved,
         unpriced=unpriced,
-        resilience=cq.resilience(engine, w.since, w.until),
+        resilience=read.resilience,
+    )
+
+
+def _totals(group: dict[str, Any], parts: list[cq.Totals]) -> cq.Totals:
+    return cq.Totals(
+        group=group,
+        requests=sum(p.requests for p in parts),
+        errors=sum(p.errors for p in parts),
+        cost_usd=math.fsum(p.cost_usd for p in parts),
+        tokens={c: sum(p.tokens.get(c, 0) for p in parts) for c in TOKEN_COLUMNS},
+        costs={c: math.fsum(p.costs.get(c, 0.0) for p in parts) for c in queries.COST_COLUMNS},
     )
 
 
