@@ -332,7 +332,7 @@ def read_responses(body: bytes) -> ResponsesRequest:
     )
     fields: dict[str, Any] = {}
     echo: dict[str, Any] = {"tools": [], "tool_choice": "auto", "text": {"format": {"type": "text"}}}
-    if data.get("tools") is not None:
+    if data.get("tools") not in (None, []):  # the Agents SDK sends [] for no tools
         fields["tools"], echo["tools"] = _tools(data["tools"])
     if data.get("tool_choice") is not None:
         fields["tool_choice"] = _tool_choice(data["tool_choice"])
