@@ -163,3 +163,28 @@ async def test_two_clients_share_one_redis() -> None:
         await a.close()
         await b.close()
         await _cleanup(prefix)
+
+
+async def test_the_memory_states_prepared_path_puts_back_what_a_refusal_took() -> None:
+    """The gate's usual path (checks resolved once) is all-or-none too."""
+    s = MemoryState()
+    until = time.time() + 3600
+    items = s.prepare(
+        [
+            Check("window", "rpm:p", 10),
+            Check("window", "tpm:p", 1000, 0),
+            Check("slot", "par:p", 5),
+            Check("budget", "b:p", 1.0, 0, until),
+        ]
+    )
+    out = s.admit_prepared("a", items, 300.0, 0.9)
+    assert out.refused is None and out.used == [1.0, 300.0, 1.0, pytest.approx(0.9)]
+    out = s.admit_prepared("b", items, 300.0, 0.2)  # the budget refuses: nothing else is kept
+    assert out.refused == 3
+    assert s.admit_now("c", [Check("window", "rpm:p", 2)]).refused is None  # rpm held "a" only
+    assert s.admit_now("c", [Check("window", "tpm:p", 1000, 700)]).refused is None  # 300 + 700
+    assert s.admit_now("d", [Check("slot", "par:p", 2)]).refused is None  # "a" and "d" only
+    assert await s.spent("b:p") == pytest.approx(0.9)
+    levels = s.settle_prepared("a", items, -250.0, -0.8)  # it used 50 tokens and cost $0.10
+    assert levels == [pytest.approx(0.1)]
+    assert s.admit_now("e", [Check("window", "tpm:p", 1000, 250)]).refused is None  # 50 + 700 + 250

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import math
 import time
 import urllib.request
 from typing import Any
@@ -46,11 +47,13 @@ class Alerter:
 
     def observe(self, budget: Budget, spent: float) -> None:
         """A budget's spend after a request settled: fire what it passed (in the background)."""
-        if budget.limit <= 0:
+        if spent < budget.alert_at or budget.limit <= 0:
             return
         ratio = spent / budget.limit
+        budget.alert_at = math.inf
         for t in self.settings.thresholds:
             if ratio + 1e-12 < t:
+                budget.alert_at = t * budget.limit - 1e-12  # nothing to do until then
                 break
             latch = f"alert:{budget.key}:{t}"
             if latch in self._done:

@@ -52,7 +52,7 @@ def period_bounds(period: str, now: float) -> tuple[float, float]:
 class Budget:
     """One budget of one holder in the current period."""
 
-    __slots__ = ("holder", "key", "limit", "name", "period", "scope", "start", "until")
+    __slots__ = ("alert_at", "holder", "key", "limit", "name", "period", "scope", "start", "until")
 
     def __init__(self, scope: str, holder: str, name: str, period: str, limit: float, now: float) -> None:
         #: ``key`` or ``team``; ``holder``: its id; ``name``: its name (for messages and the ledger).
@@ -63,6 +63,8 @@ class Budget:
         self.limit = limit
         self.start, self.until = period_bounds(period, now)
         self.key = f"b:{scope[0]}:{holder}:{period}:{int(self.start)}"
+        #: Spend below which no alert can fire (the alerter keeps it; 0: look at the next one).
+        self.alert_at = 0.0
 
     @property
     def label(self) -> str:

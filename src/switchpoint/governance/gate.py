@@ -108,19 +108,19 @@ class CallerPlan:
         used, reset = outcome.used, outcome.reset
         n = len(used)
         for limit_name, remaining_name, reset_name, found in self.headers:
-            if len(found) == 1:
-                i, limit, text = found[0]
-                if i >= n:
-                    continue
-                room = limit - used[i]
-            else:
-                best = [(limit - used[i], i, text) for i, limit, text in found if i < n]
+            i, limit, text = found[0]
+            if len(found) > 1:
+                best = [(lim - used[j], j, t) for j, lim, t in found if j < n]
                 if not best:
                     continue
                 room, i, text = min(best)
+            elif i < n:
+                room = limit - used[i]
+            else:
+                continue
             headers[limit_name] = text
             headers[remaining_name] = str(int(room)) if room > 0 else "0"
-            headers[reset_name] = duration(reset[i] if i < len(reset) else 0.0)
+            headers[reset_name] = duration(reset[i])
 
     @property
     def empty(self) -> bool:

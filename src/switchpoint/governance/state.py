@@ -276,21 +276,31 @@ class MemoryState:
     def admit_prepared(
         self, rid: str, items: list[tuple[int, Any, float, str, float]], tokens: float, cost: float
     ) -> Outcome:
-        """:meth:`admit_now` for prepared checks, with this request's tokens and cost."""
+        """:meth:`admit_now` for prepared checks, with this request's tokens and cost: each is
+        taken as it is checked, and what was taken is put back should a later one not fit."""
         now = self._clock()
         used: list[float] = []
         reset: list[float] = []
         budgets = self._budgets
+        expiry = now + WINDOW_S
         for i, (code, obj, limit, key, until) in enumerate(items):
             if code < 2:
                 entries = obj.entries
                 if entries and entries[0][0] <= now:
                     obj.expire(now)
                 level = obj.sum
-                reset.append(entries[0][0] - now if entries else 0.0)
                 amount = 1.0 if code == 0 else tokens
                 if level + amount > limit + _EPS and level > _EPS:
-                    return Outcome(i, obj.wait_for(max(0.0, limit - amount), now), [*used, level], reset)
+                    reset.append(entries[0][0] - now)
+                    refused = Outcome(i, obj.wait_for(max(0.0, limit - amount), now), [*used, level], reset)
+                    break
+                reset.append(entries[0][0] - now if entries else WINDOW_S)
+                entry = [expiry, amount, rid]
+                entries.append(entry)
+                if code == 1:
+                    obj.index[rid] = entry
+                obj.sum = level + amount
+                used.append(level + amount)
             elif code == 2:
                 if len(obj) >= limit:
                     for k in [k for k, exp in obj.items() if exp <= now]:
@@ -298,37 +308,33 @@ class MemoryState:
                 level = float(len(obj))
                 reset.append(0.0)
                 if level + 1 > limit + _EPS:
-                    return Outcome(i, 1.0, [*used, level], reset)
+                    refused = Outcome(i, 1.0, [*used, level], reset)
+                    break
+                obj[rid] = now + SLOT_LEASE_S
+                used.append(level + 1.0)
             else:
                 found = budgets.get(key)
                 level = found[0] if found is not None else 0.0
                 reset.append(until - now if until else 0.0)
                 if level + cost > limit + _EPS:
-                    return Outcome(i, reset[-1], [*used, level], reset)
-            used.append(level)
-        expiry = now + WINDOW_S
-        for i, (code, obj, _, key, until) in enumerate(items):
-            if code == 0:
-                obj.entries.append([expiry, 1.0, rid])
-                obj.sum += 1.0
-                used[i] += 1.0
-            elif code == 1:
-                entry = [expiry, tokens, rid]
-                obj.entries.append(entry)
-                obj.index[rid] = entry
-                obj.sum += tokens
-                used[i] += tokens
+                    refused = Outcome(i, reset[-1], [*used, level], reset)
+                    break
+                budgets[key] = (level + cost, until)
+                used.append(level + cost)
+        else:
+            return Outcome(None, 0.0, used, reset)
+        for code, obj, _, key, until in items[: refused.refused]:  # put back what was taken
+            if code < 2:
+                entry = obj.entries.pop()
+                obj.sum -= entry[1]
+                if code == 1:
+                    obj.index.pop(rid, None)
             elif code == 2:
-                obj[rid] = now + SLOT_LEASE_S
-                used[i] += 1.0
-                continue
+                obj.pop(rid, None)
             else:
-                used[i] += cost
-                budgets[key] = (used[i], until)
-                continue
-            if reset[i] <= 0.0:
-                reset[i] = WINDOW_S
-        return Outcome(None, 0.0, used, reset)
+                spent, _ = budgets[key]
+                budgets[key] = (spent - cost, until)
+        return refused
 
     def settle_prepared(
         self, rid: str, items: list[tuple[int, Any, float, str, float]], tokens: float, cost: float
