@@ -399,3 +399,41 @@ def test_embedded_defaults_price_table_matches(site: dict[str, Any]) -> None:
     doc = defaults.simulated_document("http://x")
     for name, rate in {"sim-gpt": 1.25, "sim-mini": 0.1, "sim-claude": 5.0, "sim-gemini": 0.3}.items():
         assert doc["deployments"][name]["price"]["input"] == rate
+
+
+def test_alerts_page_shows_thresholds_passed_and_when(page: Any, site: dict[str, Any]) -> None:
+    url = site["url"]
+    hdr = {"authorization": f"Bearer {h.MASTER}"}
+    made = httpx.post(f"{url}/admin/keys", headers=hdr, json={"name": "alerty"}, timeout=30).json()
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {made['secret']}"},
+        json={"model": "sim-gpt", "messages": [{"role": "user", "content": "spend a little"}]},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    rid = r.headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        got = httpx.get(f"{url}/admin/requests/{rid}", headers=hdr, timeout=30)
+        if got.status_code == 200:
+            break
+        time.sleep(0.1)
+    row = got.json()["request"]
+    # A daily budget the spend so far fills to 90 %: the 50 % and 80 % thresholds are passed
+    # (by that request), 100 % is not.
+    budget = row["cost_usd"] / 0.9
+    p = httpx.patch(
+        f"{url}/admin/keys/{made['id']}", headers=hdr, json={"budgets": {"daily": budget}}, timeout=30
+    )
+    assert p.status_code == 200, p.text
+    page.goto(f"{url}/ui/alerts")
+    line = page.locator("[data-testid=budgets] tr", has_text="key alerty")
+    text = line.inner_text()
+    assert "daily" in text and "90 %" in text
+    assert "50 %" in text and "80 %" in text and "100 %" not in text
+    stamps = line.locator("[data-testid=crossed-at]").all_inner_texts()
+    from switchpoint.console.format import when
+
+    assert stamps == [when(row["started_at"])] * 2
+    h.shot(page, "alerts-budgets")

@@ -282,6 +282,9 @@ def _crossings(key_engine: Any, engine: Any, thresholds: tuple[float, ...]) -> l
                 continue
             spent = spend.spent.get(period, 0.0) if spend is not None else 0.0
             passed = [t for t in thresholds if spent / limit + 1e-12 >= t]
+            column, holder = ("key", hid) if scope == "key" else ("team", name)
+            start = starts[period]
+            when = cq.crossings(engine, column, holder, start, [t * limit for t in passed]) if passed else []
             out.append(
                 {
                     "scope": scope,
@@ -291,7 +294,7 @@ def _crossings(key_engine: Any, engine: Any, thresholds: tuple[float, ...]) -> l
                     "limit": float(limit),
                     "spent": spent,
                     "ratio": spent / limit,
-                    "passed": passed,
+                    "passed": list(zip(passed, when, strict=True)),
                     "resets": period_bounds(period, now)[1] or None,
                 }
             )

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, case, func, select, text
+from sqlalchemy import Connection, Engine, case, func, select, text, tuple_
 
 from switchpoint.store.queries import (
     COST_COLUMNS,
@@ -246,10 +246,10 @@ def _pg_percentiles(conn: Connection, b: Any, where: list[Any]) -> dict[int | No
     r = requests.c
     aggs = [func.percentile_disc(p).within_group(r[c]).label(name) for name, c, p in PERCENTILES]
     out: dict[int | None, dict[str, float | None]] = {}
-    for row in conn.execute(select(b.label("b"), *aggs).where(*where).group_by(b)).mappings():
-        out[int(row["b"])] = {name: row[name] for name, _, _ in PERCENTILES}
-    for row in conn.execute(select(*aggs).where(*where)).mappings():
-        out[None] = {name: row[name] for name, _, _ in PERCENTILES}
+    # One statement for every bucket and the whole range: GROUPING SETS ((bucket), ()).
+    q = select(b.label("b"), *aggs).where(*where).group_by(func.grouping_sets(tuple_(b), tuple_()))
+    for row in conn.execute(q).mappings():
+        out[None if row["b"] is None else int(row["b"])] = {name: row[name] for name, _, _ in PERCENTILES}
     return out
 
 
@@ -290,3 +290,31 @@ def _four(lat: list[float], ttft: list[float]) -> dict[str, float | None]:
         "ttft_p50_ms": nearest_rank(ttft, 0.5),
         "ttft_p95_ms": nearest_rank(ttft, 0.95),
     }
+
+
+def crossings(
+    engine: Engine, column: str, holder: str, since: float, amounts: Sequence[float]
+) -> list[float | None]:
+    """When the holder's spend since ``since`` first reached each of ``amounts`` (USD, ascending):
+    the start of the request that took it there, or None while it has not. ``column`` is ``key``
+    (a key id) or ``team`` (a team name). Reads that holder's requests in order, until the last
+    amount is reached."""
+    col = GROUPS[column]
+    r = requests.c
+    q = (
+        select(r.started_at, r.cost_usd)
+        .where(col == holder, r.started_at >= since)
+        .order_by(r.started_at, r.request_id)
+        .execution_options(yield_per=5000)
+    )
+    out: list[float | None] = [None] * len(amounts)
+    spent, i = 0.0, 0
+    with engine.connect() as conn:
+        for started, cost in conn.execute(q):
+            spent += float(cost or 0.0)
+            while i < len(amounts) and spent + 1e-12 >= amounts[i]:
+                out[i] = float(started)
+                i += 1
+            if i == len(amounts):
+                break
+    return out
