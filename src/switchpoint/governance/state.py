@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import deque
@@ -28,6 +29,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
 import msgspec
+
+from switchpoint.governance.resp import FastRedis, RespError
 
 log = logging.getLogger("switchpoint.governance")
 
@@ -531,8 +534,14 @@ class RedisState:
 
         self.prefix = prefix
         self._redis: Any = client if client is not None else aioredis.Redis.from_url(url)
-        self._admit = self._redis.register_script(_script(_ADMIT))
-        self._settle = self._redis.register_script(_script(_SETTLE))
+        self._scripts = {name: _script(text) for name, text in (("admit", _ADMIT), ("settle", _SETTLE))}
+        self._sha = {
+            name: hashlib.sha1(text.encode()).hexdigest().encode() for name, text in self._scripts.items()
+        }
+        #: The request path's two calls go over one pipelined connection of our own (redis://).
+        self._fast = FastRedis(url) if url.startswith("redis://") and client is None else None
+        self._admit = self._redis.register_script(self._scripts["admit"])
+        self._settle = self._redis.register_script(self._scripts["settle"])
         self._pending: set[asyncio.Task[None]] = set()
         #: Settle calls that failed (Redis unreachable): the reservation stays until it expires.
         self.settle_failures = 0
@@ -540,11 +549,31 @@ class RedisState:
     def _k(self, key: str) -> str:
         return self.prefix + key
 
+    async def _eval(self, name: str, keys: list[str], args: list[str | bytes]) -> Any:
+        fast = self._fast
+        if fast is None:
+            script = self._admit if name == "admit" else self._settle
+            return await script(keys=keys, args=args)
+        call = (
+            b"EVALSHA",
+            self._sha[name],
+            str(len(keys)).encode(),
+            *[k.encode() for k in keys],
+            *[a if isinstance(a, bytes) else a.encode() for a in args],
+        )
+        try:
+            return await fast.call(*call)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await self._redis.script_load(self._scripts[name])
+            return await fast.call(*call)
+
     async def admit(self, rid: str, checks: Sequence[Check]) -> Outcome:
         prefix = self.prefix
         keys = [prefix + c.key for c in checks]
         spec = _JSON.encode([(_CODE[c.kind], c.limit, c.amount, c.until) for c in checks])
-        refused, wait, used, reset = _DECODE(await self._admit(keys=keys, args=[rid, spec]))
+        refused, wait, used, reset = _DECODE(await self._eval("admit", keys, [rid, spec]))
         return Outcome(None if refused == 0 else refused - 1, float(wait), used, reset)
 
     def settle(
@@ -565,7 +594,7 @@ class RedisState:
         levels: Any = None
         for attempt in range(3):
             try:
-                levels = await self._settle(keys=keys, args=args)
+                levels = await self._eval("settle", keys, args)
                 break
             except asyncio.CancelledError:
                 raise
@@ -600,6 +629,8 @@ class RedisState:
 
     async def close(self) -> None:
         await self.drain()
+        if self._fast is not None:
+            await self._fast.close()
         with contextlib.suppress(Exception):
             await self._redis.aclose()
 
