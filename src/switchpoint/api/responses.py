@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from switchpoint.api.dialect import Dialect
 from switchpoint.api.openai import (
     _array,
@@ -410,6 +412,4 @@ class ResponsesDialect(Dialect):
         return ResponsesStreamEncoder(request)
 
     def render_error(self, err: SwitchpointError) -> tuple[int, bytes]:
-        import msgspec
-
         return err.status, msgspec.json.encode({"error": _error_object(err)})
