@@ -37,7 +37,7 @@ from switchpoint.api.chat import (
     JSON,
     ChatRoute,
     Reply,
-    StreamBody,
+    ReplyStream,
     error_reply,
     internal_error,
     make_record,
@@ -157,6 +157,7 @@ class Gateway:
         if not await self.drained(self.shutdown_timeout_s):
             log.warning("shutting down with %d request(s) still in flight", self.inflight)
         await self.accounting.stop()
+        await self.caches.close()
         await self.gate.close()
         if self.auth.ring is not None:
             await self.auth.ring.stop()
@@ -204,7 +205,7 @@ def _asgi_route(route: ChatRoute) -> Handler:
     return handle
 
 
-async def _drained(body: StreamBody) -> AsyncIterator[bytes]:
+async def _drained(body: ReplyStream) -> AsyncIterator[bytes]:
     """``body`` for a server that does not close what it iterates (ASGI)."""
     try:
         async for piece in body:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from switchpoint.api.dialect import Dialect, StreamEncoder
+from switchpoint.cache.response import Entry, Lookup, Recorder, Replay
 from switchpoint.canonical import ChatRequest
 from switchpoint.errors import BudgetExceeded, InternalError, ShuttingDown, SwitchpointError
 from switchpoint.executor import CommittedStream, RequestContext, limits_from_headers
@@ -97,6 +98,16 @@ def make_record(
     )
 
 
+class ReplyStream(Protocol):
+    """A stream's pieces for the server to write (a :class:`StreamBody`, or a cached one)."""
+
+    def __aiter__(self) -> ReplyStream: ...
+
+    async def __anext__(self) -> bytes: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Reply:
     """What a chat route answers, whichever server writes it: a body, or a stream of bytes."""
 
@@ -108,7 +119,7 @@ class Reply:
         headers: dict[str, str],
         body: bytes = b"",
         *,
-        stream: StreamBody | None = None,
+        stream: ReplyStream | None = None,
         media_type: str = JSON,
         abort: Callable[[SwitchpointError], bytes] | None = None,
     ) -> None:
@@ -220,6 +231,13 @@ class ChatRoute:
             )
             headers["x-switchpoint-route"] = decision.header()
             xreq = decision.request or creq  # presets applied, context trimmed
+            cached: Lookup | None = None
+            response_cache = gw.caches.response
+            if response_cache is not None and self.state is None:  # the exact response cache
+                scope = response_cache.scope(principal.key_id, principal.team_name, principal.name)
+                cached = await response_cache.lookup(xreq, decision.rule, scope, request_headers, headers)
+                if cached.hit is not None:
+                    return self._cached(cached.hit, ctx, creq, principal, decision, headers, body)
             if principal.key_id is not None or gw.gate.limited:  # limits, budgets, queue
                 admission, decision, xreq = await self._admit(
                     principal, creq, xreq, decision, request_headers, headers, rid
@@ -238,12 +256,13 @@ class ChatRoute:
                 headers.update(_SSE_HEADERS)
                 encoder = dialect.stream_encoder(creq)
                 encoder.commit(committed.family)
+                answer = StreamBody(
+                    self, encoder, model, committed, ctx, principal, decision, end_user, body, admission, creq
+                )
                 return Reply(
                     200,
                     headers,
-                    stream=StreamBody(
-                        self, encoder, model, committed, ctx, principal, decision, end_user, body, admission, creq
-                    ),
+                    stream=answer if cached is None or cached.key is None else _recorded(answer, cached, decision),
                     media_type="text/event-stream",
                     abort=encoder.error,
                 )
@@ -256,6 +275,9 @@ class ChatRoute:
             out = dialect.encode_chat(result, creq)
             if self.state is not None:
                 await self.state.keep(creq, out, principal)
+            if cached is not None and cached.key is not None and response_cache is not None:
+                entry = Entry(deployment=ctx.deployment or "", usage=ctx.usage, body=out)
+                response_cache.store(cached.key, decision.rule, entry)
             self.book(ctx, model, False, 200, None, principal, decision, end_user, body, out)
             return Reply(200, headers, out)
         except Exception as exc:
@@ -271,6 +293,48 @@ class ChatRoute:
             if admission is not None:
                 admission.settle(ctx.attempts)
             raise
+
+    def _cached(
+        self,
+        entry: Entry,
+        ctx: RequestContext,
+        creq: ChatRequest,
+        principal: Principal,
+        decision: Decision,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> Reply:
+        """A response-cache hit: the stored answer, booked as cached (no upstream call, no cost;
+        the ledger's ``saved_usd`` is what the original cost)."""
+        if decision.request is not None:
+            decision = msgspec.structs.replace(decision, request=None)
+        ctx.deployment, ctx.usage = entry.deployment or None, entry.usage
+        headers["x-switchpoint-deployment"] = entry.deployment
+        if entry.chunks is not None:
+            ctx.ttft_ms = ctx.elapsed_ms()
+        record = msgspec.structs.replace(
+            make_record(
+                ctx,
+                dialect=self.dialect.name,
+                endpoint=self.endpoint,
+                model=creq.model,
+                stream=creq.stream,
+                status=200,
+                error=None,
+                principal=principal,
+                decision=decision,
+                end_user=creq.user,
+            ),
+            cached=True,
+        )
+        if self.gw.store_bodies:
+            response_body = None if entry.chunks is not None else entry.body
+            record = msgspec.structs.replace(record, request_body=body, response_body=response_body)
+        self.gw.accounting.submit(record)
+        if entry.chunks is not None:
+            headers.update(_SSE_HEADERS)
+            return Reply(200, headers, stream=Replay(entry.chunks), media_type="text/event-stream")
+        return Reply(200, headers, entry.body)
 
     async def _admit(
         self,
@@ -354,6 +418,7 @@ class StreamBody:
         "_request",
         "_request_body",
         "_route",
+        "status",
     )
 
     def __init__(
@@ -382,6 +447,8 @@ class StreamBody:
         self._decision = decision
         self._end_user = end_user
         self._open = True
+        #: How the stream ended (None: not yet).
+        self.status: int | None = None
 
     def __aiter__(self) -> StreamBody:
         return self
@@ -427,6 +494,7 @@ class StreamBody:
 
     def _book(self, status: int, error: str | None) -> None:
         self._open = False
+        self.status = status
         if self._admission is not None:
             self._admission.settle(self._ctx.attempts)
         self._route.book(
@@ -440,3 +508,16 @@ class StreamBody:
             self._end_user,
             self._request_body,  # a stream's response is not kept
         )
+
+
+def _recorded(answer: StreamBody, cached: Lookup, decision: Decision) -> Recorder:
+    """A miss's stream, stored in the response cache once it has ended with a 200."""
+    cache = answer._route.gw.caches.response
+    assert cache is not None and cached.key is not None
+    key, ctx = cached.key, answer._ctx
+
+    def done(chunks: list[bytes]) -> None:
+        entry = Entry(deployment=ctx.deployment or "", usage=ctx.usage, chunks=chunks)
+        cache.store(key, decision.rule, entry)
+
+    return Recorder(answer, lambda: answer.status == 200, done, cache.settings.max_entry_bytes)
