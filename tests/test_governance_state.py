@@ -188,3 +188,42 @@ async def test_the_memory_states_prepared_path_puts_back_what_a_refusal_took() -
     levels = s.settle_prepared("a", items, -250.0, -0.8)  # it used 50 tokens and cost $0.10
     assert levels == [pytest.approx(0.1)]
     assert s.admit_now("e", [Check("window", "tpm:p", 1000, 250)]).refused is None  # 50 + 700 + 250
+
+
+async def test_the_fast_redis_connection_answers_errors_and_reconnects() -> None:
+    if not REDIS_UP:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    from switchpoint.governance.resp import FastRedis, RespError
+
+    fast = FastRedis(REDIS_URL)
+    try:
+        with pytest.raises(RespError, match="NOSCRIPT"):
+            await fast.call(b"EVALSHA", b"0" * 40, b"0")
+        assert await fast.call(b"PING") == b"PONG"
+        # many calls in flight on one connection: each gets its own answer
+        answers = await asyncio.gather(*[fast.call(b"ECHO", str(i).encode()) for i in range(200)])
+        assert answers == [str(i).encode() for i in range(200)]
+        assert fast._proto is not None and fast._proto.transport is not None
+        fast._proto.transport.close()  # the connection drops
+        await asyncio.sleep(0.05)
+        assert await fast.call(b"ECHO", b"back") == b"back"
+    finally:
+        await fast.close()
+
+
+async def test_a_redis_state_reloads_its_scripts_when_redis_lost_them() -> None:
+    """A Redis restarted (or SCRIPT FLUSHed) no longer knows the scripts: they are sent again."""
+    if not REDIS_UP:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    prefix = f"sp-test-{uuid.uuid4().hex[:12]}:"
+    s = RedisState(REDIS_URL, prefix)
+    try:
+        s._sha = {name: b"f" * 40 for name in s._sha}  # as if this Redis did not know them
+        out = await s.admit("r", [Check("window", "rpm:reload", 5)])
+        assert out.refused is None and out.used == [1.0]
+        s.settle("r", [Adjust("slot", "par:reload")])
+        await s.drain()
+        assert s.settle_failures == 0
+    finally:
+        await s.close()
+        await _cleanup(prefix)

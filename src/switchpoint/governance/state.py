@@ -566,8 +566,9 @@ class RedisState:
         except RespError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-            await self._redis.script_load(self._scripts[name])
-            return await fast.call(*call)
+            sha = await self._redis.script_load(self._scripts[name])
+            self._sha[name] = sha.encode() if isinstance(sha, str) else bytes(sha)
+            return await fast.call(call[0], self._sha[name], *call[2:])
 
     async def admit(self, rid: str, checks: Sequence[Check]) -> Outcome:
         prefix = self.prefix
