@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
+from switchpoint.store.route_form import expand
 from switchpoint.store.tables import TOKEN_COLUMNS, attempts, feedback, requests
 
 Outcome = Literal["completed", "failed", "abandoned"]
