@@ -16,7 +16,10 @@ Timed (best and median of ``--repeat`` runs, cold cache not forced):
 * ``usage(group_by=["day"], since=<a day>, until=<the next>)``: one day's usage;
 * ``usage(group_by=["deployment"])``: everything, per deployment;
 * ``usage(group_by=["deployment"], since=<a day>, until=<the next>)``: one day, per deployment;
-* ``usage(group_by=["day"], since=<7 days ago>)``: a week, per day.
+* ``usage(group_by=["day"], since=<7 days ago>)``: a week, per day;
+* ``usage(group_by=["day"], since=<a day>, until=<the next>, filters={"deployment": ...})``: one
+  deployment's day; ``usage(filters={"deployment": ...})``: one deployment, everything;
+* ``list_requests({"alias": ...}, limit=100)``: the newest page of one alias (``/admin/requests``).
 
 Every query is the real one (``switchpoint.store.queries.usage``: tokens by class, cost, p50/p95
 latency and TTFT by window functions). Not a timed unit test: run it by hand (docs/benchmarks.md).
@@ -171,6 +174,14 @@ def run_queries(engine: Engine, days: float, repeat: int) -> dict[str, Any]:
     )
     out["week_by_day"] = timed(lambda: queries.usage(engine, ["day"], since=now - 7 * DAY), repeat)
     out["all_by_deployment"] = timed(lambda: queries.usage(engine, ["deployment"]), max(1, repeat // 2))
+    one = {"deployment": DEPLOYMENTS[3]}
+    out["day_of_one_deployment"] = timed(
+        lambda: queries.usage(engine, ["day"], since=day_start, until=day_start + DAY, filters=one), repeat
+    )
+    out["all_of_one_deployment"] = timed(lambda: queries.usage(engine, filters=one), max(1, repeat // 2))
+    out["page_of_one_alias"] = timed(
+        lambda: queries.list_requests(engine, {"alias": ALIASES[1]}, limit=100), repeat
+    )
     return out
 
 

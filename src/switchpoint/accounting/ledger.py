@@ -35,7 +35,9 @@ import msgspec
 
 from switchpoint.accounting import Booked
 from switchpoint.accounting.route_form import compact
+from switchpoint.canonical import Usage
 from switchpoint.config import Config, Deployment, Secret, Storage
+from switchpoint.records import Attempt
 from switchpoint.routing.explain import Decision
 from switchpoint.store.engine import database_url, make_engine, sqlite_path
 from switchpoint.store.migrate import upgrade
@@ -81,6 +83,28 @@ class Redactor:
         if raw is None:
             return None
         return self(raw.decode("utf-8", "replace"))
+
+
+_NO_TOKENS: tuple[None, ...] = (None, None, None, None, None, None)
+_ZERO_TOKENS = (0, 0, 0, 0, 0, 0)
+
+
+def _tally(tries: Sequence[Attempt]) -> tuple[int, int, int]:
+    """(retries, failovers, hedges) of a request's attempts: a hedge is a hedge; any other attempt
+    after the first is a retry on the deployment before it or a failover to another."""
+    retries = failovers = hedges = 0
+    prev: str | None = None
+    for a in tries:
+        if a.hedge:
+            hedges += 1
+            continue
+        if prev is not None:
+            if a.deployment == prev:
+                retries += 1
+            else:
+                failovers += 1
+        prev = a.deployment
+    return retries, failovers, hedges
 
 
 def default_spill_path(url: str) -> Path:
@@ -300,25 +324,20 @@ class Ledger:
         for b in chunk:
             r = b.record
             rid, started = r.request_id, r.started_at
-            retries = failovers = hedges = 0
-            prev: str | None = None
+            answered = r.deployment
+            tries = r.attempts
+            # one attempt is the usual request: no retry, failover or hedge to count
+            retries, failovers, hedges = (0, 0, 0) if len(tries) < 2 else _tally(tries)
             provider: str | None = None
-            for seq, (a, ac) in enumerate(zip(r.attempts, b.attempt_costs, strict=False)):
+            u: Usage | None = None
+            tokens: tuple[int | None, ...] = _NO_TOKENS
+            for seq, (a, ac) in enumerate(zip(tries, b.attempt_costs, strict=False)):
                 dep = a.deployment
-                if a.hedge:
-                    hedges += 1
-                elif prev is not None:
-                    if dep == prev:
-                        retries += 1
-                    else:
-                        failovers += 1
-                if not a.hedge:
-                    prev = dep
-                if dep == r.deployment and a.error is None:
+                if a.error is None and dep == answered:
                     provider = a.provider
                 u = a.usage
                 if u is None:
-                    tokens: tuple[int | None, ...] = (None, None, None, None, None, None)
+                    tokens = _NO_TOKENS
                 else:
                     w1h = u.cache_write_1h_tokens
                     tokens = (
@@ -349,21 +368,22 @@ class Ledger:
                         ac.total,
                     )
                 )
-            u = r.usage
-            if u is None:
-                rtokens: tuple[int, ...] = (0, 0, 0, 0, 0, 0)
+            ru = r.usage
+            if ru is None:
+                rtokens: tuple[int | None, ...] = _ZERO_TOKENS
+            elif ru is u:  # the answering attempt's usage, already split into classes
+                rtokens = tokens
             else:
-                w1h = u.cache_write_1h_tokens
+                w1h = ru.cache_write_1h_tokens
                 rtokens = (
-                    u.input_tokens,
-                    u.cached_input_tokens,
-                    u.cache_write_tokens - w1h,
+                    ru.input_tokens,
+                    ru.cached_input_tokens,
+                    ru.cache_write_tokens - w1h,
                     w1h,
-                    u.output_tokens,
-                    u.reasoning_tokens,
+                    ru.output_tokens,
+                    ru.reasoning_tokens,
                 )
             c = b.cost
-            answered = r.deployment
             decision = r.decision
             route: str | None = None
             if decision is not None:
