@@ -8,12 +8,14 @@ passing.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+import bedrock_model
 from switchpoint.canonical import (
     Accumulator,
     ChatRequest,
@@ -38,7 +40,11 @@ from switchpoint.streaming import SSEDecoder
 
 import specs
 
-FAMILIES = ["openai", "anthropic", "gemini"]
+#: Deployment names; each is its family's but ``bedrock-invoke`` (Bedrock, InvokeModel with the
+#: Anthropic Messages body); ``bedrock`` is Bedrock's Converse.
+FAMILIES = ["openai", "anthropic", "gemini", "bedrock", "bedrock-invoke"]
+BASE_FAMILIES = ["openai", "anthropic", "gemini"]
+BEDROCK_MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 WEATHER = Tool(
     name="get_weather",
@@ -57,10 +63,21 @@ def cfg(simulator_url: str) -> Config:
     return parse(
         {
             "providers": {
-                f: {"family": f, "base_url": simulator_url + base[f], "api_key": "env:K"} for f in FAMILIES
+                **{
+                    f: {"family": f, "base_url": simulator_url + base[f], "api_key": "env:K"}
+                    for f in BASE_FAMILIES
+                },
+                # SigV4 with the credentials of the aws_credentials fixture
+                "bedrock": {
+                    "family": "bedrock",
+                    "base_url": simulator_url + "/bedrock",
+                    "region": "eu-west-1",
+                },
             },
             "deployments": {
-                **{f: {"provider": f, "model": f"sim-{f}"} for f in FAMILIES},
+                **{f: {"provider": f, "model": f"sim-{f}"} for f in BASE_FAMILIES},
+                "bedrock": {"provider": "bedrock", "model": BEDROCK_MODEL},
+                "bedrock-invoke": {"provider": "bedrock", "model": BEDROCK_MODEL, "api": "invoke"},
                 **{
                     f"{f}-embed": {"provider": f, "model": "sim-embed", "kind": "embedding"}
                     for f in ("openai", "gemini")
@@ -69,6 +86,39 @@ def cfg(simulator_url: str) -> Config:
         },
         env={"K": "sk-conformance"},
     )
+
+
+@pytest.fixture(autouse=True)
+async def aws_credentials(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[None]:
+    """Bedrock cases: static credentials in the environment, fetched by botocore's chain
+    before the case runs (as the gateway does at start-up)."""
+    callspec = getattr(request.node, "callspec", None)
+    family = callspec.params.get("family", "") if callspec is not None else ""
+    if not str(family).startswith("bedrock"):
+        yield
+        return
+    from switchpoint.providers.credentials import CREDENTIALS
+
+    aws_env(monkeypatch)
+    cfg: Config = request.getfixturevalue("cfg")
+    await CREDENTIALS.start([cfg.providers["bedrock"]])
+    yield
+    await CREDENTIALS.close()
+
+
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLECONFORM01",
+        "AWS_SECRET_ACCESS_KEY": "conformance-secret",
+        "AWS_SESSION_TOKEN": "conformance-session-token",
+        "AWS_CONFIG_FILE": "/nonexistent/switchpoint-aws-config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/switchpoint-aws-credentials",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @pytest.fixture
@@ -89,7 +139,18 @@ def req(*messages: Message, **kw: Any) -> ChatRequest:
 async def call(transport: Transport, dep: Deployment, request: ChatRequest) -> ChatResponse:
     adapter = adapter_for(dep.family)
     up = adapter.build_chat(request, dep)
-    specs.check_request(dep.family, up.method, up.url, up.body, up.headers)
+    operation = ""
+    if dep.family == "bedrock":  # botocore's service model for Bedrock Runtime
+        operation = bedrock_model.check_request(up.method, up.url, up.body, up.headers)
+        assert up.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLECONFORM01/")
+        if operation.startswith("InvokeModel"):  # the Anthropic Messages body, model in the URL
+            body = json.loads(up.body)
+            del body["anthropic_version"]
+            body["model"] = dep.model
+            body["stream"] = request.stream
+            specs.check_request("anthropic", "POST", "https://api.anthropic.com/v1/messages", body)
+    else:
+        specs.check_request(dep.family, up.method, up.url, up.body, up.headers)
     assert not up.stream or request.stream
     if request.stream:
         stream = await transport.open_stream(up, connect_timeout_s=5, read_timeout_s=10)
@@ -100,13 +161,16 @@ async def call(transport: Transport, dep: Deployment, request: ChatRequest) -> C
                     UpstreamResponse(status=stream.status, headers=stream.headers, body=body), dep
                 )
             parser = adapter.stream_parser(request, dep)
-            decoder = SSEDecoder()
+            make = getattr(parser, "frame_decoder", None)  # Bedrock: AWS's event stream
+            decoder = SSEDecoder() if make is None else make()
             acc = Accumulator()
             async for chunk in stream.chunks():
                 for frame in decoder.feed(chunk):
                     for event in parser.feed(frame):  # raises on a frame it cannot understand
                         acc.add(event)
-                    if frame.data != b"[DONE]":
+                    if dep.family == "bedrock":
+                        check_bedrock_event(operation, frame.event or "", frame.data)
+                    elif frame.data != b"[DONE]":
                         specs.check_schema(dep.family, specs.STREAM_EVENT_SCHEMA[dep.family], frame.data)
             for frame in decoder.flush():
                 for event in parser.feed(frame):
@@ -119,7 +183,25 @@ async def call(transport: Transport, dep: Deployment, request: ChatRequest) -> C
     resp = await transport.send(up, timeout_s=10, connect_timeout_s=5)
     if resp.status >= 400:
         raise adapter.classify(resp, dep)
-    return adapter.parse_chat(resp, dep)
+    parsed = adapter.parse_chat(resp, dep)  # raises on a body it cannot understand
+    if operation == "Converse":
+        bedrock_model.check_value(json.loads(resp.body), "ConverseResponse")
+    elif operation == "InvokeModel":
+        specs.check_schema("anthropic", "Message", resp.body)
+    return parsed
+
+
+def check_bedrock_event(operation: str, event: str, data: bytes) -> None:
+    """An event-stream message's payload against its shape in the service model; an
+    InvokeModel chunk's Anthropic event against Anthropic's published schema."""
+    if event.startswith(":"):
+        return  # an exception: the parser raised on it
+    payload = json.loads(data)
+    payload.pop("p", None)  # AWS pads payloads with a "p" member the model does not list
+    bedrock_model.check_value(payload, bedrock_model.stream_shape(event, operation))
+    if event == "chunk":
+        inner = base64.b64decode(payload["bytes"])
+        specs.check_schema("anthropic", specs.STREAM_EVENT_SCHEMA["anthropic"], inner)
 
 
 def text_of(r: ChatResponse) -> str:

@@ -59,6 +59,7 @@ from switchpoint.errors import (
     SwitchpointError,
 )
 from switchpoint.executor import (
+    CLOUD_CREDENTIALS,
     Executor,
     RequestContext,
     Transport,
@@ -123,6 +124,8 @@ class Gateway:
         if self.auth.ring is not None:
             await self.auth.ring.start()
         self.accounting.start()
+        # Bedrock / Vertex credentials: fetched once now, then refreshed in the background.
+        await CLOUD_CREDENTIALS.start(self.config.providers.values())
         self.ready = True
 
     def relabel(self, config: Config) -> None:
@@ -161,8 +164,8 @@ class Gateway:
         await self.gate.close()
         if self.auth.ring is not None:
             await self.auth.ring.stop()
+        await CLOUD_CREDENTIALS.close()
         await self.transport.close()
-
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")

@@ -7,7 +7,7 @@ from typing import Literal
 
 import msgspec
 
-Family = Literal["openai", "anthropic", "gemini"]
+Family = Literal["openai", "anthropic", "gemini", "bedrock", "vertex"]
 Capability = Literal["tools", "vision", "json_schema", "streaming", "embeddings", "thinking"]
 ALL_CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "streaming", "thinking")
 

@@ -12,6 +12,7 @@ import yaml
 
 from switchpoint import catalog
 from switchpoint.config.base import _SECRET_RE, Secret, error_path
+from switchpoint.config.clouds import deployment_cloud_fields, provider_cloud_problems
 from switchpoint.config.model import (
     Config,
     ConnectionLimits,
@@ -176,7 +177,8 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
     providers: dict[str, Provider] = {}
     for name, p in provider_specs.items():
         path = f"$.providers.{name}"
-        if not p.base_url.startswith(("http://", "https://")):
+        provider_cloud_problems(p.family, p, path, problems)
+        if p.base_url and not p.base_url.startswith(("http://", "https://")):
             problems.append(f"{path}.base_url: must start with http:// or https://")
         if p.connect_timeout_s is not None and p.connect_timeout_s <= 0:
             problems.append(f"{path}.connect_timeout_s: must be positive")
@@ -210,6 +212,11 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             proxy_username=proxy_user,
             proxy_password=proxy_password,
             ca_file=p.ca_file,
+            region=p.region,
+            aws_profile=p.aws_profile,
+            project=p.project,
+            location=p.location,
+            credentials_file=p.credentials_file,
         )
 
     deployments: dict[str, Deployment] = {}
@@ -220,8 +227,8 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             if d.provider not in provider_specs:
                 problems.append(f"{path}.provider: no provider named '{d.provider}'")
             continue
-        if d.kind == "embedding" and prov.family == "anthropic":
-            problems.append(f"{path}.kind: the anthropic family has no embeddings API")
+        if d.kind == "embedding" and prov.family in ("anthropic", "bedrock", "vertex"):
+            problems.append(f"{path}.kind: the {prov.family} family has no embeddings API")
         if d.context_window <= 0 or d.max_output_tokens <= 0:
             problems.append(f"{path}: context_window and max_output_tokens must be positive")
         if not 0 < d.usable_fraction <= 1:
@@ -243,6 +250,9 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             tags=tuple(d.tags),
             limits=resolve_limits(d.limits, f"{path}.limits", problems),
             prompt_cache=d.prompt_cache,
+            **deployment_cloud_fields(
+                prov.family, d.model, d.api, d.region, d.location, prov, path, problems
+            ),
             **_deployment_resilience(d, provider_specs[d.provider], res_spec, path, problems),
         )
 

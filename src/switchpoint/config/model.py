@@ -76,7 +76,9 @@ class ProxySpec(_Base):
 
 class ProviderSpec(_Base):
     family: Family
-    base_url: str
+    #: Required but for ``bedrock`` and ``vertex``, whose endpoints follow from the region or
+    #: location (a base URL given there replaces that endpoint: a VPC endpoint, a simulator).
+    base_url: str = ""
     #: ``env:NAME`` reference; omitted for keyless upstreams (a local vLLM or Ollama).
     api_key: str | None = None
     #: Extra headers sent on every request to this provider (values may be ``env:`` refs).
@@ -96,6 +98,15 @@ class ProviderSpec(_Base):
     proxy: str | ProxySpec | None = None
     #: PEM bundle of the CAs this provider's TLS certificates are checked against.
     ca_file: str | None = None
+    #: Bedrock: the AWS region (deployments may override it) and the shared-config profile of
+    #: the credentials (unset: botocore's default chain). Vertex: the Google Cloud project, the
+    #: location (deployments may override it) and a service-account JSON file (unset:
+    #: application default credentials). See docs/providers.md.
+    region: str | None = None
+    aws_profile: str | None = None
+    project: str | None = None
+    location: str | None = None
+    credentials_file: str | None = None
 
 
 class PriceSpec(_Base):
@@ -134,6 +145,12 @@ class DeploymentSpec(_Base):
     #: What this deployment may take (its provider's quota): requests and tokens per minute,
     #: requests in flight (docs/governance.md).
     limits: LimitsSpec | None = None
+    #: Bedrock: ``converse`` (default) or ``invoke`` (InvokeModel with the Anthropic Messages
+    #: body); Vertex: ``gemini`` or ``anthropic`` (default by the model's name). Bedrock's
+    #: ``region`` and Vertex's ``location`` override the provider's.
+    api: str | None = None
+    region: str | None = None
+    location: str | None = None
     #: Provider prompt caching the gateway adds (breakpoints, ``prompt_cache_key``); false opts
     #: this deployment out (docs/caching.md).
     prompt_cache: bool = True
@@ -175,6 +192,11 @@ class Provider(msgspec.Struct, frozen=True, kw_only=True):
     proxy_username: str | None = None
     proxy_password: Secret | None = None
     ca_file: str | None = None
+    region: str | None = None
+    aws_profile: str | None = None
+    project: str | None = None
+    location: str | None = None
+    credentials_file: str | None = None
 
 
 class Price(msgspec.Struct, frozen=True, kw_only=True):
@@ -212,6 +234,10 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     breaker: BreakerSettings = BreakerSettings()
     limits: DeploymentLimits | None = None
     prompt_cache: bool = True
+    #: Bedrock / Vertex: the API used (see DeploymentSpec.api), the region or location.
+    api: str = ""
+    region: str | None = None
+    location: str | None = None
 
     @property
     def family(self) -> Family:

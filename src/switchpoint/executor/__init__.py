@@ -6,8 +6,10 @@ from switchpoint.executor.policy import ResilienceStats
 from switchpoint.executor.stream import CommittedStream
 from switchpoint.executor.timeouts import RequestLimits, limits_from_headers
 from switchpoint.executor.transport import Transport
+from switchpoint.providers.credentials import CREDENTIALS as CLOUD_CREDENTIALS
 
 __all__ = [
+    "CLOUD_CREDENTIALS",
     "CommittedStream",
     "Executor",
     "H1Transport",

@@ -22,6 +22,7 @@ from switchpoint.errors import ProviderError, SwitchpointError
 from switchpoint.executor.transport import Transport, UpstreamStream
 from switchpoint.health import HealthRegistry
 from switchpoint.providers import Adapter, StreamParser, UpstreamResponse
+from switchpoint.providers.base import FrameDecoder
 from switchpoint.records import Attempt
 from switchpoint.streaming import Marks, SSEDecoder, SSEFrame
 
@@ -80,13 +81,17 @@ class Reader:
     error, the end) are parsed, each as its own item, so the encoder can still drop one.
     """
 
-    __slots__ = ("_chunks", "_decoder", "_marks", "_parser", "content", "ended", "stream")
+    __slots__ = ("_chunks", "_decoder", "_frames", "_marks", "_parser", "content", "ended", "stream")
 
     def __init__(self, stream: UpstreamStream, parser: StreamParser, marks: Marks | None) -> None:
         self.stream = stream
         self._chunks = stream.chunks()
         self._parser = parser
         self._decoder = SSEDecoder()
+        #: How the upstream frames its stream: SSE, or the parser's own framing (Bedrock's
+        #: binary event stream), which is never forwarded as bytes (``marks`` is then None).
+        make = getattr(parser, "frame_decoder", None)
+        self._frames: FrameDecoder = self._decoder if make is None else make()
         self._marks = marks
         #: A content event has been read (the stream may commit).
         self.content = False
@@ -109,7 +114,7 @@ class Reader:
     def _read(self, chunk: bytes) -> Batch:
         decoder, parser, marks = self._decoder, self._parser, self._marks
         if marks is None:
-            batch: Batch = [(parser.feed(frame), frame) for frame in decoder.feed(chunk)]
+            batch: Batch = [(parser.feed(frame), frame) for frame in self._frames.feed(chunk)]
             if not self.content:
                 self.content = any(isinstance(e, CONTENT_EVENTS) for events, _ in batch for e in events)
             return batch
@@ -135,7 +140,7 @@ class Reader:
     def _last(self) -> Batch:
         """At the end: a last frame without its blank line, and what the parser has left."""
         parser = self._parser
-        last: Batch = [(parser.feed(frame), frame) for frame in self._decoder.flush()]
+        last: Batch = [(parser.feed(frame), frame) for frame in self._frames.flush()]
         tail = parser.close()
         if tail:
             last.append((tail, None))

@@ -60,6 +60,16 @@ class UpstreamResponse(msgspec.Struct, kw_only=True):
     body: bytes
 
 
+class FrameDecoder(Protocol):
+    """Bytes in, frames out: SSE (:class:`~switchpoint.streaming.SSEDecoder`) unless a stream
+    parser names its own framing in a ``frame_decoder`` attribute (a class or factory), as
+    Bedrock's binary event stream does. Such a parser has no ``passthrough_marks``."""
+
+    def feed(self, chunk: bytes) -> list[SSEFrame]: ...
+
+    def flush(self) -> list[SSEFrame]: ...
+
+
 class StreamParser(Protocol):
     """Stateful parser of one upstream stream (one instance per attempt)."""
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import anthropic_wire, gemini_wire, openai_wire
+from . import anthropic_wire, bedrock_wire, gemini_wire, openai_wire
 from .behavior import HANG_LIMIT_S, Plan, Plans, SimConfig
 from .common import Frames, Headers, SimError, corrupt, retry_after_headers
 from .content import Answer, ChatCall, PromptCache, generate
@@ -33,6 +33,8 @@ class Wire:
     response_headers: Callable[[], Headers]
     render_chat: Callable[[ChatCall, Answer], bytes]
     stream_chat: Callable[[ChatCall, Answer], Frames]
+    #: Headers of an error answer (Bedrock names the error type in one).
+    error_headers: Callable[[SimError], Headers] = lambda err: []
 
 
 OPENAI = Wire(
@@ -59,7 +61,31 @@ GEMINI = Wire(
     gemini_wire.render_chat,
     gemini_wire.stream_chat,
 )
-_PREFIXES = (("/openai/v1/", OPENAI), ("/anthropic/", ANTHROPIC), ("/gemini/v1beta/", GEMINI))
+BEDROCK = Wire(
+    "bedrock",
+    bedrock_wire.check_auth,
+    bedrock_wire.error_body,
+    bedrock_wire.response_headers,
+    bedrock_wire.render_converse,
+    bedrock_wire.stream_converse,
+    bedrock_wire.error_headers,
+)
+#: Bedrock's InvokeModel with Anthropic Messages bodies (same prefix, auth and errors).
+BEDROCK_INVOKE = Wire(
+    "bedrock",
+    bedrock_wire.check_auth,
+    bedrock_wire.error_body,
+    bedrock_wire.response_headers,
+    bedrock_wire.render_invoke,
+    bedrock_wire.stream_invoke,
+    bedrock_wire.error_headers,
+)
+_PREFIXES = (
+    ("/openai/v1/", OPENAI),
+    ("/anthropic/", ANTHROPIC),
+    ("/gemini/v1beta/", GEMINI),
+    ("/bedrock/", BEDROCK),
+)
 
 
 def _wire_for(path: str) -> tuple[Wire, str] | None:
@@ -177,6 +203,12 @@ class SimulatorApp:
                 "embedContent": self._gemini_embed,
                 "batchEmbedContents": self._gemini_embed,
             },
+            BEDROCK.name: {  # by the action after the model id
+                "converse": self._bedrock_chat,
+                "converse-stream": self._bedrock_chat,
+                "invoke": self._bedrock_chat,
+                "invoke-with-response-stream": self._bedrock_chat,
+            },
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -196,7 +228,11 @@ class SimulatorApp:
         try:
             await self._dispatch(wire, route, scope, receive, send)
         except SimError as err:
-            headers = retry_after_headers(err.status, err.retry_after_s) + wire.response_headers()
+            headers = (
+                retry_after_headers(err.status, err.retry_after_s)
+                + wire.response_headers()
+                + wire.error_headers(err)
+            )
             await _send_json(send, err.status, wire.error_body(err), headers)
         except _Disconnected:
             return
@@ -222,6 +258,10 @@ class SimulatorApp:
             if not route.startswith("models/"):
                 return None
             return self._routes[GEMINI.name].get(route.rpartition(":")[2])
+        if wire is BEDROCK:
+            if not route.startswith("model/"):
+                return None
+            return self._routes[BEDROCK.name].get(route.rpartition("/")[2])
         return self._routes[wire.name].get(route)
 
     # --- handlers -------------------------------------------------------------------------
@@ -237,6 +277,14 @@ class SimulatorApp:
         stream = action == "streamGenerateContent"
         sse = b"alt=sse" in r.scope.get("query_string", b"")
         await self._chat(GEMINI, gemini_wire.parse_chat(r.body, model, stream=stream, sse=sse), r)
+
+    async def _bedrock_chat(self, r: _Request) -> None:
+        model, _, action = r.route[len("model/") :].rpartition("/")
+        stream = action.endswith("-stream")
+        if action.startswith("invoke"):
+            await self._chat(BEDROCK_INVOKE, bedrock_wire.parse_invoke(r.body, model, stream=stream), r)
+        else:
+            await self._chat(BEDROCK, bedrock_wire.parse_converse(r.body, model, stream=stream), r)
 
     async def _anthropic_count(self, r: _Request) -> None:
         call = anthropic_wire.parse_chat(r.body, count_only=True)
