@@ -187,6 +187,12 @@ class Console:
 
         return handle
 
+    async def missing(self, request: Request) -> Response:
+        s = await self.session(request)
+        if s is None:
+            return RedirectResponse(f"{PATH}/login", 303, headers=HEADERS)
+        return self.refuse(404, "No such page", f"The console has no page at {request.url.path}.", s)
+
     # --- sign-in --------------------------------------------------------------------------------
 
     async def login_form(self, request: Request) -> Response:
@@ -320,6 +326,7 @@ def routes(deps: ConsoleDeps) -> list[BaseRoute]:
         Route("/teams/{team_id}/edit", c.action(p.edit_team), methods=["POST"]),
         Route("/alerts", c.page("alerts", p.alerts), methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="console-static"),
+        Route("/{rest:path}", c.missing, methods=["GET"]),
     ]
 
 
