@@ -54,6 +54,14 @@ def _embedding_base64(doc: dict[str, Any]) -> None:
     prop["embedding"] = {"anyOf": [prop["embedding"], {"type": "string", "contentEncoding": "base64"}]}
 
 
+def _responses_stream(doc: dict[str, Any]) -> None:
+    """OpenAI: ``POST /v1/responses`` declares ``ResponseStreamEvent`` as its event stream's
+    schema, the schema of one event's JSON ``data``; schemathesis validates each SSE event's
+    envelope (``{"event", "data"}``) against it instead. The events are validated one by one in
+    ``tests/test_responses_sdk.py``."""
+    doc["paths"]["/responses"]["post"]["responses"]["200"]["content"]["text/event-stream"] = {}
+
+
 def _messages_stream(doc: dict[str, Any]) -> None:
     """Anthropic: ``stream: true`` answers ``text/event-stream`` (documented in prose, not in
     the document's responses)."""
@@ -69,7 +77,7 @@ def _text_block_citations(doc: dict[str, Any]) -> None:
 
 
 CORRECTIONS: dict[str, tuple[Callable[[dict[str, Any]], None], ...]] = {
-    "openai": (_embedding_base64,),
+    "openai": (_embedding_base64, _responses_stream),
     "anthropic": (_messages_stream, _text_block_citations),
 }
 
@@ -88,6 +96,7 @@ class Operation:
 _CHAT_TARGETS = ("sim-gpt", "sim-claude", "sim-gemini", "")
 OPERATIONS = (
     Operation("openai", "createChatCompletion", 80, 6.0, models=_CHAT_TARGETS),
+    Operation("openai", "createResponse", 80, 6.0, models=_CHAT_TARGETS),
     Operation("openai", "createEmbedding", 40, 3.0, models=("sim-embed", "embed", "")),
     Operation("openai", "listModels", 10, 1.5),
     Operation("openai", "retrieveModel", 20, 2.0, path_models=("sim-gpt", "smart", "")),
