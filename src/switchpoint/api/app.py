@@ -70,6 +70,7 @@ from switchpoint.governance.gate import gate_for
 from switchpoint.governance.keys import key_ring
 from switchpoint.health import HealthRegistry
 from switchpoint.routing import Router
+from switchpoint.routing.embedder import default_embedder
 
 log = logging.getLogger("switchpoint")
 
@@ -95,7 +96,7 @@ class Gateway:
         self.health = HealthRegistry()
         self.executor = Executor(self.transport, health=self.health, resilience=config.resilience)
         #: Prompt-cache planning and the response caches (``cache:``, docs/caching.md).
-        self.caches = Caches(config)
+        self.caches = Caches(config, embedder=default_embedder)
         self.shutdown_timeout_s = shutdown_timeout_s
         #: HTTP requests being served (streams until their last byte); see :class:`_Tracker`.
         self.inflight = 0

@@ -277,7 +277,7 @@ class ChatRoute:
                 await self.state.keep(creq, out, principal)
             if cached is not None and cached.key is not None and response_cache is not None:
                 entry = Entry(deployment=ctx.deployment or "", usage=ctx.usage, body=out)
-                response_cache.store(cached.key, decision.rule, entry)
+                response_cache.store(cached, decision.rule, entry)
             self.book(ctx, model, False, 200, None, principal, decision, end_user, body, out)
             return Reply(200, headers, out)
         except Exception as exc:
@@ -514,10 +514,10 @@ def _recorded(answer: StreamBody, cached: Lookup, decision: Decision) -> Recorde
     """A miss's stream, stored in the response cache once it has ended with a 200."""
     cache = answer._route.gw.caches.response
     assert cache is not None and cached.key is not None
-    key, ctx = cached.key, answer._ctx
+    ctx = answer._ctx
 
     def done(chunks: list[bytes]) -> None:
         entry = Entry(deployment=ctx.deployment or "", usage=ctx.usage, chunks=chunks)
-        cache.store(key, decision.rule, entry)
+        cache.store(cached, decision.rule, entry)
 
     return Recorder(answer, lambda: answer.status == 200, done, cache.settings.max_entry_bytes)

@@ -4,11 +4,13 @@ docs/caching.md describes every setting."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from switchpoint.cache.backends import Backend, MemoryBackend, RedisBackend
 from switchpoint.cache.prompt import PromptCaching
 from switchpoint.cache.response import ResponseCache
+from switchpoint.cache.semantic import Embedder, SemanticCache
 from switchpoint.config import Config
 from switchpoint.config.base import Secret
 
@@ -26,23 +28,39 @@ class Caches:
     """What the request path asks: ``prompt`` and ``response`` (None: not configured, and the
     request path pays one attribute read for it)."""
 
-    __slots__ = ("prompt", "response")
+    __slots__ = ("_embedder", "prompt", "response")
 
-    def __init__(self, config: Config, *, keep: ResponseCache | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        embedder: Callable[[], Embedder | None] | None = None,
+        keep: ResponseCache | None = None,
+    ) -> None:
+        self._embedder = embedder
         settings = config.cache
         wanted = settings.prompt or any(r.prompt for r in settings.rules.values())
         self.prompt = PromptCaching(settings) if wanted else None
         self.response: ResponseCache | None = None
         if settings.responses_possible:
+            semantic = None
+            if embedder is not None and (
+                settings.semantic or any(r.semantic for r in settings.rules.values())
+            ):
+                semantic = SemanticCache(settings.threshold, settings.max_entries, embedder)
             if keep is not None and keep.settings.backend == settings.backend:
                 keep.settings = settings  # a reload keeps the entries
+                if semantic is None or keep.semantic is None or keep.semantic.capacity != semantic.capacity:
+                    keep.semantic = semantic
+                else:
+                    keep.semantic.threshold = semantic.threshold
                 self.response = keep
             else:
-                self.response = ResponseCache(settings, _backend(config))
+                self.response = ResponseCache(settings, _backend(config), semantic)
 
     def configure(self, config: Config) -> Caches:
         """The caches for a reloaded config (the response cache's entries are kept)."""
-        return Caches(config, keep=self.response)
+        return Caches(config, embedder=self._embedder, keep=self.response)
 
     async def close(self) -> None:
         if self.response is not None:

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,10 +25,12 @@ from typing import Any
 import msgspec
 
 from switchpoint.cache.backends import Backend
+from switchpoint.cache.semantic import SemanticCache, Vectors, question, semantic_scope
 from switchpoint.canonical import ChatRequest, Usage
 from switchpoint.config.cache import Caching
 
 HEADER = "x-switchpoint-cache"
+SIMILARITY_HEADER = "x-switchpoint-cache-similarity"
 _ENCODE = msgspec.json.Encoder(order="sorted").encode
 #: Body fields that name the caller rather than decide the answer.
 _IGNORED = ("user", "metadata")
@@ -48,13 +51,16 @@ _ENTRY_DECODE = msgspec.msgpack.Decoder(Entry).decode
 
 class Lookup:
     """What the cache said about one request: ``hit`` (an entry to answer with), else ``key``
-    (where to store the answer; None: do not store)."""
+    (where to store the answer; None: do not store) and, for the semantic cache, the last
+    message's vector and the request's semantic scope."""
 
-    __slots__ = ("hit", "key")
+    __slots__ = ("hit", "key", "scope", "vector")
 
     def __init__(self, key: str | None, hit: Entry | None = None) -> None:
         self.key = key
         self.hit = hit
+        self.vector: Vectors | None = None
+        self.scope = 0
 
 
 BYPASS = Lookup(None)
@@ -108,22 +114,25 @@ def request_key(request: ChatRequest, scope: str, rule: str | None) -> str:
 class ResponseCache:
     """The ``cache.response`` settings over a backend (one per gateway)."""
 
-    __slots__ = ("backend", "hits", "misses", "settings", "stored")
+    __slots__ = ("backend", "hits", "misses", "semantic", "semantic_hits", "settings", "stored")
 
-    def __init__(self, settings: Caching, backend: Backend) -> None:
+    def __init__(self, settings: Caching, backend: Backend, semantic: SemanticCache | None = None) -> None:
         self.settings = settings
         self.backend = backend
-        self.hits = self.misses = self.stored = 0
+        self.semantic = semantic
+        self.hits = self.misses = self.stored = self.semantic_hits = 0
 
-    def _rule(self, rule: str | None) -> tuple[bool, bool, float]:
-        """(enabled, deterministic only, TTL) for requests that matched ``rule``."""
+    def _rule(self, rule: str | None) -> tuple[bool, bool, float, bool]:
+        """(enabled, deterministic only, TTL, semantic) for requests that matched ``rule``; the
+        semantic cache on implies the exact cache (it keeps the answers)."""
         s = self.settings
         found = s.rules.get(rule) if rule is not None else None
         if found is None:
-            return s.response, s.deterministic_only, s.ttl_s
-        enabled = s.response if found.response is None else found.response
+            return s.response or s.semantic, s.deterministic_only, s.ttl_s, s.semantic
+        semantic = s.semantic if found.semantic is None else found.semantic
+        enabled = (s.response if found.response is None else found.response) or semantic
         only = s.deterministic_only if found.deterministic_only is None else found.deterministic_only
-        return enabled, only, s.ttl_s if found.ttl_s is None else found.ttl_s
+        return enabled, only, s.ttl_s if found.ttl_s is None else found.ttl_s, semantic
 
     def scope(self, key_id: str | None, team: str | None, principal: str | None) -> str:
         """Who shares answers: the key (or the team with ``scope: team``); never two tenants."""
@@ -142,37 +151,67 @@ class ResponseCache:
         headers: dict[str, str],
     ) -> Lookup:
         """Read the cache for ``request`` and mark ``headers`` (hit, miss or bypass)."""
-        enabled, only, _ = self._rule(rule)
+        enabled, only, _, semantic = self._rule(rule)
         read, write = client_wants(request_headers)
         if not enabled or not write or (only and not deterministic(request)):
             headers[HEADER] = "bypass"
             return BYPASS
         key = request_key(request, scope, rule)
         if read:
-            raw = await self.backend.get(key)
-            if raw is not None:
-                try:
-                    entry = _ENTRY_DECODE(raw)
-                except msgspec.DecodeError:
-                    entry = None
-                if entry is not None:
+            entry = await self._get(key)
+            if entry is not None:
+                self.hits += 1
+                headers[HEADER] = "hit"
+                return Lookup(key, entry)
+        found = Lookup(key)
+        cache = self.semantic if semantic else None
+        text = question(request) if cache is not None else None
+        if cache is not None and text is not None:
+            vector = await asyncio.to_thread(cache.embed, text)
+            if vector is not None:
+                found.vector, found.scope = vector, semantic_scope(request, scope, rule)
+                near = cache.search(found.scope, vector) if read else None
+                entry = await self._get(near[0]) if near is not None else None
+                if near is not None and entry is not None:
                     self.hits += 1
+                    self.semantic_hits += 1
                     headers[HEADER] = "hit"
-                    return Lookup(key, entry)
+                    headers[SIMILARITY_HEADER] = f"{near[1]:.4f}"
+                    return Lookup(None, entry)
         self.misses += 1
         headers[HEADER] = "miss"
-        return Lookup(key)
+        return found
 
-    def store(self, key: str, rule: str | None, entry: Entry) -> None:
+    async def _get(self, key: str) -> Entry | None:
+        raw = await self.backend.get(key)
+        if raw is None:
+            return None
+        try:
+            return _ENTRY_DECODE(raw)
+        except msgspec.DecodeError:
+            return None
+
+    def store(self, lookup: Lookup, rule: str | None, entry: Entry) -> None:
         """Keep an answer (never blocks; too large an answer is not kept)."""
+        key = lookup.key
+        if key is None:
+            return
         value = _ENTRY_ENCODE(entry)
         if len(value) > self.settings.max_entry_bytes:
             return
         self.stored += 1
         self.backend.put(key, value, self._rule(rule)[2])
+        if lookup.vector is not None and self.semantic is not None:
+            self.semantic.add(lookup.scope, lookup.vector, key)
 
     def stats(self) -> dict[str, Any]:
-        return {"backend": self.backend.name, "hits": self.hits, "misses": self.misses, "stored": self.stored}
+        return {
+            "backend": self.backend.name,
+            "hits": self.hits,
+            "semantic_hits": self.semantic_hits,
+            "misses": self.misses,
+            "stored": self.stored,
+        }
 
     async def close(self) -> None:
         await self.backend.close()
