@@ -281,6 +281,16 @@ def test_models_page_shows_the_live_breaker_state(page: Any, site: dict[str, Any
     for name in ("sim-gpt", "sim-claude"):
         badge = page.locator(f"[data-breaker='{name}'] .badge")
         assert badge.get_attribute("data-breaker-state") == live[name]["state"]
+    # Attempts per deployment, whoever answered: sim-claude failed every time it was tried.
+    tried = [
+        a
+        for rid in site["ids"]
+        for a in h.admin(url, f"/admin/requests/{rid}")["attempts"]
+        if a["deployment"] == "sim-claude"
+    ]
+    assert len(tried) >= 2
+    cell = page.locator("tr[data-deployment='sim-claude'] [data-testid=attempts]").inner_text()
+    assert cell == f"{len(tried)} ({len(tried)} failed)"
     r = page.request.get(f"{url}/ui/models/breakers.json")
     assert r.status == 200 and r.json()["deployments"].keys() == live.keys()
     assert httpx.get(f"{url}/ui/models/breakers.json").status_code == 401  # no session, nothing
@@ -437,3 +447,26 @@ def test_alerts_page_shows_thresholds_passed_and_when(page: Any, site: dict[str,
 
     assert stamps == [when(row["started_at"])] * 2
     h.shot(page, "alerts-budgets")
+
+
+def test_breaker_state_updates_live_without_a_reload(page: Any, site: dict[str, Any]) -> None:
+    """Last in the module: it opens sim-claude's breaker."""
+    url = site["url"]
+    page.goto(f"{url}/ui/models")
+    badge = page.locator("[data-breaker='sim-claude'] .badge")
+    assert badge.get_attribute("data-breaker-state") == "closed"
+    watch = h.Watch(page)
+    hdr = {"authorization": f"Bearer {h.MASTER}"}
+    body = {"model": "sim-claude", "messages": [{"role": "user", "content": "fail"}]}
+    deadline = time.monotonic() + 20
+    while h.admin(url, "/admin/breakers")["deployments"]["sim-claude"]["state"] != "open":
+        assert time.monotonic() < deadline, "the breaker never opened"
+        httpx.post(f"{url}/v1/chat/completions", headers=hdr, json=body, timeout=30)
+    # The page was not reloaded: its script polls the live state every 5 seconds.
+    until = time.monotonic() + 12  # (the page's CSP forbids evaluated strings: poll from here)
+    while badge.get_attribute("data-breaker-state") != "open":
+        assert time.monotonic() < until, "the models page never showed the breaker open"
+        page.wait_for_timeout(250)
+    assert badge.inner_text() == "open"
+    assert watch.take() == []
+    h.shot(page, "models-breaker-open")

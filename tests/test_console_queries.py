@@ -145,3 +145,28 @@ def test_spend_routes_and_holders(ledger_url: str) -> None:
         assert teams.keys() == {"team-x"}
     finally:
         engine.dispose()
+
+
+def test_attempt_totals_count_every_try(ledger_url: str) -> None:
+    from switchpoint.store.tables import ATTEMPT_COLUMNS
+
+    engine = make_engine(ledger_url)
+    try:
+        reqs = _rows(6)
+        col = {c: i for i, c in enumerate(ATTEMPT_COLUMNS)}
+        tries = []
+        for i, req in enumerate(reqs):
+            # each request: a failed try on dep-a (no answer or a 500), then dep-b answers
+            for seq, (dep, status) in enumerate([("dep-a", None if i % 2 else 500), ("dep-b", 200)]):
+                row: list[Any] = [None] * len(ATTEMPT_COLUMNS)
+                row[col["request_id"]], row[col["seq"]] = req[0], seq
+                row[col["deployment"]], row[col["status"]] = dep, status
+                row[col["started_at"]] = req[1]
+                tries.append(tuple(row))
+        Writer(engine).write(reqs, tries)
+        got = cq.attempt_totals(engine, None, None)
+        assert {k: (v.attempts, v.failed) for k, v in got.items()} == {"dep-a": (6, 6), "dep-b": (6, 0)}
+        later = cq.attempt_totals(engine, reqs[3][1], None)  # the window is the requests' start
+        assert later["dep-a"].attempts == 3
+    finally:
+        engine.dispose()

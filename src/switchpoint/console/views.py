@@ -240,11 +240,14 @@ class ModelRow:
     configured: bool
     usage: queries.UsageRow | None
     breaker: dict[str, Any]
+    tries: cq.AttemptTotals | None = None
 
 
 def models(engine: Engine, config: Config, w: Window, breakers: dict[str, dict[str, Any]]) -> list[ModelRow]:
     used = {r.group["deployment"]: r for r in queries.usage(engine, ["deployment"], w.since, w.until)}
-    names = [*config.deployments, *sorted(n for n in used if n is not None and n not in config.deployments)]
+    tries = cq.attempt_totals(engine, w.since, w.until)
+    seen = {*used, *tries}
+    names = [*config.deployments, *sorted(n for n in seen if n is not None and n not in config.deployments)]
     out: list[ModelRow] = []
     for name in names:
         dep = config.deployments.get(name)
@@ -257,10 +260,20 @@ def models(engine: Engine, config: Config, w: Window, breakers: dict[str, dict[s
                 configured=dep is not None,
                 usage=row,
                 breaker=breakers.get(name, {}),
+                tries=tries.get(name),
             )
         )
     if None in used:
-        out.append(ModelRow("(no deployment answered)", None, None, False, used[None], {}))
+        out.append(
+            ModelRow(
+                "(no deployment answered)",
+                "every attempt failed, or none was made",
+                None,
+                False,
+                used[None],
+                {},
+            )
+        )
     return out
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, case, func, select, text, tuple_
+from sqlalchemy import Connection, Engine, case, func, or_, select, text, tuple_
 
 from switchpoint.store.queries import (
     COST_COLUMNS,
@@ -23,7 +23,7 @@ from switchpoint.store.queries import (
     usage_query,
 )
 from switchpoint.store.route_form import expand
-from switchpoint.store.tables import TOKEN_COLUMNS, requests
+from switchpoint.store.tables import TOKEN_COLUMNS, attempts, requests
 
 
 class Totals(msgspec.Struct, kw_only=True):
@@ -318,3 +318,26 @@ def crossings(
             if i == len(amounts):
                 break
     return out
+
+
+class AttemptTotals(msgspec.Struct, kw_only=True):
+    attempts: int = 0
+    #: Attempts with no answer or an HTTP error status from the upstream.
+    failed: int = 0
+
+
+def attempt_totals(engine: Engine, since: float | None, until: float | None) -> dict[str, AttemptTotals]:
+    """Upstream attempts per deployment of the requests started in the window (retries, failovers
+    and hedges included): how often each deployment was tried and failed, whoever answered."""
+    a, r = attempts.c, requests.c
+    failed = case((or_(a.status.is_(None), a.status >= 400), 1), else_=0)
+    q = (
+        select(a.deployment, func.count(), func.sum(failed))
+        .select_from(requests.join(attempts, a.request_id == r.request_id))
+        .where(*_conditions(since, until, None))
+        .group_by(a.deployment)
+    )
+    with engine.connect() as conn:
+        return {
+            str(dep): AttemptTotals(attempts=int(n or 0), failed=int(f or 0)) for dep, n, f in conn.execute(q)
+        }
