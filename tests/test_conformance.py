@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,12 +38,14 @@ from switchpoint.executor import H1Transport, Transport
 from switchpoint.providers import adapter_for
 from switchpoint.providers.base import UpstreamResponse
 from switchpoint.streaming import SSEDecoder
+from vertex_auth import TokenServer
 
 import specs
 
 #: Deployment names; each is its family's but ``bedrock-invoke`` (Bedrock, InvokeModel with the
 #: Anthropic Messages body); ``bedrock`` is Bedrock's Converse.
-FAMILIES = ["openai", "anthropic", "gemini", "bedrock", "bedrock-invoke"]
+#: ``vertex`` is Gemini on Vertex AI, ``vertex-anthropic`` Claude on Vertex AI.
+FAMILIES = ["openai", "anthropic", "gemini", "bedrock", "bedrock-invoke", "vertex", "vertex-anthropic"]
 BASE_FAMILIES = ["openai", "anthropic", "gemini"]
 BEDROCK_MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -58,7 +61,15 @@ WEATHER = Tool(
 
 
 @pytest.fixture(scope="module")
-def cfg(simulator_url: str) -> Config:
+def google_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TokenServer, Path]]:
+    """A token endpoint of the test's own and a service-account key made for it."""
+    server = TokenServer()
+    with server.running():
+        yield server, server.service_account(tmp_path_factory.mktemp("gcp") / "sa.json")
+
+
+@pytest.fixture(scope="module")
+def cfg(simulator_url: str, google_token: tuple[TokenServer, Path]) -> Config:
     base = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini/v1beta"}
     return parse(
         {
@@ -73,11 +84,21 @@ def cfg(simulator_url: str) -> Config:
                     "base_url": simulator_url + "/bedrock",
                     "region": "eu-west-1",
                 },
+                # OAuth tokens from the service account, issued by the test's token endpoint
+                "vertex": {
+                    "family": "vertex",
+                    "base_url": simulator_url + "/vertex",
+                    "project": "sim-project",
+                    "location": "us-east5",
+                    "credentials_file": str(google_token[1]),
+                },
             },
             "deployments": {
                 **{f: {"provider": f, "model": f"sim-{f}"} for f in BASE_FAMILIES},
                 "bedrock": {"provider": "bedrock", "model": BEDROCK_MODEL},
                 "bedrock-invoke": {"provider": "bedrock", "model": BEDROCK_MODEL, "api": "invoke"},
+                "vertex": {"provider": "vertex", "model": "gemini-2.5-flash"},
+                "vertex-anthropic": {"provider": "vertex", "model": "claude-sonnet-4-5@20250929"},
                 **{
                     f"{f}-embed": {"provider": f, "model": "sim-embed", "kind": "embedding"}
                     for f in ("openai", "gemini")
@@ -95,15 +116,15 @@ async def aws_credentials(
     """Bedrock cases: static credentials in the environment, fetched by botocore's chain
     before the case runs (as the gateway does at start-up)."""
     callspec = getattr(request.node, "callspec", None)
-    family = callspec.params.get("family", "") if callspec is not None else ""
-    if not str(family).startswith("bedrock"):
+    family = str(callspec.params.get("family", "") if callspec is not None else "")
+    if not family.startswith(("bedrock", "vertex")):
         yield
         return
     from switchpoint.providers.credentials import CREDENTIALS
 
     aws_env(monkeypatch)
     cfg: Config = request.getfixturevalue("cfg")
-    await CREDENTIALS.start([cfg.providers["bedrock"]])
+    await CREDENTIALS.start([cfg.providers[family.split("-")[0]]])
     yield
     await CREDENTIALS.close()
 
@@ -149,6 +170,9 @@ async def call(transport: Transport, dep: Deployment, request: ChatRequest) -> C
             body["model"] = dep.model
             body["stream"] = request.stream
             specs.check_request("anthropic", "POST", "https://api.anthropic.com/v1/messages", body)
+    elif dep.family == "vertex":  # Vertex follows Gemini's and Anthropic's published schemas
+        operation = check_vertex_request(dep, up.url, up.body, request.stream)
+        assert up.headers["authorization"].startswith("Bearer ya29.sim-")
     else:
         specs.check_request(dep.family, up.method, up.url, up.body, up.headers)
     assert not up.stream or request.stream
@@ -170,6 +194,8 @@ async def call(transport: Transport, dep: Deployment, request: ChatRequest) -> C
                         acc.add(event)
                     if dep.family == "bedrock":
                         check_bedrock_event(operation, frame.event or "", frame.data)
+                    elif dep.family == "vertex":
+                        specs.check_schema(operation, specs.STREAM_EVENT_SCHEMA[operation], frame.data)
                     elif frame.data != b"[DONE]":
                         specs.check_schema(dep.family, specs.STREAM_EVENT_SCHEMA[dep.family], frame.data)
             for frame in decoder.flush():
@@ -186,9 +212,34 @@ async def call(transport: Transport, dep: Deployment, request: ChatRequest) -> C
     parsed = adapter.parse_chat(resp, dep)  # raises on a body it cannot understand
     if operation == "Converse":
         bedrock_model.check_value(json.loads(resp.body), "ConverseResponse")
-    elif operation == "InvokeModel":
+    elif operation in ("InvokeModel", "anthropic"):
         specs.check_schema("anthropic", "Message", resp.body)
+    elif operation == "gemini":
+        specs.check_schema("gemini", "GenerateContentResponse", resp.body)
     return parsed
+
+
+def check_vertex_request(dep: Deployment, url: str, body: bytes, stream: bool) -> str:
+    """A Vertex URL (project, location, publisher, model, action) and its body against the
+    publisher's own published schema; returns the family the publisher speaks."""
+    path = url.split("/vertex", 1)[1]
+    prefix = "/v1/projects/sim-project/locations/us-east5/publishers/"
+    assert path.startswith(prefix), url
+    publisher, _, rest = path[len(prefix) :].partition("/models/")
+    model, _, action = rest.partition(":")
+    assert model == dep.model
+    doc = json.loads(body)
+    if publisher == "anthropic":
+        assert action == ("streamRawPredict" if stream else "rawPredict")
+        assert doc.pop("anthropic_version") == "vertex-2023-10-16" and "model" not in doc
+        doc["model"] = model
+        specs.check_request("anthropic", "POST", "https://api.anthropic.com/v1/messages", doc)
+        return "anthropic"
+    assert publisher == "google"
+    assert action == ("streamGenerateContent?alt=sse" if stream else "generateContent")
+    gemini_url = f"https://generativelanguage.googleapis.com/v1beta/models/{model}:generateContent"
+    specs.check_request("gemini", "POST", gemini_url, body)
+    return "gemini"
 
 
 def check_bedrock_event(operation: str, event: str, data: bytes) -> None:

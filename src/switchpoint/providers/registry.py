@@ -7,6 +7,7 @@ from switchpoint.providers.base import Adapter
 from switchpoint.providers.bedrock import BedrockAdapter
 from switchpoint.providers.gemini import GeminiAdapter
 from switchpoint.providers.openai import OpenAIAdapter
+from switchpoint.providers.vertex import VertexAdapter
 
 _ANTHROPIC = AnthropicAdapter()
 _GEMINI = GeminiAdapter()
@@ -17,4 +18,5 @@ ADAPTERS: dict[str, Adapter] = {
     "gemini": _GEMINI,
     # Cloud hosts of the same models compose the families they carry (docs/decisions.md).
     "bedrock": BedrockAdapter(messages=_ANTHROPIC),
+    "vertex": VertexAdapter(gemini=_GEMINI, anthropic=_ANTHROPIC),
 }

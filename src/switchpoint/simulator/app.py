@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import anthropic_wire, bedrock_wire, gemini_wire, openai_wire
+from . import anthropic_wire, bedrock_wire, gemini_wire, openai_wire, vertex_wire
 from .behavior import HANG_LIMIT_S, Plan, Plans, SimConfig
 from .common import Frames, Headers, SimError, corrupt, retry_after_headers
 from .content import Answer, ChatCall, PromptCache, generate
@@ -80,11 +80,21 @@ BEDROCK_INVOKE = Wire(
     bedrock_wire.stream_invoke,
     bedrock_wire.error_headers,
 )
+#: Vertex AI: one prefix, the publisher in the path picks the Gemini or Anthropic wire.
+VERTEX = Wire(
+    "vertex",
+    vertex_wire.check_auth,
+    vertex_wire.error_body,
+    vertex_wire.response_headers,
+    gemini_wire.render_chat,
+    gemini_wire.stream_chat,
+)
 _PREFIXES = (
     ("/openai/v1/", OPENAI),
     ("/anthropic/", ANTHROPIC),
     ("/gemini/v1beta/", GEMINI),
     ("/bedrock/", BEDROCK),
+    ("/vertex/v1/", VERTEX),
 )
 
 
@@ -262,6 +272,11 @@ class SimulatorApp:
             if not route.startswith("model/"):
                 return None
             return self._routes[BEDROCK.name].get(route.rpartition("/")[2])
+        if wire is VERTEX:
+            m = vertex_wire.ROUTE.match(route)
+            if m is None or m.group(5) not in vertex_wire.ACTIONS[m.group(3)]:
+                return None
+            return self._vertex_chat
         return self._routes[wire.name].get(route)
 
     # --- handlers -------------------------------------------------------------------------
@@ -285,6 +300,17 @@ class SimulatorApp:
             await self._chat(BEDROCK_INVOKE, bedrock_wire.parse_invoke(r.body, model, stream=stream), r)
         else:
             await self._chat(BEDROCK, bedrock_wire.parse_converse(r.body, model, stream=stream), r)
+
+    async def _vertex_chat(self, r: _Request) -> None:
+        m = vertex_wire.ROUTE.match(r.route)
+        assert m is not None
+        publisher, model, action = m.group(3), m.group(4), m.group(5)
+        stream = action.startswith("stream")
+        if publisher == "anthropic":
+            await self._chat(ANTHROPIC, vertex_wire.parse_anthropic(r.body, model, stream=stream), r)
+            return
+        sse = b"alt=sse" in r.scope.get("query_string", b"")
+        await self._chat(VERTEX, gemini_wire.parse_chat(r.body, model, stream=stream, sse=sse), r)
 
     async def _anthropic_count(self, r: _Request) -> None:
         call = anthropic_wire.parse_chat(r.body, count_only=True)
