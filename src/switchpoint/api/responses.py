@@ -247,7 +247,7 @@ def _tools(value: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
                 "name": name,
                 "description": t.description,
                 "parameters": parameters,
-                "strict": True if strict is None else strict,
+                "strict": strict,  # as sent: the gateway does not make a tool strict by itself
             }
         )
     return tools, echo
