@@ -456,3 +456,16 @@ def test_undecodable_bodies_are_400s(gateway: Any, body: bytes) -> None:
 def test_unknown_model_is_an_openai_error(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="no-such-model", input="hi")
+
+
+@pytest.mark.parametrize("upstream", ["openai", "gemini"])
+def test_cached_input_tokens_reach_the_usage(client: openai.OpenAI, upstream: str) -> None:
+    """The simulator caches a long prompt's prefix (OpenAI from 1,024 tokens, Gemini implicitly):
+    the second call's cached tokens are in ``input_tokens_details``, and part of ``input_tokens``."""
+    long = "Context: " + " ".join(f"fact {i} is {i * 7} units." for i in range(900))
+    body = {"model": f"up-{upstream}", "instructions": long, "input": "Summarise.", "store": False}
+    client.responses.create(**body)  # type: ignore[call-overload]
+    again = client.responses.create(**body)  # type: ignore[call-overload]
+    assert again.usage is not None
+    cached = again.usage.input_tokens_details.cached_tokens
+    assert 0 < cached <= again.usage.input_tokens
