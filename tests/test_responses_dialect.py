@@ -271,3 +271,26 @@ def test_an_empty_stream_still_completes() -> None:
     events = _events(enc.finish())
     assert [e["type"] for e in events] == ["response.created", "response.in_progress", "response.completed"]
     assert events[-1]["response"]["output"] == []
+
+
+def test_every_kind_of_input_item_lists_as_an_item_resource() -> None:
+    from switchpoint.api.responses_state import item_resource
+
+    items: list[dict[str, Any]] = [
+        {"role": "user", "content": "plain"},
+        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "rules"}]},
+        {"role": "user", "content": [{"type": "input_image", "image_url": "https://example.com/a.png"}]},
+        {"role": "assistant", "content": "said"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "said"}]},
+        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "hm"}], "encrypted_content": "s"},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        {"type": "function_call", "id": "fc_mine", "call_id": "c2", "name": "f", "arguments": "{}"},
+    ]
+    read_items(items)  # items the decoder accepts
+    listed = [item_resource(item, "resp_abc", i) for i, item in enumerate(items)]
+    for entry in listed:
+        specs.check_schema("openai", "ItemResource", entry)
+    assert [e["id"] for e in listed][:2] == ["msg_abc0000", "msg_abc0001"]
+    assert listed[-1]["id"] == "fc_mine"  # the client's own id is kept
+    assert len({e["id"] for e in listed}) == len(listed)
