@@ -183,3 +183,55 @@ def test_prompt_caching_off_and_on_match_a_hand_computation(sim: str, tmp_path: 
         if line.startswith("switchpoint_cache_saved_usd_total{") and 'deployment="d-claude"' in line
     )
     assert float(saved_line.rsplit(" ", 1)[1]) == pytest.approx(claude_on.saved_usd, rel=1e-6)
+
+
+def test_an_anthropic_clients_conversation_is_cached_in_passthrough(sim: str, tmp_path: Path) -> None:
+    """The same 20 turns spoken in the Anthropic dialect (passthrough: the client's own body,
+    the gateway's breakpoints added): every turn after the first reads the previous prompt."""
+    db = f"sqlite:///{tmp_path / 'anthropic.db'}"
+    tools = [
+        {
+            "name": t["function"]["name"],
+            "description": t["function"]["description"],
+            "input_schema": t["function"]["parameters"],
+        }
+        for t in TOOLS
+    ]
+    headers = {"x-api-key": AUTH["authorization"].split()[1], "anthropic-version": "2023-06-01"}
+    messages: list[dict[str, Any]] = []
+    usages = []
+    with gateway(_doc(sim, db, None)) as (url, _gw, _), httpx.Client(base_url=url, timeout=30) as c:
+        for turn in range(TURNS):
+            messages.append({"role": "user", "content": f"Step {turn}: run the next check and report."})
+            body = {
+                "model": "claude",
+                "max_tokens": 40,
+                "system": SYSTEM,
+                "tools": tools,
+                "tool_choice": {"type": "none"},
+                "messages": messages,
+            }
+            r = c.post("/v1/messages", json=body, headers={**headers, "x-switchpoint-session": "ant"})
+            assert r.status_code == 200, r.text
+            doc = r.json()
+            usages.append(doc["usage"])
+            messages.append({"role": "assistant", "content": doc["content"]})
+    previous = 0
+    for u in usages:
+        prompt = u["input_tokens"] + u["cache_read_input_tokens"] + u["cache_creation_input_tokens"]
+        assert u["cache_read_input_tokens"] == previous
+        assert u["cache_creation_input_tokens"] == prompt - previous and u["input_tokens"] == 0
+        previous = prompt
+    engine = make_engine(db)
+    try:
+        (row,) = usage(engine, ["deployment"])
+    finally:
+        engine.dispose()
+    reads = sum(u["cache_read_input_tokens"] for u in usages)
+    writes = sum(u["cache_creation_input_tokens"] for u in usages)
+    want = (
+        reads * (CLAUDE["input"] - CLAUDE["cached_input"])
+        + writes * (CLAUDE["input"] - CLAUDE["cache_write"])
+    ) / 1e6
+    assert row.cached_input_tokens == reads and row.saved_usd == pytest.approx(want, rel=1e-9)
+    assert row.cache_read_ratio > 0.9
