@@ -133,15 +133,25 @@ def test_spend_routes_and_holders(ledger_url: str) -> None:
         assert math.isclose(cq.spend_since(engine, since), want, rel_tol=1e-9)
         routed = cq.routes(engine, None, None)
         assert len(routed) == 300 and routed[0].route is not None and routed[0].route["rule"] == "alias:smart"
-        spend = cq.holder_spend(engine, "key", {"total": 0.0, "recent": since})
+        spend = cq.holder_spend(engine, "key", {"recent": since}, ["k1", "k2"], all_time=["k1", "k3"])
         for k in ("k1", "k2", "k3", "k0"):
             mine = [r for r in rows if r[col["key_id"]] == k]
-            assert spend[k].requests == len(mine)
+            recent = [r for r in mine if r[col["started_at"]] >= since]
+            assert spend[k].requests == len(recent)
             assert math.isclose(
-                spend[k].spent["total"], math.fsum(r[col["cost_usd"]] for r in mine), rel_tol=1e-9
+                spend[k].spent["recent"], math.fsum(r[col["cost_usd"]] for r in recent), rel_tol=1e-9
             )
-            assert spend[k].last_used == max(r[col["started_at"]] for r in mine)
-        teams = cq.holder_spend(engine, "team", {"total": 0.0})
+            if k in ("k1", "k3"):
+                assert math.isclose(
+                    spend[k].spent["total"], math.fsum(r[col["cost_usd"]] for r in mine), rel_tol=1e-9
+                )
+            else:
+                assert "total" not in spend[k].spent
+            if k in ("k1", "k2"):
+                assert spend[k].last_used == max(r[col["started_at"]] for r in mine)
+            else:
+                assert spend[k].last_used is None
+        teams = cq.holder_spend(engine, "team", {"all": 0.0})
         assert teams.keys() == {"team-x"}
     finally:
         engine.dispose()

@@ -132,21 +132,16 @@ class Pages:
         ring = self._ring()
         engine = self.deps.engine()
         show_revoked = request.query_params.get("revoked") == "1"
-        now = time.time()
-        starts = {p: (period_bounds(p, now)[0] if p != "total" else 0.0) for p in PERIODS}
+        since = min(_starts(time.time()).values())
 
         def read() -> tuple[Any, Any, Any, Any]:
             keys = manage.list_keys(ring.engine, include_revoked=show_revoked)
             teams = manage.list_teams(ring.engine)
-            return (
-                keys,
-                teams,
-                cq.holder_spend(engine, "key", starts),
-                cq.holder_spend(engine, "team", starts),
-            )
+            return (keys, teams, *_spend(engine, keys, teams))
 
         keys, teams, key_spend, team_spend = await self.deps.run(read)
         return "keys.html", {
+            "since": since,
             "keys": keys,
             "teams": teams,
             "key_spend": key_spend,
@@ -262,18 +257,42 @@ def overview_charts(o: views.Overview) -> list[Any]:
     ]
 
 
+def _starts(now: float) -> dict[str, float]:
+    """The start of each budget period holding ``now`` (UTC day, week, month)."""
+    return {p: period_bounds(p, now)[0] for p in PERIODS if p != "total"}
+
+
+def _spend(
+    engine: Any, keys: list[dict[str, Any]], teams: list[dict[str, Any]], *, last_use: bool = True
+) -> tuple[dict[str, cq.HolderSpend], dict[str, cq.HolderSpend]]:
+    """Keys' (by id) and teams' (by name) spend in the current periods; the whole history only
+    for those with a total budget; the last request of each (``last_use``)."""
+    starts = _starts(time.time())
+
+    def total(docs: list[dict[str, Any]], field: str) -> list[str]:
+        return [d[field] for d in docs if (d.get("budgets") or {}).get("total")]
+
+    key_ids, team_names = [k["id"] for k in keys], [t["name"] for t in teams]
+    return (
+        cq.holder_spend(engine, "key", starts, key_ids if last_use else (), all_time=total(keys, "id")),
+        cq.holder_spend(
+            engine, "team", starts, team_names if last_use else (), all_time=total(teams, "name")
+        ),
+    )
+
+
 def _crossings(key_engine: Any, engine: Any, thresholds: tuple[float, ...]) -> list[dict[str, Any]]:
     """Each budget's current period: its spend, and the thresholds it has passed (what the
     alerts fire on), fullest first."""
     now = time.time()
-    starts = {p: (period_bounds(p, now)[0] if p != "total" else 0.0) for p in PERIODS}
-    key_spend = cq.holder_spend(engine, "key", starts)
-    team_spend = cq.holder_spend(engine, "team", starts)
+    starts = {**_starts(now), "total": 0.0}
+    keys, teams = manage.list_keys(key_engine), manage.list_teams(key_engine)
+    key_spend, team_spend = _spend(engine, keys, teams, last_use=False)
     out: list[dict[str, Any]] = []
     holders: list[tuple[str, str, str, dict[str, Any], cq.HolderSpend | None]] = []
-    for k in manage.list_keys(key_engine):
+    for k in keys:
         holders.append(("key", k["id"], k["name"], k.get("budgets") or {}, key_spend.get(k["id"])))
-    for t in manage.list_teams(key_engine):
+    for t in teams:
         holders.append(("team", t["id"], t["name"], t.get("budgets") or {}, team_spend.get(t["name"])))
     for scope, hid, name, budgets, spend in holders:
         for period in PERIODS:

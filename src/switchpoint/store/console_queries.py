@@ -148,34 +148,61 @@ def routes(
 
 
 class HolderSpend(msgspec.Struct, kw_only=True):
-    """A key's or a team's spend since each period's start, and its last request."""
+    """A key's or a team's spend since each period's start, its requests since the earliest of
+    those starts, and its last request."""
 
     spent: dict[str, float] = {}
     requests: int = 0
     last_used: float | None = None
 
 
-def holder_spend(engine: Engine, column: str, starts: Mapping[str, float]) -> dict[str, HolderSpend]:
+def holder_spend(
+    engine: Engine,
+    column: str,
+    starts: Mapping[str, float],
+    holders: Sequence[str] = (),
+    *,
+    all_time: Sequence[str] = (),
+) -> dict[str, HolderSpend]:
     """Per key id (``column='key'``) or team name (``'team'``): USD since each of ``starts``
-    (period name → epoch seconds; 0 for all time), requests and the last request's time."""
+    (period name → epoch seconds, the latest periods only: one scan from the earliest start),
+    the requests since then, and — for ``holders`` — the time of the last request (an index
+    lookup each). ``all_time`` holders also get ``spent['total']`` (their whole history)."""
     col = GROUPS[column]
     r = requests.c
-    cols: list[Any] = [
-        col.label("holder"),
-        func.count().label("requests"),
-        func.max(r.started_at).label("last_used"),
-    ]
-    for name, start in starts.items():
-        cols.append(func.sum(func.coalesce(r.cost_usd, 0.0)).filter(r.started_at >= start).label(name))
-    q = select(*cols).where(col.is_not(None)).group_by(col)
+    since = min(starts.values()) if starts else None
     out: dict[str, HolderSpend] = {}
+
+    def get(h: Any) -> HolderSpend:
+        key = str(h)
+        if key not in out:
+            out[key] = HolderSpend(spent=dict.fromkeys(starts, 0.0))
+        return out[key]
+
     with engine.connect() as conn:
-        for row in conn.execute(q).mappings():
-            out[str(row["holder"])] = HolderSpend(
-                spent={name: float(row[name] or 0.0) for name in starts},
-                requests=int(row["requests"] or 0),
-                last_used=float(row["last_used"]) if row["last_used"] is not None else None,
+        if since is not None:
+            cols: list[Any] = [col.label("holder"), func.count().label("requests")]
+            for name, start in starts.items():
+                cols.append(
+                    func.sum(func.coalesce(r.cost_usd, 0.0)).filter(r.started_at >= start).label(name)
+                )
+            q = select(*cols).where(col.is_not(None), r.started_at >= since).group_by(col)
+            for row in conn.execute(q).mappings():
+                hs = get(row["holder"])
+                hs.requests = int(row["requests"] or 0)
+                hs.spent.update({name: float(row[name] or 0.0) for name in starts})
+        if all_time:
+            q = (
+                select(col, func.sum(func.coalesce(r.cost_usd, 0.0)))
+                .where(col.in_(list(all_time)))
+                .group_by(col)
             )
+            for holder, total in conn.execute(q):
+                get(holder).spent["total"] = float(total or 0.0)
+        for h in holders:
+            last = conn.execute(select(func.max(r.started_at)).where(col == h)).scalar()
+            if last is not None:
+                get(h).last_used = float(last)
     return out
 
 
