@@ -221,8 +221,18 @@ def test_openai_prompt_cache_key_when_the_client_gave_none() -> None:
     )
 
 
+ROUTED = {
+    "providers": {"p": {"family": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+    "deployments": {"d": {"provider": "p", "model": "m"}},
+    "models": {"fast": "d"},
+    "routing": {
+        "rules": [{"name": n, "match": {"model": "fast"}, "candidates": ["d"]} for n in ("bulk", "long")]
+    },
+}
+
+
 def caching(section: dict[str, Any]) -> PromptCaching:
-    return PromptCaching(config.parse({"cache": section}).cache)
+    return PromptCaching(config.parse({**ROUTED, "cache": section}).cache)
 
 
 def test_the_plan_per_rule_session_and_key() -> None:
@@ -250,5 +260,12 @@ def test_the_cache_section_is_checked() -> None:
     with pytest.raises(ConfigError) as err:
         config.parse({"cache": {"response": {"backend": "redis", "ttl_s": 0}}})
     assert "redis needs state.redis_url" in str(err.value) and "ttl_s" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        config.parse({**ROUTED, "cache": {"rules": {"bluk": {"prompt": False}, "alias:fast": {"ttl_s": 5}}}})
+    assert "$.cache.rules.bluk: no routing rule has this name" in str(err.value)
+    assert "alias:fast" not in str(err.value).split("expected")[0]
+    with pytest.raises(ConfigError) as err:
+        config.parse({"cache": {"rules": {"bulk": {"prompt": False}}}})
+    assert "there is no routing section" in str(err.value)
     ok = config.parse({"cache": {"response": {"enabled": True, "scope": "team"}}})
     assert ok.cache.response and ok.cache.scope == "team" and ok.cache.prompt

@@ -3,7 +3,7 @@ semantic cache (docs/caching.md has every setting)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Literal
 
 import msgspec
@@ -102,6 +102,24 @@ class Caching(msgspec.Struct, frozen=True, kw_only=True):
         """Whether any request can use a response cache (else the request path skips it)."""
         on = self.response or self.semantic
         return on or any(r.response or r.semantic for r in self.rules.values())
+
+
+def check_rule_names(
+    caching: Caching, rules: Collection[str], aliases: Collection[str], problems: list[str]
+) -> None:
+    """``cache.rules`` may name only routing rules, or ``alias:<name>`` for an alias."""
+    known = set(rules) | {f"alias:{a}" for a in aliases}
+    for name in caching.rules:
+        if name not in known:
+            if not rules:
+                problems.append(
+                    f"$.cache.rules.{name}: no routing rule has this name (there is no routing section)"
+                )
+            else:
+                problems.append(
+                    f"$.cache.rules.{name}: no routing rule has this name "
+                    f"(expected one of: {', '.join(sorted(known))})"
+                )
 
 
 def resolve_cache(spec: CacheSpec | None, problems: list[str], *, redis: bool) -> Caching:

@@ -45,7 +45,7 @@ from switchpoint.config.routing import (
 from switchpoint.config.storage import StorageSpec, resolve_storage
 from switchpoint.config.accounting import AccountingSpec, resolve_accounting
 from switchpoint.config.telemetry import TelemetrySpec, resolve_telemetry
-from switchpoint.config.cache import CacheSpec, resolve_cache
+from switchpoint.config.cache import CacheSpec, check_rule_names, resolve_cache
 from switchpoint.config.governance import (
     AlertsSpec,
     QueueSpec,
@@ -273,6 +273,11 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
 
     if routing is not None:
         _check_routing(routing, rule_index, deployment_specs, aliases, problems)
+    if cache.rules:
+        names = [] if routing is None else [r.name for r in routing.rules]
+        if routing is not None and routing.default is not None:
+            names.append(routing.default.name)
+        check_rule_names(cache, names, aliases if routing is not None else (), problems)
     if problems:
         raise ConfigError(problems)
     return Config(
