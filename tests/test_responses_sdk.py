@@ -469,3 +469,21 @@ def test_cached_input_tokens_reach_the_usage(client: openai.OpenAI, upstream: st
     assert again.usage is not None
     cached = again.usage.input_tokens_details.cached_tokens
     assert 0 < cached <= again.usage.input_tokens
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_failover_before_commit_is_invisible(client: openai.OpenAI, gateway: Any, stream: bool) -> None:
+    """The alias ``failover`` lists a deployment that does not answer, then an OpenAI one: the
+    executor moves on as for chat, and the client sees one clean response."""
+    raw = client.responses.with_raw_response.create(model="failover", input="hello", stream=stream)
+    assert raw.headers["x-switchpoint-deployment"] == "d-openai"
+    if stream:
+        events = list(raw.parse())  # type: ignore[call-overload]
+        assert events[0].type == "response.created" and events[-1].type == "response.completed"
+        text = events[-1].response.output_text
+    else:
+        text = raw.parse().output_text  # type: ignore[union-attr]
+    assert text.startswith("[simulated sim-gpt]")
+    dead = [r for r in gateway.sent if "/openai/" not in r.url]
+    assert dead and all(r.url.endswith("/v1/chat/completions") for r in dead)  # tried first
+    gateway.sent[:] = [r for r in gateway.sent if r not in dead]  # no spec for a closed port
