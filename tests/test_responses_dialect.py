@@ -142,6 +142,7 @@ def test_request_options_reach_the_canonical_request() -> None:
         ({"metadata": {"a": 1}}, "metadata.a"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
         ({"truncation": "middle"}, "truncation"),
+        ({"input": [{"role": "user", "content": []}]}, "input[0].content"),
         ({"conversation": "conv_1"}, "conversation"),
     ],
 )

@@ -182,6 +182,8 @@ def read_items(items: list[Any], param: str = "input") -> list[Message]:
                     assistant = None
                 turn().parts.extend(parts)
                 continue
+            if not parts:
+                raise _bad(f"{pp}.content", "must not be empty")
             assistant = None
             messages.append(Message(role=role, parts=parts))
         elif kind == "function_call":
