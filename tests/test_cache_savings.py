@@ -206,7 +206,7 @@ def test_an_anthropic_clients_conversation_is_cached_in_passthrough(sim: str, tm
             body = {
                 "model": "claude",
                 "max_tokens": 40,
-                "system": SYSTEM,
+                "system": "Anthropic client. " + SYSTEM,  # not the other test's prefix (one simulator)
                 "tools": tools,
                 "tool_choice": {"type": "none"},
                 "messages": messages,

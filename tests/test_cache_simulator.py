@@ -138,3 +138,21 @@ def test_gemini_implicit_minimum_by_model() -> None:
         generate(call.conv, 4, 0, cache)
         usage = generate(call.conv, 4, 0, cache).usage
         assert (usage.cached_tokens == usage.input_tokens) is hit
+
+
+def test_anthropic_writes_each_part_at_the_ttl_of_the_breakpoint_that_ends_it() -> None:
+    cache = PromptCache(100, Clock())
+    one_hour = {"type": "ephemeral", "ttl": "1h"}
+    body = {
+        "system": [{"type": "text", "text": LONG, "cache_control": one_hour}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "q " * 400, "cache_control": EPHEMERAL}]}
+        ],
+    }
+    u = anthropic(cache, **body)
+    system_only = anthropic(
+        PromptCache(100, Clock()), system=body["system"], messages=[{"role": "user", "content": "x"}]
+    )
+    # The system prompt's prefix at 1 h, the user turn after it at 5 m; all of it written.
+    assert u.cache_write_1h_tokens == system_only.cache_write_tokens
+    assert u.cache_write_tokens == u.input_tokens > u.cache_write_1h_tokens > 0

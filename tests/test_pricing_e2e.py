@@ -82,6 +82,8 @@ def priced(simulator_url: str) -> Iterator[tuple[str, Capture]]:
                 "model": "sim-claude",
                 "catalog_model": "claude-sonnet-4-5",
                 "context_window": 1_000_000,
+                # These tests price the client's own breakpoints: no gateway-placed ones.
+                "prompt_cache": False,
             },
             "c-gemini": {
                 "provider": "p-gemini",

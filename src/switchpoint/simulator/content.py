@@ -247,8 +247,8 @@ def _anthropic_cache(
     """Anthropic's rules: only breakpoints (``cache_control``) cache. A read is the longest
     live prefix at or up to :data:`ANTHROPIC_LOOKBACK` boundaries before a breakpoint; the
     write is the prefix up to the last breakpoint past the read (when that is over the model's
-    minimum), at 1 h when that breakpoint asked for it. Prefixes under the minimum are never
-    cached."""
+    minimum), each part between two breakpoints at the TTL of the breakpoint that ends it (the
+    1-hour part reported apart). Prefixes under the minimum are never cached."""
     minimum = cache_min_tokens("anthropic", conv.model)
     marks = sorted(i for i in conv.breakpoints if i < len(boundaries))
     if not marks:
@@ -260,18 +260,22 @@ def _anthropic_cache(
             if tokens >= minimum and tokens > read and cache.alive(key):
                 read = tokens
                 break
-    last = marks[-1]
-    written = 0
+    written = written_1h = 0
+    start = read
     for mark in marks:
         key, tokens = boundaries[mark]
         if tokens < minimum or tokens <= read:
             continue
-        cache.store(key, TTL_1H if conv.breakpoints[mark] else TTL_5M)
-        if mark == last:
-            written = tokens - read
+        one_hour = conv.breakpoints[mark]
+        cache.store(key, TTL_1H if one_hour else TTL_5M)
+        if tokens > start:  # the part from the previous breakpoint is written at this one's TTL
+            written += tokens - start
+            if one_hour:
+                written_1h += tokens - start
+            start = tokens
     usage.cached_tokens = read
     usage.cache_write_tokens = written
-    usage.cache_write_1h_tokens = written if written and conv.breakpoints[last] else 0
+    usage.cache_write_1h_tokens = written_1h
 
 
 def _automatic_cache(
