@@ -311,8 +311,11 @@ def test_the_gateway_serves_sdk_clients_from_bedrock(aws_env: Path, simulator_ur
     from servers import serve_in_thread
 
     app = create_app(bedrock_config(simulator_url + "/bedrock", api=api))
-    with serve_in_thread(app) as url:
-        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with (
+        serve_in_thread(app) as url,
+        openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+        anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0) as a,
+    ):
         r = client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "Hello"}])
         assert r.choices[0].message.content and r.choices[0].message.content.startswith(
             f"[simulated {MODEL}]"
@@ -331,7 +334,6 @@ def test_the_gateway_serves_sdk_clients_from_bedrock(aws_env: Path, simulator_ur
         assert (
             chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == r.usage.completion_tokens
         )
-        a = anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0)
         m = a.messages.create(model="claude", max_tokens=50, messages=[{"role": "user", "content": "Hello"}])
         assert m.content[0].type == "text" and m.content[0].text.startswith("[simulated")
         with a.messages.stream(

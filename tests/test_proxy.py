@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import gzip
 import ipaddress
@@ -213,6 +214,41 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         pass
     finally:
         dst.close()
+
+
+@contextlib.asynccontextmanager
+async def tls_front(certs: Certs, simulator_url: str) -> AsyncIterator[int]:
+    """A TLS terminator in front of the simulator (certificate for ORIGIN and localhost, by the
+    test CA); its port. Every connection's task is ended before it returns."""
+    sim_port = int(simulator_url.rsplit(":", 1)[1])
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def terminate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        sim_writer: asyncio.StreamWriter | None = None
+        try:
+            sim_reader, sim_writer = await asyncio.open_connection("127.0.0.1", sim_port)
+            await asyncio.gather(_pipe(reader, sim_writer), _pipe(sim_reader, writer))
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            if sim_writer is not None:
+                sim_writer.close()
+            tasks.discard(task)
+
+    front = await asyncio.start_server(terminate, "127.0.0.1", 0, ssl=certs.server())
+    try:
+        yield front.sockets[0].getsockname()[1]
+    finally:
+        front.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await front.wait_closed()
+        await asyncio.sleep(0)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -553,53 +589,97 @@ async def test_the_simulator_over_tls_through_the_proxy_conformance_style(
     from switchpoint.providers import adapter_for
     from switchpoint.streaming import SSEDecoder
 
-    sim_port = int(simulator_url.rsplit(":", 1)[1])
-
-    async def terminate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        sim_reader, sim_writer = await asyncio.open_connection("127.0.0.1", sim_port)
-        await asyncio.gather(_pipe(reader, sim_writer), _pipe(sim_reader, writer))
-
-    front = await asyncio.start_server(terminate, "127.0.0.1", 0, ssl=certs.server())
-    port = front.sockets[0].getsockname()[1]
-    try:
-        async with ForwardProxy({ORIGIN: "127.0.0.1"}) as proxy:
-            cfg = parse(
-                {
-                    "providers": {
-                        "o": {
-                            "family": "openai",
-                            "base_url": f"https://{ORIGIN}:{port}/openai/v1",
-                            "api_key": "env:K",
-                            "ca_file": str(certs.ca),
-                        }
-                    },
-                    "deployments": {"d": {"provider": "o", "model": "sim-openai"}},
+    async with tls_front(certs, simulator_url) as port, ForwardProxy({ORIGIN: "127.0.0.1"}) as proxy:
+        cfg = parse(
+            {
+                "providers": {
+                    "o": {
+                        "family": "openai",
+                        "base_url": f"https://{ORIGIN}:{port}/openai/v1",
+                        "api_key": "env:K",
+                        "ca_file": str(certs.ca),
+                    }
                 },
-                env={"K": "sk-x"},
+                "deployments": {"d": {"provider": "o", "model": "sim-openai"}},
+            },
+            env={"K": "sk-x"},
+        )
+        t = transport_for(cfg, env={"HTTPS_PROXY": proxy.url})
+        dep = cfg.deployments["d"]
+        adapter = adapter_for("openai")
+        try:
+            msg = [Message(role="user", parts=[TextPart(text="hi")])]
+            r = await t.send(
+                adapter.build_chat(ChatRequest(model="x", messages=msg, max_tokens=20), dep),
+                timeout_s=10,
+                connect_timeout_s=5,
             )
-            t = transport_for(cfg, env={"HTTPS_PROXY": proxy.url})
-            dep = cfg.deployments["d"]
-            adapter = adapter_for("openai")
-            try:
-                msg = [Message(role="user", parts=[TextPart(text="hi")])]
-                r = await t.send(
-                    adapter.build_chat(ChatRequest(model="x", messages=msg, max_tokens=20), dep),
-                    timeout_s=10,
-                    connect_timeout_s=5,
-                )
-                assert r.status == 200
-                assert adapter.parse_chat(r, dep).usage.output_tokens > 0
-                req = ChatRequest(model="x", messages=msg, max_tokens=20, stream=True)
-                s = await t.open_stream(adapter.build_chat(req, dep), connect_timeout_s=5, read_timeout_s=5)
-                parser, dec, events = adapter.stream_parser(req, dep), SSEDecoder(), []
-                async for chunk in s.chunks():
-                    for frame in dec.feed(chunk):
-                        events += parser.feed(frame)
-                events += parser.close()
-                assert s.status == 200 and events
-            finally:
-                await t.close()
-        assert proxy.tunnels == [f"{ORIGIN}:{port}"]
-    finally:
-        front.close()
-        await front.wait_closed()
+            assert r.status == 200
+            assert adapter.parse_chat(r, dep).usage.output_tokens > 0
+            req = ChatRequest(model="x", messages=msg, max_tokens=20, stream=True)
+            s = await t.open_stream(adapter.build_chat(req, dep), connect_timeout_s=5, read_timeout_s=5)
+            parser, dec, events = adapter.stream_parser(req, dep), SSEDecoder(), []
+            async for chunk in s.chunks():
+                for frame in dec.feed(chunk):
+                    events += parser.feed(frame)
+            events += parser.close()
+            assert s.status == 200 and events
+        finally:
+            await t.close()
+    assert proxy.tunnels == [f"{ORIGIN}:{port}"]
+
+
+async def test_the_gateway_honours_https_proxy_and_no_proxy_from_its_environment(
+    certs: Certs, simulator_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``switchpoint`` as deployed: HTTPS_PROXY in the process environment, no proxy in the
+    config. An OpenAI client's requests reach an HTTPS front of the simulator (test CA in the
+    provider's ca_file) through the proxy; with the upstream's host in NO_PROXY they do not."""
+    import openai
+
+    from switchpoint.api.app import create_app
+
+    from servers import serve_in_thread
+
+    def config(host: str, port: int) -> Any:
+        return parse(
+            {
+                "providers": {
+                    "o": {
+                        "family": "openai",
+                        "base_url": f"https://{host}:{port}/openai/v1",
+                        "api_key": "env:K",
+                        "ca_file": str(certs.ca),
+                    }
+                },
+                "deployments": {"d": {"provider": "o", "model": "sim-openai"}},
+                "models": {"m": "d"},
+                "storage": {"enabled": False},
+            },
+            env={"K": "sk-x"},
+        )
+
+    def ask(url: str) -> str:
+        with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+            return _ask(client)
+
+    def _ask(client: Any) -> str:
+        r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        chunks = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert streamed == r.choices[0].message.content
+        return r.choices[0].message.content or ""
+
+    async with tls_front(certs, simulator_url) as port, ForwardProxy({ORIGIN: "127.0.0.1"}) as proxy:
+        for name in ("https_proxy", "http_proxy", "no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        with serve_in_thread(create_app(config(ORIGIN, port))) as url:
+            assert (await asyncio.to_thread(ask, url)).startswith("[simulated")
+        assert proxy.tunnels == [f"{ORIGIN}:{port}"]  # both requests, one kept-alive tunnel
+        monkeypatch.setenv("NO_PROXY", "localhost")
+        with serve_in_thread(create_app(config("localhost", port))) as url:
+            assert (await asyncio.to_thread(ask, url)).startswith("[simulated")
+        assert proxy.tunnels == [f"{ORIGIN}:{port}"]  # NO_PROXY went around it

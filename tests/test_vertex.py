@@ -163,8 +163,11 @@ def test_the_gateway_serves_sdk_clients_from_vertex(
 
     server, sa = tokens
     cfg = vertex_config(sa, base_url=simulator_url + "/vertex", model="gemini-2.5-flash")
-    with serve_in_thread(create_app(cfg)) as url:
-        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    with (
+        serve_in_thread(create_app(cfg)) as url,
+        openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+        anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0) as a,
+    ):
         for alias in ("g", "c"):
             r = client.chat.completions.create(model=alias, messages=[{"role": "user", "content": "Hello"}])
             content = r.choices[0].message.content or ""
@@ -175,7 +178,6 @@ def test_the_gateway_serves_sdk_clients_from_vertex(
                 )
             )
             assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == content
-        a = anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0)
         m = a.messages.create(model="c", max_tokens=50, messages=[{"role": "user", "content": "Hello"}])
         assert m.content[0].type == "text" and m.content[0].text.startswith("[simulated claude-opus-4-1")
     assert server.issued == ["ya29.sim-1"]  # fetched at start-up, used by every request

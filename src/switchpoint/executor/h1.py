@@ -117,7 +117,8 @@ class H1Transport:
             self._sweeper = None
         for origin in self._origins.values():
             while origin.idle:
-                origin.idle.popleft().retire()
+                # at once: a TLS close would wait for the peer, and the loop may stop before
+                origin.idle.popleft().kill()
         for conn in list(self._conns):
             conn.kill()
         if self._loop is not None and not self._loop.is_closed():
