@@ -151,6 +151,11 @@ def test_the_clients_cache_directives(sim: str, tmp_path: Path) -> None:
             assert mark({"x-switchpoint-cache": "bypass"}) == "bypass"
             assert mark({"Cache-Control": "max-age=0, no-store"}) == "bypass"
             assert mark({}) == "hit"
+            stats = c.get("/admin/stats", headers=AUTH).json()["cache"]["response"]
+            assert (stats["hits"], stats["misses"], stats["stored"]) == (2, 3, 3)
+            metrics = c.get("/metrics", headers=AUTH).text
+            assert "switchpoint_response_cache_hits_total 2" in metrics
+            assert "switchpoint_response_cache_stored_total 3" in metrics
         cache = gw.caches.response
         assert cache is not None and cache.stored == 3
 

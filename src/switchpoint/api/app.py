@@ -412,6 +412,7 @@ def _stats_handler(gw: Gateway) -> Handler:
         if gw.auth.ring is not None:
             snapshot["keys"] = gw.auth.ring.stats()
         snapshot["governance"] = gw.gate.stats()
+        snapshot["cache"] = gw.caches.stats()
         return snapshot
 
     return _admin_json(gw, stats)
@@ -433,6 +434,7 @@ def _metrics_handler(gw: Gateway) -> Handler:
             f"switchpoint_requests_inflight {gw.inflight}",
         ]
         lines += connection_stats(gw).prometheus()  # the server's connection limits
+        lines += gw.caches.prometheus()
         if gw.traces is not None:
             lines += gw.traces.prometheus()
         if gw.ledger is not None:

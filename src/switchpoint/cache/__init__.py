@@ -67,7 +67,36 @@ class Caches:
             await self.response.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"response": self.response.stats() if self.response is not None else None}
+        return {
+            "prompt": self.prompt is not None,
+            "response": self.response.stats() if self.response is not None else None,
+        }
+
+    def prometheus(self) -> list[str]:
+        """The response cache's counters (none when it is not configured)."""
+        cache = self.response
+        if cache is None:
+            return []
+        lines: list[str] = []
+        for name, value, help_ in (
+            ("hits", cache.hits, "Answers served from the response cache (exact and semantic)."),
+            ("semantic_hits", cache.semantic_hits, "Answers served by the semantic cache."),
+            ("misses", cache.misses, "Eligible requests the response cache could not answer."),
+            ("stored", cache.stored, "Answers stored in the response cache."),
+        ):
+            lines += [
+                f"# HELP switchpoint_response_cache_{name}_total {help_}",
+                f"# TYPE switchpoint_response_cache_{name}_total counter",
+                f"switchpoint_response_cache_{name}_total {value}",
+            ]
+        backend = cache.backend
+        if isinstance(backend, MemoryBackend):
+            lines += [
+                "# HELP switchpoint_response_cache_bytes Bytes of answers in this process's response cache.",
+                "# TYPE switchpoint_response_cache_bytes gauge",
+                f"switchpoint_response_cache_bytes {backend.bytes}",
+            ]
+        return lines
 
 
 __all__ = ["Caches", "PromptCaching", "ResponseCache"]
