@@ -186,6 +186,8 @@ def test_overview_numbers_equal_admin_usage(page: Any, site: dict[str, Any]) -> 
     )
     assert saved > 0
     assert _close(_value(page, "stat-cache-saved"), saved)
+    # The ledger's own net savings (reads' discount less write surcharges), as /admin/usage sums them.
+    assert _close(_value(page, "stat-saved-net"), totals["saved_usd"])
     # Spend today and this month: /admin/usage from the day's and the month's start.
     day = float(int(now // 86400) * 86400)
     today = h.admin(url, "/admin/usage", since=day)["totals"]["cost_usd"]

@@ -57,6 +57,7 @@ def _rows(n: int, seed: int = 3) -> list[tuple[Any, ...]]:
             "cost_output": cost_out,
             "cost_reasoning": 0.0,
             "cost_usd": cost_in + cost_cached + cost_out,
+            "saved_usd": cached * 9e-7,
             "attempts": 2 if i % 7 == 0 else 1,
             "retries": 1 if i % 11 == 0 else 0,
             "failovers": 1 if i % 7 == 0 else 0,
@@ -100,6 +101,7 @@ def test_overview_read_equals_usage(ledger_url: str) -> None:
             for f in (
                 "cost_usd",
                 "cost_cached_input",
+                "saved_usd",
                 "latency_p50_ms",
                 "latency_p95_ms",
                 "ttft_p50_ms",
@@ -178,5 +180,36 @@ def test_attempt_totals_count_every_try(ledger_url: str) -> None:
         assert {k: (v.attempts, v.failed) for k, v in got.items()} == {"dep-a": (6, 6), "dep-b": (6, 0)}
         later = cq.attempt_totals(engine, reqs[3][1], None)  # the window is the requests' start
         assert later["dep-a"].attempts == 3
+    finally:
+        engine.dispose()
+
+
+def test_switches_in_a_window_equal_the_views_over_everything(ledger_url: str) -> None:
+    col = {c: i for i, c in enumerate(REQUEST_COLUMNS)}
+    rows = []
+    for i, r in enumerate(_rows(90)):
+        row = list(r)
+        row[col["session"]] = f"s{i % 7}"
+        row[col["task"]] = ("code", "chat")[i % 2]
+        rows.append(tuple(row))
+    engine = make_engine(ledger_url)
+    try:
+        Writer(engine).write(rows, [])
+        per_task, top = cq.switches_in(engine, 0.0, NOW + 1)
+        want = {r.group["task"]: r for r in queries.switch_frequency(engine, ["task"])}
+        assert {r.group["task"]: (r.sessions, r.turns, r.switches) for r in per_task} == {
+            k: (v.sessions, v.turns, v.switches) for k, v in want.items()
+        }
+        assert sum(r.switches for r in per_task) > 0
+        views = queries.session_switches(engine, limit=20)
+        assert [(s.session, s.requests, s.switches) for s in top] == [
+            (s.session, s.requests, s.switches) for s in views
+        ]
+        # A window holds only its own turns.
+        half = rows[45][col["started_at"]]
+        inside = [r for r in rows if r[col["started_at"]] >= half and r[col["deployment"]] is not None]
+        late, _ = cq.switches_in(engine, half, NOW + 1)
+        sessions = {r[col["session"]] for r in inside}
+        assert sum(r.turns for r in late) == len(inside) - len(sessions)
     finally:
         engine.dispose()

@@ -181,6 +181,7 @@ def _usage_row(
         cost_cache_write_1h=costs["cost_cache_write_1h"],
         cost_output=costs["cost_output"],
         cost_reasoning=costs["cost_reasoning"],
+        saved_usd=math.fsum(p.saved_usd for p in parts),
         latency_p50_ms=pct.get("latency_p50_ms"),
         latency_p95_ms=pct.get("latency_p95_ms"),
         ttft_p50_ms=pct.get("ttft_p50_ms"),
@@ -288,13 +289,14 @@ class Tasks:
 
 
 def tasks(engine: Engine, w: Window) -> Tasks:
+    switches, sessions = cq.switches_in(engine, w.since, w.until)
     return Tasks(
         by_task=queries.usage(engine, ["task"], w.since, w.until),
         costs={r.group["task"]: r for r in queries.task_costs(engine, ["task"])},
         efficiency={r.group["task"]: r for r in queries.token_efficiency(engine, ["task"], w.since, w.until)},
-        switches={r.group["task"]: r for r in queries.switch_frequency(engine, ["task"])},
+        switches={r.group["task"]: r for r in switches},
         by_deployment=queries.task_costs(engine, ["task", "deployment"]),
-        sessions=queries.session_switches(engine, limit=20),
+        sessions=sessions,
     )
 
 

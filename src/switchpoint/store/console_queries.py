@@ -18,6 +18,8 @@ from switchpoint.store.queries import (
     GROUPS,
     PERCENTILES,
     PG_WORK_MEM,
+    SessionSwitches,
+    SwitchRow,
     _conditions,
     nearest_rank,
     usage_query,
@@ -35,6 +37,8 @@ class Totals(msgspec.Struct, kw_only=True):
     cost_usd: float = 0.0
     tokens: dict[str, int] = {}
     costs: dict[str, float] = {}
+    #: What caching saved, as the ledger booked it per request (``requests.saved_usd``).
+    saved_usd: float = 0.0
 
 
 def totals(
@@ -231,6 +235,7 @@ def overview(engine: Engine, width: int, since: float, until: float) -> Overview
         *(func.sum(r[c]).label(c) for c in TOKEN_COLUMNS),
         func.sum(r.cost_usd).label("cost_usd"),
         *(func.sum(r[c]).label(c) for c in COST_COLUMNS),
+        func.sum(r.saved_usd).label("saved_usd"),
         func.sum(func.coalesce(r.retries, 0)).label("retries"),
         func.sum(case((r.retries > 0, 1), else_=0)).label("retried"),
         func.sum(func.coalesce(r.failovers, 0)).label("failovers"),
@@ -257,6 +262,7 @@ def overview(engine: Engine, width: int, since: float, until: float) -> Overview
                     cost_usd=float(row["cost_usd"] or 0.0),
                     tokens={c: int(row[c] or 0) for c in TOKEN_COLUMNS},
                     costs={c: float(row[c] or 0.0) for c in COST_COLUMNS},
+                    saved_usd=float(row["saved_usd"] or 0.0),
                 )
             )
             res.requests += n
@@ -368,3 +374,61 @@ def attempt_totals(engine: Engine, since: float | None, until: float | None) -> 
         return {
             str(dep): AttemptTotals(attempts=int(n or 0), failed=int(f or 0)) for dep, n, f in conn.execute(q)
         }
+
+
+_TURNS = """
+WITH turns AS (
+  SELECT session, task, deployment,
+         LAG(deployment) OVER (PARTITION BY session ORDER BY started_at, request_id) AS prev
+  FROM requests
+  WHERE session IS NOT NULL AND deployment IS NOT NULL AND started_at >= :since AND started_at < :until
+)
+"""
+_SWITCHED = "CASE WHEN prev IS NOT NULL AND prev <> deployment THEN 1 ELSE 0 END"
+
+
+def switches_in(
+    engine: Engine, since: float, until: float, *, sessions: int = 20
+) -> tuple[list[SwitchRow], list[SessionSwitches]]:
+    """Model switch frequency within a window — the views ``ledger_switch_frequency`` and
+    ``ledger_session_switches`` over the window's turns only (a session's first turn in the
+    window has no turn before it), so the cost is the window's, not the whole ledger's: per task
+    type, and the ``sessions`` sessions that switched most."""
+    params = {"since": since, "until": until}
+    per_task = text(
+        _TURNS + f"SELECT task, COUNT(DISTINCT session) AS sessions, COUNT(prev) AS turns, "
+        f"SUM({_SWITCHED}) AS switches FROM turns GROUP BY task ORDER BY task"
+    )
+    per_session = text(
+        _TURNS + f"SELECT session, COUNT(*) AS requests, COUNT(DISTINCT deployment) AS deployments, "
+        f"SUM({_SWITCHED}) AS switches FROM turns GROUP BY session HAVING COUNT(*) >= 2 "
+        "ORDER BY switches DESC, session LIMIT :n"
+    )
+    with engine.connect() as conn:
+        tasks = conn.execute(per_task, params).mappings().all()
+        top = conn.execute(per_session, {**params, "n": sessions}).mappings().all()
+    rows = []
+    for r in tasks:
+        turns, switched = int(r["turns"] or 0), int(r["switches"] or 0)
+        rows.append(
+            SwitchRow(
+                group={"task": r["task"]},
+                sessions=int(r["sessions"] or 0),
+                turns=turns,
+                switches=switched,
+                switch_rate=switched / turns if turns else None,
+            )
+        )
+    out = []
+    for r in top:
+        n, switched = int(r["requests"] or 0), int(r["switches"] or 0)
+        out.append(
+            SessionSwitches(
+                session=r["session"],
+                requests=n,
+                deployments=int(r["deployments"] or 0),
+                switches=switched,
+                switch_rate=switched / (n - 1) if n > 1 else None,
+            )
+        )
+    return rows, out
