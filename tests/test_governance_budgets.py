@@ -244,3 +244,39 @@ def test_spend_survives_a_restart(sim: str, tmp_path: Path, backend: dict[str, A
         r = c.post("/v1/chat/completions", json=body, headers=bearer(secret))
         assert r.status_code == 429, r.text  # ~$0.0023 spent + ~$0.0012 worst case > $0.003
         assert r.json()["error"]["code"] == "budget_exceeded"
+
+
+def test_the_settled_cost_is_the_ledgers_cost() -> None:
+    """A budget settles to what accounting books: pricing's cost of every attempt's usage."""
+    from switchpoint.canonical import Usage
+    from switchpoint.config import parse
+    from switchpoint.governance.budgets import real_cost
+    from switchpoint.pricing import cost_usd
+    from switchpoint.records import Attempt
+
+    cfg = parse(
+        {
+            "providers": {"p": {"family": "openai", "base_url": "http://x", "simulated": True}},
+            "deployments": {
+                "d": {"provider": "p", "model": "gpt-4o-mini"},
+                "e": {"provider": "p", "model": "x", "price": {"input": 3, "output": 15, "cached_input": 0.3}},
+            },
+            "models": {"a": ["d", "e"]},
+        }
+    )
+    usages = [
+        Usage(input_tokens=1234, output_tokens=567),
+        Usage(input_tokens=1234, cached_input_tokens=1000, output_tokens=567, reasoning_tokens=100),
+        Usage(input_tokens=300_000, output_tokens=10),
+    ]
+    for dep in ("d", "e"):
+        price = cfg.deployments[dep].price
+        for u in usages:
+            one = [Attempt(deployment=dep, provider="p", family="openai", usage=u)]
+            assert real_cost(one, cfg.deployments) == pytest.approx(cost_usd(u, price), rel=1e-12)
+    both = [
+        Attempt(deployment="d", provider="p", family="openai", usage=usages[0], error="server_error"),
+        Attempt(deployment="e", provider="p", family="openai", usage=usages[1]),
+    ]
+    expected = cost_usd(usages[0], cfg.deployments["d"].price) + cost_usd(usages[1], cfg.deployments["e"].price)
+    assert real_cost(both, cfg.deployments) == pytest.approx(expected, rel=1e-12)

@@ -20,7 +20,7 @@ from switchpoint.canonical import ChatRequest
 from switchpoint.errors import BudgetExceeded, InternalError, ShuttingDown, SwitchpointError
 from switchpoint.executor import CommittedStream, RequestContext, limits_from_headers
 from switchpoint.governance.access import check_alias
-from switchpoint.governance.gate import Admission
+from switchpoint.governance.gate import Admission, Slow
 from switchpoint.governance.principal import Principal
 from switchpoint.records import RequestRecord
 from switchpoint.routing import Decision
@@ -239,9 +239,21 @@ class ChatRoute:
                 if cached.hit is not None:
                     return self._cached(cached.hit, ctx, creq, principal, decision, headers, body)
             if principal.key_id is not None or gw.gate.limited:  # limits, budgets, queue
-                admission, decision, xreq = await self._admit(
-                    principal, creq, xreq, decision, request_headers, headers, rid
+                fast = gw.gate.admit_now(
+                    principal,
+                    decision.candidates[0].deployment,
+                    rid,
+                    decision.prompt_tokens,
+                    decision.tokens_exact,
+                    xreq.max_tokens,
+                    headers,
                 )
+                if isinstance(fast, Slow):
+                    admission, decision, xreq = await self._admit(
+                        principal, creq, xreq, decision, request_headers, headers, rid
+                    )
+                else:
+                    admission = fast
             if decision.request is not None:  # the record keeps the decision, not the prompt
                 decision = msgspec.structs.replace(decision, request=None)
             prompt_caching = gw.caches.prompt

@@ -124,10 +124,22 @@ def real_cost(attempts: Any, deployments: Any) -> float:
     """What the request cost: every attempt's usage at its deployment's price (as the ledger)."""
     if len(attempts) == 1:  # the usual request: one attempt
         one = attempts[0]
-        if one.usage is None:
+        u: Usage | None = one.usage
+        if u is None:
             return 0.0
-        found = deployments.get(one.deployment)
-        return cost_usd(one.usage, found.price if found is not None else None)
+        found: Deployment | None = deployments.get(one.deployment)
+        price: Price | None = found.price if found is not None else None
+        if price is None:
+            return 0.0
+        above = price.long_context_above
+        if (
+            not u.cached_input_tokens
+            and not u.cache_write_tokens
+            and not u.reasoning_tokens
+            and (above is None or u.input_tokens <= above)
+        ):  # plain tokens only: pricing's sum has two terms
+            return (u.input_tokens * price.input + u.output_tokens * price.output) / 1_000_000
+        return cost_usd(u, price)
     total = 0.0
     for a in attempts:
         usage: Usage | None = a.usage

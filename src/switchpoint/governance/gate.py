@@ -46,6 +46,13 @@ PRIORITY_HEADER = "x-switchpoint-priority"
 BUDGET_HEADER = "x-switchpoint-budget"
 BUDGET_RESET_HEADER = "x-switchpoint-budget-reset"
 _MAX_PLANS = 10_000
+
+
+class Slow:
+    """:meth:`Gate.admit_now`'s answer when the request needs :meth:`Gate.admit`."""
+
+
+SLOW = Slow()
 _UNITS = {"rpm": "requests per minute", "tpm": "tokens per minute"}
 
 
@@ -293,26 +300,10 @@ class Gate:
         if not plan.seeded:
             await self.seeder.ensure(plan.budgets)
             plan.seeded = True
-        memory = self.memory
-        if memory is not None and not limited:  # the usual case: one synchronous step
-            dep = deployments[0]
-            inp = input_estimate(prompt_tokens, exact, dep.family)
-            tokens = inp + (max_tokens if max_tokens is not None else self.default_output)
-            cost = worst_case(dep.price, inp, output_allowance(max_tokens, dep)) if plan.budgets else 0.0
-            prepared = plan.prepared
-            if prepared is None:
-                prepared = plan.prepared = memory.prepare(plan.checks(0, 0.0))
-            out = memory.admit_prepared(rid, prepared, tokens, cost)
-            if plan.headers:
-                plan.set_headers(out, headers)
-            if out.refused is None:
-                adm = Admission(self, rid)
-                adm.prepared = prepared
-                adm.slots = plan.slots
-                adm.budgets = plan.budgets
-                adm.reserved_tokens = tokens
-                adm.reserved_cost = cost
-                return adm
+        if self.memory is not None and not limited:
+            fast = self._fast(plan, deployments[0], rid, prompt_tokens, exact, max_tokens, headers)
+            if fast is not None:
+                return fast
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.queue.max_wait_s
         waiter = None
@@ -357,6 +348,66 @@ class Gate:
         finally:
             if waiter is not None:
                 self.queue.leave(waiter)
+
+    def admit_now(
+        self,
+        principal: Principal,
+        dep: Deployment,
+        rid: str,
+        prompt_tokens: int,
+        exact: bool,
+        max_tokens: int | None,
+        headers: dict[str, str],
+    ) -> Admission | Slow | None:
+        """The usual request in one synchronous step (memory state, no deployment limits, the
+        caller's budgets already read from the ledger, everything fits): its admission, None
+        when it falls under nothing, or :data:`SLOW` — then call :meth:`admit`, which does
+        everything else (and refuses what does not fit)."""
+        if principal.key_id is None and not self.limited:
+            return None
+        if self.memory is None or self.limited or self.unshared:
+            return SLOW
+        now = self.clock()
+        plans = self._plans
+        plan = plans.get(id(principal))
+        if plan is None or plan.principal is not principal or now >= plan.valid_until:
+            return SLOW
+        if not plan.seeded:
+            return SLOW
+        if not plan.limits and not plan.budgets:
+            return None
+        return self._fast(plan, dep, rid, prompt_tokens, exact, max_tokens, headers) or SLOW
+
+    def _fast(
+        self,
+        plan: CallerPlan,
+        dep: Deployment,
+        rid: str,
+        prompt_tokens: int,
+        exact: bool,
+        max_tokens: int | None,
+        headers: dict[str, str],
+    ) -> Admission | None:
+        memory = self.memory
+        assert memory is not None
+        inp = input_estimate(prompt_tokens, exact, dep.family)
+        tokens = inp + (max_tokens if max_tokens is not None else self.default_output)
+        cost = worst_case(dep.price, inp, output_allowance(max_tokens, dep)) if plan.budgets else 0.0
+        prepared = plan.prepared
+        if prepared is None:
+            prepared = plan.prepared = memory.prepare(plan.checks(0, 0.0))
+        out = memory.admit_prepared(rid, prepared, tokens, cost)
+        if out.refused is not None:
+            return None  # the full path says why
+        if plan.headers:
+            plan.set_headers(out, headers)
+        adm = Admission(self, rid)
+        adm.prepared = prepared
+        adm.slots = plan.slots
+        adm.budgets = plan.budgets
+        adm.reserved_tokens = tokens
+        adm.reserved_cost = cost
+        return adm
 
     async def _try(
         self,
