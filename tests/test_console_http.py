@@ -85,3 +85,13 @@ def test_sign_in_goes_on_to_console_pages_only(no_ledger: str, nxt: str, goes: s
     c, r = _signed_in(no_ledger, nxt)
     c.close()
     assert r.headers["location"] == goes
+
+
+def test_an_oversized_form_is_a_413(no_ledger: str) -> None:
+    r = httpx.post(
+        f"{no_ledger}/ui/login",
+        content=b"key=" + b"x" * 70_000,
+        follow_redirects=False,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 413

@@ -32,7 +32,7 @@ from switchpoint.console.session import (
     Signer,
     secret_for,
 )
-from switchpoint.console.views import RANGES, RangeError, window
+from switchpoint.console.views import RANGES, RangeError
 from switchpoint.errors import NotFound, SwitchpointError
 from switchpoint.store import keys as key_store
 
@@ -167,7 +167,10 @@ class Console:
             s = await self.session(request)
             if s is None:
                 return self.refuse(403, "Signed out", "Your session has ended: sign in again, then retry.")
-            form = await read_form(request)
+            try:
+                form = await read_form(request)
+            except Page as p:
+                return p.response
             if not self.signer().csrf_ok(s.sid, form.get("csrf")):
                 return self.refuse(
                     403,
@@ -225,7 +228,10 @@ class Console:
         return resp
 
     async def login(self, request: Request) -> Response:
-        form = await read_form(request)
+        try:
+            form = await read_form(request)
+        except Page as p:
+            return p.response
         nxt = form.get("next") or ""
         signer = self.signer()
         if not signer.login_ok(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
@@ -287,10 +293,6 @@ async def read_form(request: Request) -> dict[str, str]:
     return dict(pairs)
 
 
-def params_of(request: Request) -> dict[str, str]:
-    return {k: v for k, v in request.query_params.items()}
-
-
 def routes(deps: ConsoleDeps) -> list[BaseRoute]:
     """The console, to mount at ``/ui``."""
     from switchpoint.console import pages
@@ -330,4 +332,4 @@ def routes(deps: ConsoleDeps) -> list[BaseRoute]:
     ]
 
 
-__all__ = ["Console", "params_of", "routes", "window"]
+__all__ = ["Console", "routes"]
