@@ -11,6 +11,8 @@ picker: the whole page — its queries (totals with p50/p95 latency and TTFT, th
 series with their percentiles, spend today and this month, cache savings by deployment, retries and
 failovers) and the HTML with its charts. Best and median of ``--repeat`` runs.
 
+Then the other pages once each at their default range (24 h; the keys page with no virtual keys).
+
 Not a timed unit test: run it by hand (docs/console.md has the figures).
 """
 
@@ -105,6 +107,17 @@ def main() -> None:
                     "median_s": round(statistics.median(times), 3),
                 }
                 print(name, json.dumps(result[name]), flush=True)
+            pages: dict[str, Any] = {}
+            for page in ("models", "tasks", "routing", "requests", "keys", "alerts"):
+                times = []
+                for _ in range(args.repeat):
+                    t = time.perf_counter()
+                    r = client.get(f"/ui/{page}")
+                    times.append(time.perf_counter() - t)
+                    assert r.status_code == 200, (page, r.text[:500])
+                pages[page] = {"best_s": round(min(times), 3), "median_s": round(statistics.median(times), 3)}
+                print(page, json.dumps(pages[page]), flush=True)
+            result["other_pages_default_range"] = pages
     finally:
         if schema is not None:
             with admin.begin() as conn:
