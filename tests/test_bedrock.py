@@ -81,7 +81,7 @@ def test_config_checks_for_the_cloud_families() -> None:
     assert "$.deployments.a.region: a bedrock deployment needs a region (here or on its provider)" in text
     assert "$.deployments.b.api: only bedrock and vertex deployments take it" in text
     assert "$.deployments.c.location: a vertex deployment needs a location (here or on its provider)" in text
-    assert "$.deployments.c: its vertex provider needs a project" in text
+    assert "$.deployments.c.project: a vertex deployment needs a project (here or on its provider)" in text
     assert "$.deployments.e.kind: the bedrock family has no embeddings API" in text
     cfg = bedrock_config(api="invoke", region="eu-north-1")
     dep = cfg.deployments["d"]

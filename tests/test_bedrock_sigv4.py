@@ -177,7 +177,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("api", ["converse", "invoke"])
 @pytest.mark.parametrize("stream", [False, True])
-async def test_requests_the_gateway_sends_verify_on_arrival(aws_env: None, api: str, stream: bool) -> None:
+async def test_requests_the_gateway_sends_verify_on_arrival(
+    aws_env: None, api: str, stream: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[Request] = []
     async with Upstream(keep_alive(lambda r: answer(b"{}"), seen)) as up:
         cfg = parse(
@@ -216,6 +218,26 @@ async def test_requests_the_gateway_sends_verify_on_arrival(aws_env: None, api: 
     assert scope.startswith("AKIAIOSFODNN7EXAMPLE/") and scope.endswith("/ap-south-1/bedrock/aws4_request")
     assert got.headers["x-amz-security-token"] == "session-token-of-the-test"
     assert "x-amz-security-token" in got.headers["authorization"]
+    # botocore's own signer, given the same inputs (what arrived, at the request's time), agrees
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+
+    when = datetime.datetime.strptime(got.headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when)
+    signed = got.headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    again = AWSRequest(
+        method=got.method,
+        url=f"http://{got.headers['host']}{got.target}",
+        data=got.body,
+        headers={
+            h: got.headers[h] for h in signed if h not in ("host", "x-amz-date", "x-amz-security-token")
+        },
+    )
+    creds = botocore_credentials.ReadOnlyCredentials(
+        "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "session-token-of-the-test"
+    )
+    botocore.auth.SigV4Auth(creds, "bedrock", "ap-south-1").add_auth(again)
+    assert again.headers["Authorization"] == got.headers["authorization"]
     # a changed byte of the body no longer verifies
     with pytest.raises(AssertionError, match="does not verify"):
         verify(

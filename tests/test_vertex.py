@@ -49,6 +49,7 @@ def vertex_config(sa: Path | None, base_url: str = "", **dep: Any) -> Any:
                     "model": "claude-sonnet-4-5@20250929",
                     "location": "global",
                 },
+                "other-project": {"provider": "gcp", "model": "gemini-2.5-flash", "project": "acme-eu"},
             },
             "models": {"g": "gemini", "c": "claude"},
         },
@@ -84,6 +85,8 @@ async def test_urls_models_and_the_token(tokens: tuple[TokenServer, Path]) -> No
         assert glob.url.startswith("https://aiplatform.googleapis.com/v1/projects/acme-ml/locations/global/")
         assert glob.url.endswith("/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict")
         assert cfg.deployments["claude"].api == "anthropic" and cfg.deployments["gemini"].api == "gemini"
+        other = adapter.build_chat(ChatRequest(model="x", messages=HELLO), cfg.deployments["other-project"])
+        assert "/v1/projects/acme-eu/locations/europe-west1/publishers/google/" in other.url
     finally:
         await CREDENTIALS.close()
     assert server.issued == ["ya29.sim-1"]  # one token for every request, from memory
@@ -181,3 +184,39 @@ def test_the_gateway_serves_sdk_clients_from_vertex(
         m = a.messages.create(model="c", max_tokens=50, messages=[{"role": "user", "content": "Hello"}])
         assert m.content[0].type == "text" and m.content[0].text.startswith("[simulated claude-opus-4-1")
     assert server.issued == ["ya29.sim-1"]  # fetched at start-up, used by every request
+
+
+def test_serve_simulate_points_cloud_providers_at_the_simulator(simulator_url: str) -> None:
+    """``serve --config FILE --simulate`` with Bedrock and Vertex rows: no cloud credentials are
+    looked for (a simulated provider has its placeholder key) and both answer."""
+    import openai
+
+    from switchpoint.api.app import create_app
+    from switchpoint.defaults import simulate_config
+
+    from servers import serve_in_thread
+
+    doc = {
+        "providers": {
+            "aws": {"family": "bedrock", "region": "us-east-1", "aws_profile": "nonexistent-profile"},
+            "gcp": {
+                "family": "vertex",
+                "project": "p",
+                "location": "us-east5",
+                "credentials_file": "/nonexistent.json",
+            },
+        },
+        "deployments": {
+            "b": {"provider": "aws", "model": "amazon.nova-pro-v1:0"},
+            "v": {"provider": "gcp", "model": "claude-sonnet-4-5@20250929"},
+        },
+        "storage": {"enabled": False},
+    }
+    cfg = parse(simulate_config(doc, simulator_url, {}), env={})
+    with (
+        serve_in_thread(create_app(cfg)) as url,
+        openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+    ):
+        for model in ("b", "v"):
+            r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+            assert (r.choices[0].message.content or "").startswith("[simulated")

@@ -112,6 +112,9 @@ def detected_document(env: Mapping[str, str]) -> dict[str, Any] | None:
 
 #: Where each wire family lives on the simulator (``switchpoint simulate`` prints the same).
 SIM_PATHS = {"openai": "/openai/v1", "anthropic": "/anthropic", "gemini": "/gemini/v1beta"}
+#: The simulator's paths for the cloud families (``--simulate`` points their providers there;
+#: the embedded defaults have no such providers).
+SIM_CLOUD_PATHS = {"bedrock": "/bedrock", "vertex": "/vertex"}
 
 #: ``auto`` on the simulated deployments: a small real policy, so the route header shows rules
 #: at work (docs/routing.md). Content first; otherwise the cheapest model that can answer.
@@ -213,7 +216,8 @@ def simulate_config(doc: Any, sim_base: str, env: Mapping[str, str]) -> Any:
             if not isinstance(row, dict):
                 continue
             family = row.get("family")
-            row["base_url"] = sim_base + SIM_PATHS.get(family if isinstance(family, str) else "", "")
+            name = family if isinstance(family, str) else ""
+            row["base_url"] = sim_base + (SIM_PATHS.get(name) or SIM_CLOUD_PATHS.get(name, ""))
             row["simulated"] = True
             row.pop("api_key", None)
             row.pop("azure_api_version", None)

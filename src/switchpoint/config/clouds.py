@@ -21,19 +21,23 @@ def deployment_cloud_fields(
     provider: Any,
     path: str,
     problems: list[str],
+    *,
+    project: str | None = None,
 ) -> dict[str, Any]:
-    """The resolved ``api``, ``region`` and ``location`` of one deployment (problems added)."""
+    """The resolved ``api``, ``region``, ``project`` and ``location`` of one deployment
+    (problems added)."""
     apis = CLOUD_APIS.get(family)
     if apis is None:
-        for key, value in (("api", api), ("region", region), ("location", location)):
+        for key, value in (("api", api), ("region", region), ("project", project), ("location", location)):
             if value is not None:
                 problems.append(f"{path}.{key}: only bedrock and vertex deployments take it")
         return {}
     if api is not None and api not in apis:
         problems.append(f"{path}.api: must be one of {', '.join(apis)} for the {family} family")
     if family == "bedrock":
-        if location is not None:
-            problems.append(f"{path}.location: bedrock deployments take a region, not a location")
+        if location is not None or project is not None:
+            key = "location" if location is not None else "project"
+            problems.append(f"{path}.{key}: bedrock deployments take a region, not a {key}")
         chosen = region or provider.region
         if not chosen:
             problems.append(f"{path}.region: a bedrock deployment needs a region (here or on its provider)")
@@ -43,10 +47,11 @@ def deployment_cloud_fields(
     where = location or provider.location
     if not where:
         problems.append(f"{path}.location: a vertex deployment needs a location (here or on its provider)")
-    if not provider.project:
-        problems.append(f"{path}: its vertex provider needs a project")
+    chosen_project = project or provider.project
+    if not chosen_project:
+        problems.append(f"{path}.project: a vertex deployment needs a project (here or on its provider)")
     default = "anthropic" if model.startswith("claude") else "gemini"
-    return {"api": api or default, "location": where}
+    return {"api": api or default, "location": where, "project": chosen_project}
 
 
 def provider_cloud_problems(family: str, spec: Any, path: str, problems: list[str]) -> None:

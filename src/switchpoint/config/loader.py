@@ -251,7 +251,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             limits=resolve_limits(d.limits, f"{path}.limits", problems),
             prompt_cache=d.prompt_cache,
             **deployment_cloud_fields(
-                prov.family, d.model, d.api, d.region, d.location, prov, path, problems
+                prov.family, d.model, d.api, d.region, d.location, prov, path, problems, project=d.project
             ),
             **_deployment_resilience(d, provider_specs[d.provider], res_spec, path, problems),
         )

@@ -147,9 +147,10 @@ class DeploymentSpec(_Base):
     limits: LimitsSpec | None = None
     #: Bedrock: ``converse`` (default) or ``invoke`` (InvokeModel with the Anthropic Messages
     #: body); Vertex: ``gemini`` or ``anthropic`` (default by the model's name). Bedrock's
-    #: ``region`` and Vertex's ``location`` override the provider's.
+    #: ``region`` and Vertex's ``project`` and ``location`` override the provider's.
     api: str | None = None
     region: str | None = None
+    project: str | None = None
     location: str | None = None
     #: Provider prompt caching the gateway adds (breakpoints, ``prompt_cache_key``); false opts
     #: this deployment out (docs/caching.md).
@@ -234,9 +235,10 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     breaker: BreakerSettings = BreakerSettings()
     limits: DeploymentLimits | None = None
     prompt_cache: bool = True
-    #: Bedrock / Vertex: the API used (see DeploymentSpec.api), the region or location.
+    #: Bedrock / Vertex: the API used (see DeploymentSpec.api), the region, project, location.
     api: str = ""
     region: str | None = None
+    project: str | None = None
     location: str | None = None
 
     @property

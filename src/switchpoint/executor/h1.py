@@ -7,8 +7,9 @@ leaves in one write, one parser lives per connection, one timer per request serv
 stall and the total timeout (re-armed only when it fires, never per received byte), and nothing
 spawns a task.
 
-Pool: connections are kept per (scheme, host, port), at most ``pool_size`` open at once over all
-origins (connecting, busy or idle); further requests queue, and an idle connection of another
+Pool: connections are kept per (scheme, host, port) and the way there (direct, or through which
+proxy: :mod:`switchpoint.executor.proxy`, :mod:`switchpoint.executor.tunnel`), at most
+``pool_size`` open at once over all origins (connecting, busy or idle); further requests queue, and an idle connection of another
 origin is closed to make room. An idle connection expires after 30 s. A connection goes back to
 the pool only when its response arrived completely and both sides allow keep-alive. A reused
 connection that fails before the first byte of its response (the server closed it while it was

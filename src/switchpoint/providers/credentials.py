@@ -167,6 +167,8 @@ class CloudCredentials:
         refresh; a source that cannot be fetched is logged and retried in the background."""
         firsts = []
         for p in providers:
+            if p.api_key is not None:
+                continue  # an API key (Bedrock, Vertex express mode, a simulated provider)
             src = self.for_provider(p)
             if src is not None:
                 firsts.append(src.start_background())

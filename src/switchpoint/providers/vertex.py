@@ -46,8 +46,7 @@ def endpoint(deployment: Deployment) -> str:
 
 
 def model_url(deployment: Deployment, publisher: str, action: str) -> str:
-    provider = deployment.provider
-    project = quote(provider.project or "", safe="")
+    project = quote(deployment.project or deployment.provider.project or "", safe="")
     location = quote(deployment.location or "global", safe="")
     model = quote(deployment.model, safe="@.-_")
     return (

@@ -6,7 +6,7 @@ Gemini actions (``generateContent``, ``streamGenerateContent``) take and answer 
 API's JSON; Anthropic actions (``rawPredict``, ``streamRawPredict``) take the Messages body
 without ``model`` (it is in the URL) and with ``anthropic_version: vertex-2023-10-16``, and
 answer Anthropic's JSON and SSE. Auth is an OAuth bearer token (any non-empty one here; the
-tests check which token the gateway sent). Platform errors are Google's ``error`` shape.
+tests check which token the gateway sent) or an API key (``x-goog-api-key``, express mode). Platform errors are Google's ``error`` shape.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import re
 
 from . import anthropic_wire, gemini_wire
-from .common import Headers, SimError, bearer
+from .common import Headers, SimError, bearer, header
 from .content import ChatCall
 
 VERTEX_ANTHROPIC_VERSION = "vertex-2023-10-16"
@@ -29,7 +29,7 @@ ACTIONS = {
 
 
 def check_auth(headers: Headers, query: bytes) -> SimError | None:
-    if bearer(headers):
+    if bearer(headers) or header(headers, b"x-goog-api-key"):  # a token, or an express-mode key
         return None
     return SimError(
         401,
