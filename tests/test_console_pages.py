@@ -306,8 +306,9 @@ def test_tasks_and_routing_pages_count_the_seed(page: Any, site: dict[str, Any])
         assert task in table
     page.goto(f"{url}/ui/routing")
     assert _value(page, "stat-failovers") == 1
-    by_rule = page.locator("[data-testid=by-rule]").inner_text()
-    assert "alias:smart" in by_rule or "smart" in by_rule
+    by_rule = page.locator("[data-testid=by-rule] tbody").inner_text()
+    assert "alias:smart\t1\t" in by_rule, by_rule  # the one request to smart, by its rule
+    assert _value(page, "stat-fallbacks") == 1  # sim-claude first, sim-gpt answered
 
 
 def test_keys_are_created_edited_and_revoked(page: Any, site: dict[str, Any]) -> None:
