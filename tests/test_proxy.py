@@ -683,3 +683,38 @@ async def test_the_gateway_honours_https_proxy_and_no_proxy_from_its_environment
         with serve_in_thread(create_app(config("localhost", port))) as url:
             assert (await asyncio.to_thread(ask, url)).startswith("[simulated")
         assert proxy.tunnels == [f"{ORIGIN}:{port}"]  # NO_PROXY went around it
+
+
+def test_a_cloud_providers_proxy_applies_to_its_deployments_endpoints_only() -> None:
+    cfg = parse(
+        {
+            "providers": {
+                "aws": {
+                    "family": "bedrock",
+                    "region": "eu-west-1",
+                    "proxy": "http://aws-proxy:3128",
+                    "api_key": "env:K",
+                },
+                "oa": {"family": "openai", "base_url": "https://api.openai.com/v1", "api_key": "env:K"},
+            },
+            "deployments": {
+                "eu": {"provider": "aws", "model": "amazon.nova-pro-v1:0"},
+                "us": {"provider": "aws", "model": "amazon.nova-pro-v1:0", "region": "us-east-1"},
+                "gpt": {"provider": "oa", "model": "gpt-5"},
+            },
+        },
+        env={"K": "k"},
+    )
+    t = transport_for(cfg, env={})
+    policy = t._proxies
+    assert policy is not None
+
+    def via(url: str) -> str | None:
+        host = url.split("/")[2]
+        proxy, _ = policy.choose(url, True, host, 443)
+        return None if proxy is None else proxy.url
+
+    assert via("https://bedrock-runtime.eu-west-1.amazonaws.com/model/x/converse") == "http://aws-proxy:3128"
+    assert via("https://bedrock-runtime.us-east-1.amazonaws.com/model/x/converse") == "http://aws-proxy:3128"
+    assert via("https://api.openai.com/v1/chat/completions") is None  # not the other provider's
+    assert via("https://bedrock-runtime.ap-south-1.amazonaws.com/model/x/converse") is None

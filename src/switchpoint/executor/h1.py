@@ -45,11 +45,14 @@ from switchpoint.executor.h1_wire import (
 )
 from switchpoint.executor.proxy import ProxyPolicy, policy_for
 from switchpoint.executor.tunnel import open_tunnel
+from switchpoint.providers import bedrock, vertex
 from switchpoint.providers.base import UpstreamRequest, UpstreamResponse
 
 if TYPE_CHECKING:
     from switchpoint.executor.transport import Transport, UpstreamStream
 
+#: Where a cloud deployment without a provider ``base_url`` sends its requests.
+CLOUD_ENDPOINTS = {"bedrock": bedrock.endpoint, "vertex": vertex.endpoint}
 KEEPALIVE_S: Final = 30.0
 _SMALL_BODY: Final = 64 * 1024
 _WRITE_SLICE: Final = 256 * 1024
@@ -450,7 +453,11 @@ class H1Transport:
 def transport_for(config: Config, env: Mapping[str, str] | None = None) -> H1Transport:
     """The gateway's upstream client for a configuration: its pool size, and the proxies and CA
     bundles of the environment (``os.environ`` unless given) and of its providers."""
-    policy = policy_for(config.providers.values(), os.environ if env is None else env)
+    endpoints: dict[str, list[str]] = {}
+    for dep in config.deployments.values():
+        if not dep.provider.base_url and dep.family in CLOUD_ENDPOINTS:
+            endpoints.setdefault(dep.provider.name, []).append(CLOUD_ENDPOINTS[dep.family](dep))
+    policy = policy_for(config.providers.values(), os.environ if env is None else env, endpoints)
     return H1Transport(pool_size=config.pool_size, proxies=policy)
 
 

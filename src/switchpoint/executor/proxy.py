@@ -203,14 +203,31 @@ class ProxyPolicy:
         return proxy
 
 
-def policy_for(providers: Iterable[Provider], env: Mapping[str, str]) -> ProxyPolicy:
-    """The proxy policy of a configuration's providers over an environment (``os.environ``)."""
+def policy_for(
+    providers: Iterable[Provider],
+    env: Mapping[str, str],
+    endpoints: Mapping[str, Iterable[str]] | None = None,
+) -> ProxyPolicy:
+    """The proxy policy of a configuration's providers over an environment (``os.environ``).
+
+    A provider's settings apply under its ``base_url``; a cloud provider without one (Bedrock,
+    Vertex: the endpoint follows from each deployment's region or location) under each of its
+    deployments' endpoints, given in ``endpoints`` by provider name. A provider with neither
+    sets nothing (never a route that would match every URL)."""
     routes: list[Route] = []
+    seen: set[str] = set()
     for p in providers:
         proxy: Proxy | str | None = p.proxy
         if p.proxy is not None and p.proxy != DIRECT:
             password = None if p.proxy_password is None else p.proxy_password.reveal()
             proxy = parse_proxy(p.proxy, username=p.proxy_username, password=password)
-        if proxy is not None or p.ca_file is not None:
-            routes.append(Route(p.base_url, proxy, p.ca_file))
+        if proxy is None and p.ca_file is None:
+            continue
+        prefixes = (
+            [p.base_url] if p.base_url else [e.rstrip("/") + "/" for e in (endpoints or {}).get(p.name, ())]
+        )
+        for prefix in prefixes:
+            if prefix and prefix not in seen:  # the first provider of an endpoint decides it
+                seen.add(prefix)
+                routes.append(Route(prefix, proxy, p.ca_file))
     return ProxyPolicy(env, routes)
