@@ -1,6 +1,6 @@
 """Provider prompt caching, automatic, end to end: a 20-turn agent conversation with a long system
 prompt and tools through the gateway to the simulated Anthropic and OpenAI families. The ledger's
-cache-read ratio and savings (per deployment, session and task, in ``/admin/usage`` and
+cache-read ratio and savings (per deployment, key, session and task, in ``/admin/usage`` and
 ``/metrics``) match a hand computation from the simulator's published rules; off and on are
 printed side by side."""
 
@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from governance_harness import bearer, make_key
 from resilience_harness import AUTH, Server, document, gateway, provider
 from switchpoint.config.storage import ENV_URL
 from switchpoint.simulator import SimConfig
@@ -66,11 +67,11 @@ def _doc(sim: str, db: str, cache: dict[str, Any] | None) -> dict[str, Any]:
     )
 
 
-def _conversation(url: str, model: str, session: str) -> list[dict[str, Any]]:
+def _conversation(url: str, model: str, session: str, auth: dict[str, str]) -> list[dict[str, Any]]:
     """Twenty turns of an agent loop; the usage each answer reported, in order."""
     messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}]
     usages = []
-    headers = {**AUTH, "x-switchpoint-session": session, "x-switchpoint-task": "agent"}
+    headers = {**auth, "x-switchpoint-session": session, "x-switchpoint-task": "agent"}
     with httpx.Client(base_url=url, timeout=30) as c:
         for turn in range(TURNS):
             messages.append({"role": "user", "content": f"Step {turn}: run the next check and report."})
@@ -124,8 +125,10 @@ def _run(sim: str, tmp_path: Path, name: str, cache: dict[str, Any] | None) -> d
     db = f"sqlite:///{tmp_path / (name + '.db')}"
     out: dict[str, Any] = {}
     with gateway(_doc(sim, db, cache)) as (url, _gw, _):
+        secret, key = make_key(url)  # a virtual key: the figures per key too
+        out["key_id"] = key["id"]
         for model in ("claude", "gpt"):
-            out[model] = _conversation(url, model, f"{name}-{model}")
+            out[model] = _conversation(url, model, f"{name}-{model}", bearer(secret))
         admin = httpx.get(f"{url}/admin/usage", params={"group_by": "deployment"}, headers=AUTH, timeout=10)
         assert admin.status_code == 200, admin.text
         out["admin"] = admin.json()
@@ -135,6 +138,7 @@ def _run(sim: str, tmp_path: Path, name: str, cache: dict[str, Any] | None) -> d
         out["by_deployment"] = {r.group["deployment"]: r for r in usage(engine, ["deployment"])}
         out["by_session"] = {r.group["session"]: r for r in usage(engine, ["session"])}
         out["by_task"] = usage(engine, ["task", "deployment"])
+        out["by_key"] = {r.group["key"]: r for r in usage(engine, ["key"])}
         out["rows"] = rows(engine, "SELECT deployment, cached_input_tokens, saved_usd FROM requests")
     finally:
         engine.dispose()
@@ -163,6 +167,13 @@ def test_prompt_caching_off_and_on_match_a_hand_computation(sim: str, tmp_path: 
             admin = next(r for r in run["admin"]["data"] if r["deployment"] == dep)
             assert admin["saved_usd"] == pytest.approx(want["saved"], abs=1e-9)
             assert admin["cache_read_ratio"] == pytest.approx(want["ratio"])
+        for run, enabled in ((off, False), (on, True)):
+            want_all = [
+                _expected(run[m], f, enabled) for m, f in (("claude", "anthropic"), ("gpt", "openai"))
+            ]
+            by_key = run["by_key"][run["key_id"]]
+            assert by_key.requests == 2 * TURNS
+            assert by_key.saved_usd == pytest.approx(sum(w["saved"] for w in want_all), rel=1e-9, abs=1e-12)
         a, b = off["by_deployment"][dep], on["by_deployment"][dep]
         lines += [
             f"{dep:<18}{'cache-read ratio':>20}{a.cache_read_ratio:>14.3f}{'':>20}{b.cache_read_ratio:>14.3f}",
