@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -296,6 +297,54 @@ async def test_web_identity_through_botocores_chain(
     assert (frozen.access_key, frozen.token) == ("ASIAWEBIDENTITY00001", "web-token")
     assert expiry is not None and 3000 < expiry - time.time() <= 3600
     assert "AssumeRoleWithWebIdentity" in _STS.calls[0] and "eyJ.web-identity.token" in _STS.calls[0]
+
+
+class _Container(http.server.BaseHTTPRequestHandler):
+    seen: list[str] = []
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        _Container.seen.append(f"{self.path} {self.headers.get('authorization')}")
+        expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1800))
+        doc = {
+            "AccessKeyId": "ASIACONTAINER0000001",
+            "SecretAccessKey": "container-secret",
+            "Token": "container-token",
+            "Expiration": expires,
+        }
+        data = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+async def test_a_container_role_through_botocores_chain(
+    aws_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ECS-style: the container credentials endpoint (here a local fake on loopback, which
+    botocore accepts as a full URI) hands out temporary credentials with their expiry."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Container)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{server.server_address[1]}/creds"
+        )
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "task-token")
+        _Container.seen.clear()
+        frozen, expiry = await asyncio.to_thread(AwsSource(None).fetch)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (frozen.access_key, frozen.token) == ("ASIACONTAINER0000001", "container-token")
+    assert expiry is not None and 1500 < expiry - time.time() <= 1800
+    assert _Container.seen == ["/creds task-token"]
 
 
 # --- the whole gateway ---------------------------------------------------------------------------
