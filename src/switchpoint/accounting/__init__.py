@@ -152,11 +152,14 @@ class Accounting:
         version = "unpriced"
         saved = 0.0
         if record.cached and not record.attempts and record.usage is not None:
-            # A response-cache hit: no upstream call; the record carries the original's usage.
+            # A response-cache hit: no upstream call. The record carries the original's usage
+            # for this: what it cost is what the hit saved. The sinks see no tokens (none
+            # were billed), so token counts and cache-read ratios stay the upstreams'.
             dep = self._deployments.get(record.deployment or "")
             price = dep.price if dep else None
             version = price_version(price)
             saved = cost_breakdown(record.usage, price, batch=record.batch).total
+            record = msgspec.structs.replace(record, usage=None)
         for attempt in record.attempts:
             t = self.totals.get(attempt.deployment)
             if t is None:
