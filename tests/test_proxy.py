@@ -535,6 +535,16 @@ def test_no_proxy_matching(no_proxy: str, host: str, port: int, bypass: bool) ->
     assert NoProxy(no_proxy).bypass(host, port) is bypass
 
 
+@pytest.mark.parametrize("host", ["localhost", "api.localhost", "127.0.0.1", "127.8.9.10", "::1"])
+def test_loopback_never_goes_through_the_environments_proxy(host: str) -> None:
+    p = ProxyPolicy({"HTTP_PROXY": "http://proxy:3128", "HTTPS_PROXY": "http://proxy:3128"})
+    assert p.choose(f"http://{host}/v1", False, host, 80) == (None, None)
+    assert p.choose(f"https://{host}/v1", True, host, 443) == (None, None)
+    explicit = ProxyPolicy({}, [Route("http://127.0.0.1:8000", parse_proxy("http://proxy:3128"), None)])
+    chosen, _ = explicit.choose("http://127.0.0.1:8000/v1", False, "127.0.0.1", 8000)
+    assert chosen is not None and chosen.host == "proxy"  # a provider's own proxy still applies
+
+
 def test_which_proxy_the_environment_chooses() -> None:
     p = ProxyPolicy(
         {"HTTPS_PROXY": "http://upper:1", "https_proxy": "http://lower:2", "HTTP_PROXY": "plain:3"}

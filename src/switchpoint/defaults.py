@@ -221,6 +221,8 @@ def simulate_config(doc: Any, sim_base: str, env: Mapping[str, str]) -> Any:
             row["simulated"] = True
             row.pop("api_key", None)
             row.pop("azure_api_version", None)
+            row.pop("proxy", None)  # the simulator is local: no proxy, no CA bundle
+            row.pop("ca_file", None)
             headers = row.get("headers")
             if isinstance(headers, dict):
                 row["headers"] = {

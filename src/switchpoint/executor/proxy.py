@@ -9,7 +9,8 @@ only when it meets a URL it has not routed yet):
   list of host names (``api.example.com``, matching it and its sub-domains), domains with a
   leading dot (``.corp``), ``*`` (no proxy at all), ``host:port`` (that port only), IP
   addresses and CIDR blocks (``10.0.0.0/8``, ``::1``). A proxy URL may carry ``user:password@``
-  (sent as ``Proxy-Authorization: Basic``).
+  (sent as ``Proxy-Authorization: Basic``). ``localhost`` and loopback addresses are always
+  reached directly.
 - per provider (``providers.<name>.proxy``): a proxy URL that overrides the environment for
   that provider's ``base_url`` (``NO_PROXY`` does not apply to it), or ``direct`` to bypass
   any proxy; and ``ca_file``, a PEM bundle of the CAs its certificates are checked against
@@ -198,9 +199,21 @@ class ProxyPolicy:
 
     def _from_env(self, tls: bool, host: str, port: int) -> Proxy | None:
         proxy = self._https if tls else self._http
-        if proxy is None or self._no_proxy.bypass(host, port):
+        if proxy is None or _loopback(host) or self._no_proxy.bypass(host, port):
             return None
         return proxy
+
+
+def _loopback(host: str) -> bool:
+    """``localhost`` and loopback addresses never go through the environment's proxy (as in
+    Go's net/http): the simulator, a local vLLM or Ollama."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def policy_for(
