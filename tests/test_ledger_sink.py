@@ -385,3 +385,34 @@ def test_the_redactor_scrubs_known_secrets_key_shapes_and_configured_patterns() 
         "Authorization: Bearer abc.def-ghi my-master-key-123 sk-ant-api03-xxxxxxxxxxxxxxxx PASSWORD=hunter2"
     )
     assert red(text) == "Authorization: [REDACTED] [REDACTED] [REDACTED] [REDACTED]"
+
+
+async def test_a_spill_file_from_before_saved_usd_is_replayed(db_url: str, tmp_path: Path) -> None:
+    """Rows spilled by a gateway older than migration 0005 lack saved_usd: replayed as NULL."""
+    import msgspec
+
+    from switchpoint.store import tables
+
+    first = ledger(db_url, tmp_path, buffer_rows=2)
+    first.write([booked(0), booked(1)])
+    first.write([booked(2), booked(3)])  # spilled
+    deadline = time.monotonic() + 5
+    while first.stats()["spilled"] < 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    spill = tmp_path / "spill.jsonl"
+    at = tables.REQUEST_COLUMNS.index("saved_usd")
+    old = []
+    for line in spill.read_bytes().splitlines():
+        row, attempts = msgspec.json.decode(line)
+        old.append(msgspec.json.encode([row[:at] + row[at + 1 :], attempts]))
+    spill.write_bytes(b"\n".join(old) + b"\n")
+    second = ledger(db_url, tmp_path)
+    second.start()
+    await second.close()
+    engine = make_engine(db_url)
+    try:
+        assert scalar(engine, "SELECT count(*) FROM requests WHERE saved_usd IS NULL") == 2
+    finally:
+        engine.dispose()
+    assert second.stats()["replayed"] == 2 and not spill.exists()

@@ -41,12 +41,16 @@ from switchpoint.records import Attempt
 from switchpoint.routing.explain import Decision
 from switchpoint.store.engine import database_url, make_engine, sqlite_path
 from switchpoint.store.migrate import upgrade
+from switchpoint.store.tables import REQUEST_COLUMNS
 from switchpoint.store.writer import Row, Writer
 
 log = logging.getLogger("switchpoint.ledger")
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
+#: A spill file written before ``saved_usd`` existed (migration 0005) has request rows one
+#: column short: it goes back in at its place, as NULL.
+_SAVED_AT = REQUEST_COLUMNS.index("saved_usd")
 
 #: Always scrubbed from stored bodies and error messages, whatever ``storage.redact`` says.
 BUILTIN_REDACT = (
@@ -501,6 +505,8 @@ class Ledger:
                 except (msgspec.DecodeError, ValueError):
                     log.error("ledger: skipping a damaged line in %s", self._replaying)
                     continue
+                if len(row) == len(REQUEST_COLUMNS) - 1:
+                    row = [*row[:_SAVED_AT], None, *row[_SAVED_AT:]]
                 requests.append(tuple(row))
                 attempts.extend(tuple(a) for a in rows)
             try:
