@@ -74,7 +74,9 @@ async def run(caller: str, n: int, work: Path) -> None:
     prefix = f"bench-gov-{uuid.uuid4().hex[:8]}:"
     doc: dict[str, Any] = {
         "server": {"master_key": "env:BENCH_MASTER"},
-        "providers": {"up": {"family": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "env:BENCH_MASTER"}},
+        "providers": {
+            "up": {"family": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "env:BENCH_MASTER"}
+        },
         "deployments": {"bench-model": {"provider": "up", "model": "gpt-4o-mini"}},
         "models": {"bench": "bench-model"},
         "storage": {"url": f"sqlite:///{work / 'ledger.db'}", "flush_interval_ms": 200},

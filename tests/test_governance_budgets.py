@@ -259,7 +259,11 @@ def test_the_settled_cost_is_the_ledgers_cost() -> None:
             "providers": {"p": {"family": "openai", "base_url": "http://x", "simulated": True}},
             "deployments": {
                 "d": {"provider": "p", "model": "gpt-4o-mini"},
-                "e": {"provider": "p", "model": "x", "price": {"input": 3, "output": 15, "cached_input": 0.3}},
+                "e": {
+                    "provider": "p",
+                    "model": "x",
+                    "price": {"input": 3, "output": 15, "cached_input": 0.3},
+                },
             },
             "models": {"a": ["d", "e"]},
         }
@@ -278,5 +282,7 @@ def test_the_settled_cost_is_the_ledgers_cost() -> None:
         Attempt(deployment="d", provider="p", family="openai", usage=usages[0], error="server_error"),
         Attempt(deployment="e", provider="p", family="openai", usage=usages[1]),
     ]
-    expected = cost_usd(usages[0], cfg.deployments["d"].price) + cost_usd(usages[1], cfg.deployments["e"].price)
+    expected = cost_usd(usages[0], cfg.deployments["d"].price) + cost_usd(
+        usages[1], cfg.deployments["e"].price
+    )
     assert real_cost(both, cfg.deployments) == pytest.approx(expected, rel=1e-12)
