@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, or_, select, update
+from sqlalchemy import Connection, Engine, RowMapping, Table, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from switchpoint.store.governance_tables import api_keys, governance_version, teams
@@ -116,13 +116,29 @@ def current_version(engine: Engine) -> int:
 # --- teams ------------------------------------------------------------------------------------
 
 
-def insert_team(engine: Engine, values: Mapping[str, Any]) -> TeamRow:
+def _insert(conn: Connection, table: Table, values: Mapping[str, Any]) -> RowMapping:
+    """Store a new row stamped with its times and the next change number; the row as stored."""
     now = time.time()
+    row = {**_stored(values), "created_at": now, "updated_at": now, "version": _next_version(conn)}
+    conn.execute(table.insert().values(**row))
+    return conn.execute(select(table).where(table.c.id == row["id"])).mappings().one()
+
+
+def _update(conn: Connection, table: Table, row_id: str, changes: Mapping[str, Any]) -> RowMapping | None:
+    """Change one row, stamped with the time and the next change number; the row as stored, or
+    None (and nothing stamped) when there is no such row."""
+    stamp = {"updated_at": time.time(), "version": _next_version(conn)}
+    done = conn.execute(table.update().where(table.c.id == row_id).values(**_stored(changes), **stamp))
+    if done.rowcount == 0:
+        conn.rollback()
+        return None
+    return conn.execute(select(table).where(table.c.id == row_id)).mappings().one()
+
+
+def insert_team(engine: Engine, values: Mapping[str, Any]) -> TeamRow:
     try:
         with engine.begin() as conn:
-            row = {**_stored(values), "created_at": now, "updated_at": now, "version": _next_version(conn)}
-            conn.execute(teams.insert().values(**row))
-            return _team(conn.execute(select(teams).where(teams.c.id == row["id"])).mappings().one())
+            return _team(_insert(conn, teams, values))
     except IntegrityError:
         raise StoreConflict(f"a team named {values.get('name')!r} exists already") from None
 
@@ -130,14 +146,8 @@ def insert_team(engine: Engine, values: Mapping[str, Any]) -> TeamRow:
 def update_team(engine: Engine, team_id: str, changes: Mapping[str, Any]) -> TeamRow | None:
     try:
         with engine.begin() as conn:
-            stamp = {"updated_at": time.time(), "version": _next_version(conn)}
-            done = conn.execute(
-                teams.update().where(teams.c.id == team_id).values(**_stored(changes), **stamp)
-            )
-            if done.rowcount == 0:
-                conn.rollback()
-                return None
-            return _team(conn.execute(select(teams).where(teams.c.id == team_id)).mappings().one())
+            row = _update(conn, teams, team_id, changes)
+            return _team(row) if row is not None else None
     except IntegrityError:
         raise StoreConflict(f"a team named {changes.get('name')!r} exists already") from None
 
@@ -184,12 +194,9 @@ def list_teams(engine: Engine) -> list[TeamRow]:
 
 
 def insert_key(engine: Engine, values: Mapping[str, Any]) -> KeyRow:
-    now = time.time()
     try:
         with engine.begin() as conn:
-            row = {**_stored(values), "created_at": now, "updated_at": now, "version": _next_version(conn)}
-            conn.execute(api_keys.insert().values(**row))
-            return _key(conn.execute(select(api_keys).where(api_keys.c.id == row["id"])).mappings().one())
+            return _key(_insert(conn, api_keys, values))
     except IntegrityError as exc:
         raise StoreConflict(f"the key could not be stored: {type(exc.orig).__name__}") from None
 
@@ -198,14 +205,8 @@ def update_key(engine: Engine, key_id: str, changes: Mapping[str, Any]) -> KeyRo
     """Change a key (revoked keys included); None when there is no such key."""
     try:
         with engine.begin() as conn:
-            stamp = {"updated_at": time.time(), "version": _next_version(conn)}
-            done = conn.execute(
-                api_keys.update().where(api_keys.c.id == key_id).values(**_stored(changes), **stamp)
-            )
-            if done.rowcount == 0:
-                conn.rollback()
-                return None
-            return _key(conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().one())
+            row = _update(conn, api_keys, key_id, changes)
+            return _key(row) if row is not None else None
     except IntegrityError as exc:
         raise StoreConflict(f"the key could not be changed: {type(exc.orig).__name__}") from None
 
