@@ -32,13 +32,13 @@ def encode(args: tuple[bytes, ...]) -> bytes:
 
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        #: asyncio's or uvloop's transport (uvloop's is not an ``asyncio.Transport`` subclass).
+        self.transport: Any = None
         self.waiters: deque[asyncio.Future[Any]] = deque()
         self.buf = bytearray()
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
