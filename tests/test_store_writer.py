@@ -227,3 +227,21 @@ def test_a_request_id_already_in_the_ledger_does_not_fail_the_batch(writer: Writ
         "req-2",
     }
     assert scalar(writer.engine, "SELECT count(*) FROM attempts") == 2
+
+
+def test_a_batch_larger_than_one_multi_row_insert_writes_every_row_once_in_order(writer: Writer) -> None:
+    # SQLite inserts MULTI_ROWS rows per statement and the remainder one by one; a request id
+    # already in the ledger is skipped wherever it falls
+    from switchpoint.store.writer import MULTI_ROWS
+
+    n = 2 * MULTI_ROWS + 37
+    writer.write([request_row(5)], [attempt_row(5, 0)])
+    reqs = [request_row(i, latency_ms=float(i)) for i in range(n)]
+    atts = [attempt_row(i, seq) for i in range(n) for seq in (0, 1)]
+    writer.write(reqs, atts)
+    got = rows(writer.engine, "SELECT request_id, latency_ms FROM requests ORDER BY started_at")
+    assert [(g["request_id"], g["latency_ms"]) for g in got] == [
+        (f"req-{i}", 120.5 if i == 5 else float(i)) for i in range(n)
+    ]
+    assert scalar(writer.engine, "SELECT COUNT(*) FROM attempts") == 2 * n  # req-5: seq 0 kept, seq 1 added
+    assert scalar(writer.engine, "SELECT SUM(requests) FROM usage_totals") == n + 1
