@@ -25,7 +25,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -334,66 +334,66 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
         lat_sum[(d, a)] = lat_sum.get((d, a), 0.0) + row.latency_ms_sum
         ttft_sum[(d, a)] = ttft_sum.get((d, a), 0.0) + row.ttft_ms_sum
 
-    out: list[Metric] = []
-    fam = CounterMetricFamily(
-        "switchpoint_requests",
-        "Requests answered, by deployment, alias and status class.",
-        labels=("deployment", "alias", "status_class"),
-    )
-    for labels_, n in sorted(requests.items()):
-        fam.add_metric(labels_, n)
-    out.append(fam)
-    fam = CounterMetricFamily(
-        "switchpoint_request_errors",
-        "Requests answered with an error, by error kind.",
-        labels=("deployment", "alias", "kind"),
-    )
-    for labels_, n in sorted(errors.items()):
-        fam.add_metric(labels_, n)
-    out.append(fam)
-    fam = CounterMetricFamily(
+    by_class = CounterMetricFamily(
         "switchpoint_tokens",
         "Tokens by class (input is the uncached input; output excludes reasoning; the classes add up).",
         labels=("deployment", "alias", "class"),
     )
     for (d, a), counts in sorted(tokens.items()):
         for cls_name, n in zip(TOKEN_CLASSES, counts, strict=True):
-            fam.add_metric((d, a, cls_name), max(0, n))
-    out.append(fam)
-    fam = CounterMetricFamily(
-        "switchpoint_cost_usd", "Cost in USD (priced per token class).", labels=("deployment", "alias")
-    )
-    for labels2, usd in sorted(cost.items()):
-        fam.add_metric(labels2, usd)
-    out.append(fam)
-    fam = CounterMetricFamily(
-        "switchpoint_cache_saved_usd",
-        "USD caching saved: prompt-cache reads less write surcharges, and response-cache hits "
-        "(the cache-read ratio is switchpoint_tokens{class=cached_input} over all input classes).",
-        labels=("deployment", "alias"),
-    )
-    for labels2, usd in sorted(saved.items()):
-        fam.add_metric(labels2, usd)
-    out.append(fam)
-    out.append(
+            by_class.add_metric((d, a, cls_name), max(0, n))
+    return [
+        _counter(
+            "switchpoint_requests",
+            "Requests answered, by deployment, alias and status class.",
+            ("deployment", "alias", "status_class"),
+            requests,
+        ),
+        _counter(
+            "switchpoint_request_errors",
+            "Requests answered with an error, by error kind.",
+            ("deployment", "alias", "kind"),
+            errors,
+        ),
+        by_class,
+        _counter(
+            "switchpoint_cost_usd", "Cost in USD (priced per token class).", ("deployment", "alias"), cost
+        ),
+        _counter(
+            "switchpoint_cache_saved_usd",
+            "USD caching saved: prompt-cache reads less write surcharges, and response-cache hits "
+            "(the cache-read ratio is switchpoint_tokens{class=cached_input} over all input classes).",
+            ("deployment", "alias"),
+            saved,
+        ),
         _histogram(
             "switchpoint_request_duration_seconds",
             "Request latency, from the request's arrival to its last byte.",
             totals.latency,
             lat_sum,
             labels,
-        )
-    )
-    out.append(
+        ),
         _histogram(
             "switchpoint_time_to_first_token_seconds",
             "Time to the first content from upstream (streams and answers that report it).",
             totals.ttft,
             ttft_sum,
             labels,
-        )
-    )
-    return out
+        ),
+    ]
+
+
+_LabelValues = TypeVar("_LabelValues", bound=tuple[str, ...])
+
+
+def _counter(
+    name: str, doc: str, label_names: tuple[str, ...], values: Mapping[_LabelValues, float]
+) -> CounterMetricFamily:
+    """A counter family with one sample per label tuple, in label order."""
+    fam = CounterMetricFamily(name, doc, labels=label_names)
+    for label_values, n in sorted(values.items()):
+        fam.add_metric(label_values, n)
+    return fam
 
 
 def _histogram(
