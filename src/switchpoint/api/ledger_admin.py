@@ -235,10 +235,19 @@ def _guarded(
 ) -> Handler:
     """Master key required; any failure answered as OpenAI error JSON."""
 
-    async def guarded(request: Request) -> Response:
+    async def admin_only(request: Request, headers: dict[str, str]) -> Response:
+        await gw.auth.admin(request.headers, "The ledger's admin views")
+        return await handle(request, headers)
+
+    return _answered(admin_only)
+
+
+def _answered(handle: Callable[[Request, dict[str, str]], Coroutine[Any, Any, Response]]) -> Handler:
+    """``handle`` with its request id header, any failure answered as OpenAI error JSON."""
+
+    async def answered(request: Request) -> Response:
         headers = {"x-request-id": request_id(request.headers)}
         try:
-            await gw.auth.admin(request.headers, "The ledger's admin views")
             return await handle(request, headers)
         except queries.QueryError as exc:
             return _error(BadRequest(str(exc), param=exc.param), headers)
@@ -246,7 +255,7 @@ def _guarded(
             err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, headers["x-request-id"])
             return _error(err, headers)
 
-    return guarded
+    return answered
 
 
 def _usage_handler(gw: Gateway, reads: LedgerReads) -> Handler:
@@ -375,47 +384,40 @@ def _known_here(gw: Gateway, rid: str) -> bool:
 
 
 def _feedback_handler(gw: Gateway, reads: LedgerReads) -> Handler:
-    async def handle(request: Request) -> Response:
-        headers = {"x-request-id": request_id(request.headers)}
-        try:
-            principal = await gw.auth.principal(request.headers)
-            fb = read_feedback(await _small_body(request))
-            engine = reads.engine()
-            if fb.request_id is not None and not _known_here(gw, fb.request_id):
-                # Another worker may have served it: its row lands within one flush window.
-                wait_s = gw.config.storage.flush_interval_ms / 1000.0 * 2 + 0.5
-                if not await reads.run(_appears, engine, fb.request_id, wait_s):
-                    raise NotFound(
-                        f"No request '{fb.request_id}' in the ledger",
-                        param="request_id",
-                        code="request_not_found",
-                    )
-            fid = await reads.run(
-                lambda: queries.insert_feedback(
-                    engine,
-                    outcome=fb.outcome,
-                    request_id=fb.request_id,
-                    task_id=fb.task_id,
-                    score=fb.score,
-                    key_id=principal.key_id,
+    async def handle(request: Request, headers: dict[str, str]) -> Response:
+        principal = await gw.auth.principal(request.headers)
+        fb = read_feedback(await _small_body(request))
+        engine = reads.engine()
+        if fb.request_id is not None and not _known_here(gw, fb.request_id):
+            # Another worker may have served it: its row lands within one flush window.
+            wait_s = gw.config.storage.flush_interval_ms / 1000.0 * 2 + 0.5
+            if not await reads.run(_appears, engine, fb.request_id, wait_s):
+                raise NotFound(
+                    f"No request '{fb.request_id}' in the ledger",
+                    param="request_id",
+                    code="request_not_found",
                 )
+        fid = await reads.run(
+            lambda: queries.insert_feedback(
+                engine,
+                outcome=fb.outcome,
+                request_id=fb.request_id,
+                task_id=fb.task_id,
+                score=fb.score,
+                key_id=principal.key_id,
             )
-            doc = {
-                "object": "feedback",
-                "id": fid,
-                "request_id": fb.request_id,
-                "task_id": fb.task_id,
-                "outcome": fb.outcome,
-                "score": fb.score,
-            }
-            return Response(msgspec.json.encode(doc), headers=headers, media_type=JSON)
-        except queries.QueryError as exc:
-            return _error(BadRequest(str(exc), param=exc.param), headers)
-        except Exception as exc:
-            err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, headers["x-request-id"])
-            return _error(err, headers)
+        )
+        doc = {
+            "object": "feedback",
+            "id": fid,
+            "request_id": fb.request_id,
+            "task_id": fb.task_id,
+            "outcome": fb.outcome,
+            "score": fb.score,
+        }
+        return Response(msgspec.json.encode(doc), headers=headers, media_type=JSON)
 
-    return handle
+    return _answered(handle)
 
 
 async def _small_body(request: Request) -> bytes:
@@ -490,15 +492,7 @@ def _tasks_handler(gw: Gateway, reads: LedgerReads) -> Handler:
             if name != "group_by":
                 raise BadRequest(f"unknown parameter '{name}' (only group_by)", param=name)
         raw = params.get("group_by") or "task"
-        group_by: list[str] = []
-        for g in (g.strip() for g in raw.split(",")):
-            if g not in queries.TASK_GROUPS:
-                raise BadRequest(
-                    f"cannot group tasks by '{g}' (one of: {', '.join(queries.TASK_GROUPS)})",
-                    param="group_by",
-                )
-            if g not in group_by:
-                group_by.append(g)
+        group_by = queries.check_task_groups(g.strip() for g in raw.split(","))
         engine = reads.engine()
         doc = await reads.run(tasks_document, engine, group_by, gw.config.currency)
         return Response(msgspec.json.encode(doc), headers=headers, media_type=JSON)

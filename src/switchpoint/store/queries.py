@@ -16,7 +16,7 @@ import binascii
 import json
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -26,6 +26,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
+    RowMapping,
     Select,
     and_,
     case,
@@ -201,14 +202,19 @@ def _conditions(
     return where
 
 
-def check_groups(group_by: Sequence[str]) -> list[str]:
+def _group_names(group_by: Iterable[str], known: Collection[str], what: str) -> list[str]:
+    """``group_by`` without repeats, every name one of ``known`` (else a QueryError)."""
     out: list[str] = []
     for name in group_by:
-        if name not in GROUPS:
-            raise QueryError(f"cannot group by '{name}' (one of: {', '.join(GROUPS)})", "group_by")
+        if name not in known:
+            raise QueryError(f"cannot {what} by '{name}' (one of: {', '.join(known)})", "group_by")
         if name not in out:
             out.append(name)
     return out
+
+
+def check_groups(group_by: Iterable[str]) -> list[str]:
+    return _group_names(group_by, GROUPS, "group")
 
 
 #: PostgreSQL's sort memory for a usage query (the server default, 4 MB, spills a day of
@@ -524,35 +530,36 @@ class TaskRow(msgspec.Struct, kw_only=True):
     token_efficiency: float | None
 
 
-def _task_groups(group_by: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for name in group_by:
-        if name not in TASK_GROUPS:
-            raise QueryError(f"cannot group tasks by '{name}' (one of: {', '.join(TASK_GROUPS)})", "group_by")
-        if name not in out:
-            out.append(name)
-    return out
+def check_task_groups(group_by: Iterable[str]) -> list[str]:
+    return _group_names(group_by, TASK_GROUPS, "group tasks")
+
+
+def _per_group(engine: Engine, names: Sequence[str], aggregates: str, view: str) -> Sequence[RowMapping]:
+    """``aggregates`` over ``view`` per group of ``names`` (checked: only view columns), ordered
+    by the group; with no names one row over all of it."""
+    cols = ", ".join(names)
+    sql = f"SELECT {cols + ', ' if cols else ''}{aggregates} FROM {view}" + (
+        f" GROUP BY {cols} ORDER BY {cols}" if cols else ""
+    )
+    with engine.connect() as conn:
+        return conn.execute(text(sql)).mappings().all()
 
 
 def task_costs(engine: Engine, group_by: Sequence[str] = ("task",)) -> list[TaskRow]:
     """Cost per completed task (view ``ledger_task_requests``), grouped by task type, alias
     and/or deployment. A task instance spanning two deployments counts once in each."""
-    names = _task_groups(group_by)
-    cols = ", ".join(names)
+    names = check_task_groups(group_by)
     billed = "COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)"
     useful = (
         "CASE WHEN status < 400 THEN COALESCE(output_tokens, 0) - COALESCE(reasoning_tokens, 0) ELSE 0 END"
     )
-    sql = (
-        f"SELECT {cols + ', ' if cols else ''}"
+    aggregates = (
         "COUNT(DISTINCT instance) AS tasks, "
         "COUNT(DISTINCT CASE WHEN outcome = 'completed' THEN instance END) AS completed, "
         "SUM(COALESCE(cost_usd, 0)) AS cost_usd, "
-        f"SUM({useful}) AS useful, SUM({billed}) AS billed "
-        "FROM ledger_task_requests" + (f" GROUP BY {cols} ORDER BY {cols}" if cols else "")
+        f"SUM({useful}) AS useful, SUM({billed}) AS billed"
     )
-    with engine.connect() as conn:
-        rows = conn.execute(text(sql)).mappings().all()
+    rows = _per_group(engine, names, aggregates, "ledger_task_requests")
     out: list[TaskRow] = []
     for row in rows:
         tasks = _int(row["tasks"])
@@ -587,7 +594,7 @@ def token_efficiency(
     until: float | None = None,
 ) -> list[EfficiencyRow]:
     """Token efficiency over every request (no feedback needed), per task, alias, deployment."""
-    names = _task_groups(group_by)
+    names = check_task_groups(group_by)
     r = requests.c
     keys = [GROUPS[n].label(n) for n in names]
     useful = case(
@@ -665,18 +672,15 @@ class SwitchRow(msgspec.Struct, kw_only=True):
 def switch_frequency(engine: Engine, group_by: Sequence[str] = ("task",)) -> list[SwitchRow]:
     """Model switch frequency (view ``ledger_session_turns``) per task type, alias and/or the
     deployment switched to: switches over turns."""
-    names = _task_groups(group_by)
-    cols = ", ".join(names)
+    names = check_task_groups(group_by)
     switched = (
         "CASE WHEN previous_deployment IS NOT NULL AND previous_deployment <> deployment THEN 1 ELSE 0 END"
     )
-    sql = (
-        f"SELECT {cols + ', ' if cols else ''}COUNT(DISTINCT session) AS sessions, "
-        f"COUNT(previous_deployment) AS turns, SUM({switched}) AS switches FROM ledger_session_turns"
-        + (f" GROUP BY {cols} ORDER BY {cols}" if cols else "")
+    aggregates = (
+        "COUNT(DISTINCT session) AS sessions, "
+        f"COUNT(previous_deployment) AS turns, SUM({switched}) AS switches"
     )
-    with engine.connect() as conn:
-        rows = conn.execute(text(sql)).mappings().all()
+    rows = _per_group(engine, names, aggregates, "ledger_session_turns")
     out: list[SwitchRow] = []
     for row in rows:
         sessions = _int(row["sessions"])
@@ -712,6 +716,7 @@ __all__ = [
     "TaskRow",
     "UsageRow",
     "check_groups",
+    "check_task_groups",
     "insert_feedback",
     "list_requests",
     "request",
