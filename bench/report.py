@@ -223,24 +223,29 @@ def translation_checks(rows: list[Row], subject: str = "switchpoint") -> list[Ch
             and r.scenario.startswith(f"{TRANSLATE_PREFIX}{mode} ")
             and (r.scenario.removeprefix(TRANSLATE_PREFIX), subject) in by
         ]
-        if not pairs:
-            continue
-        measured = _pooled_cpu([t for t, _ in pairs])
-        baseline = _pooled_cpu([p for _, p in pairs])
-        ratio = _ratio(measured, baseline)
-        out.append(
-            Check(
-                name=f"translation cost, {mode}: translate / passthrough",
-                scenarios=", ".join(p.scenario for _, p in pairs),
-                unit="CPU ms/req",
-                measured=measured,
-                baseline=baseline,
-                ratio=ratio,
-                target=f"≤ {TRANSLATE_MAX_RATIO:g}",
-                met=None if math.isnan(ratio) else ratio <= TRANSLATE_MAX_RATIO,
+        if pairs:
+            out.append(
+                _cpu_check(f"translation cost, {mode}: translate / passthrough", pairs, TRANSLATE_MAX_RATIO)
             )
-        )
     return out
+
+
+def _cpu_check(name: str, pairs: list[tuple[Row, Row]], bound: float | None) -> Check:
+    """The measured rows' CPU per request over their baselines' (``pairs``), each side pooled,
+    against ``bound`` (None: reported, no bound)."""
+    measured = _pooled_cpu([t for t, _ in pairs])
+    baseline = _pooled_cpu([p for _, p in pairs])
+    ratio = _ratio(measured, baseline)
+    return Check(
+        name=name,
+        scenarios=", ".join(p.scenario for _, p in pairs),
+        unit="CPU ms/req",
+        measured=measured,
+        baseline=baseline,
+        ratio=ratio,
+        target="reported" if bound is None else f"≤ {bound:g}",
+        met=None if bound is None or math.isnan(ratio) else ratio <= bound,
+    )
 
 
 def workers_checks(
@@ -290,23 +295,8 @@ def ledger_checks(rows: list[Row], subject: str = "switchpoint") -> list[Check]:
                 for r in rows
                 if r.target == target and r.scenario.startswith(f"{mode} ") and (r.scenario, subject) in by
             ]
-            if not pairs:
-                continue
-            measured = _pooled_cpu([t for t, _ in pairs])
-            baseline = _pooled_cpu([p for _, p in pairs])
-            ratio = _ratio(measured, baseline)
-            out.append(
-                Check(
-                    name=f"ledger cost, {mode}: {target} / {subject}",
-                    scenarios=", ".join(p.scenario for _, p in pairs),
-                    unit="CPU ms/req",
-                    measured=measured,
-                    baseline=baseline,
-                    ratio=ratio,
-                    target="reported" if bound is None else f"≤ {bound:g}",
-                    met=None if bound is None or math.isnan(ratio) else ratio <= bound,
-                )
-            )
+            if pairs:
+                out.append(_cpu_check(f"ledger cost, {mode}: {target} / {subject}", pairs, bound))
     return out
 
 
