@@ -175,14 +175,19 @@ def _image(part: dict[str, Any], param: str) -> ImagePart:
     spec = _object(spec, f"{param}.image_url")
     url = _str(spec, "url", f"{param}.image_url.url", required=True) or ""
     detail = _str(spec, "detail", f"{param}.image_url.detail")
+    return _image_at(url, detail, f"{param}.image_url.url")
+
+
+def _image_at(url: str, detail: str | None, param: str) -> ImagePart:
+    """An image given by URL: a ``data:<media type>;base64,`` URI (inline) or an http(s) URL."""
     if url.startswith("data:"):
         header, sep, data = url[5:].partition(",")
         media_type = header.partition(";")[0]
         if not sep or not data or not header.endswith(";base64") or "/" not in media_type:
-            raise _bad(f"{param}.image_url.url", "invalid data URI: expected data:<media type>;base64,<data>")
+            raise _bad(param, "invalid data URI: expected data:<media type>;base64,<data>")
         return ImagePart(data=data, media_type=media_type, detail=detail)
     if not url.lower().startswith(("http://", "https://")):
-        raise _bad(f"{param}.image_url.url", "image_url must be an http(s) URL or a data: URI")
+        raise _bad(param, "image_url must be an http(s) URL or a data: URI")
     return ImagePart(url=url, detail=detail)
 
 

@@ -30,6 +30,7 @@ from switchpoint.api.openai import (
     _bool,
     _decode_object,
     _error_object,
+    _image_at,
     _int,
     _metadata,
     _number,
@@ -88,15 +89,7 @@ def _image(part: dict[str, Any], param: str) -> ImagePart:
         raise _bad(f"{param}.file_id", "file inputs are not supported by this gateway; send image_url")
     url = _str(part, "image_url", f"{param}.image_url", required=True) or ""
     detail = _str(part, "detail", f"{param}.detail")
-    if url.startswith("data:"):
-        header, sep, data = url[5:].partition(",")
-        media_type = header.partition(";")[0]
-        if not sep or not data or not header.endswith(";base64") or "/" not in media_type:
-            raise _bad(f"{param}.image_url", "invalid data URI: expected data:<media type>;base64,<data>")
-        return ImagePart(data=data, media_type=media_type, detail=detail)
-    if not url.lower().startswith(("http://", "https://")):
-        raise _bad(f"{param}.image_url", "image_url must be an http(s) URL or a data: URI")
-    return ImagePart(url=url, detail=detail)
+    return _image_at(url, detail, f"{param}.image_url")
 
 
 def _parts(content: Any, param: str, images: bool) -> list[TextPart | ImagePart]:
