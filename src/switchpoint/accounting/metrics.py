@@ -195,12 +195,7 @@ class MetricsSink:
             for target, counts in ((out.latency, row.latency), (out.ttft, row.ttft)):
                 if counts is row.ttft and not row.ttft_count:
                     continue  # as in the ledger: no bucket rows without an observation
-                have = target.get(hist)
-                if have is None:
-                    target[hist] = list(counts)
-                else:
-                    for i, n in enumerate(counts):
-                        have[i] += n
+                _add_counts(target, hist, counts)
         return out
 
     async def snapshot(self) -> Totals:
@@ -315,9 +310,6 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
         if kind:
             k = (d, a, _kind(kind))
             errors[k] = errors.get(k, 0) + row.requests
-        t = tokens.get((d, a))
-        if t is None:
-            t = tokens[(d, a)] = [0] * len(TOKEN_CLASSES)
         writes = row.cache_write_5m_tokens + row.cache_write_1h_tokens
         parts = (
             row.input_tokens - row.cached_input_tokens - writes,
@@ -327,8 +319,7 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
             row.output_tokens - row.reasoning_tokens,
             row.reasoning_tokens,
         )
-        for i, n in enumerate(parts):
-            t[i] += n
+        _add_counts(tokens, (d, a), parts)
         cost[(d, a)] = cost.get((d, a), 0.0) + row.cost_usd
         saved[(d, a)] = saved.get((d, a), 0.0) + row.saved_usd
         lat_sum[(d, a)] = lat_sum.get((d, a), 0.0) + row.latency_ms_sum
@@ -383,6 +374,16 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
     ]
 
 
+def _add_counts(into: dict[HistKey, list[int]], key: HistKey, counts: Sequence[int]) -> None:
+    """Add ``counts`` element by element into ``into[key]`` (a copy of them when it is new)."""
+    have = into.get(key)
+    if have is None:
+        into[key] = list(counts)
+    else:
+        for i, n in enumerate(counts):
+            have[i] += n
+
+
 _LabelValues = TypeVar("_LabelValues", bound=tuple[str, ...])
 
 
@@ -405,13 +406,7 @@ def _histogram(
 ) -> HistogramMetricFamily:
     merged: dict[tuple[str, str], list[int]] = {}
     for (dep, alias), counts in counts_by.items():
-        key = (labels.deployment(dep), labels.alias(alias))
-        have = merged.get(key)
-        if have is None:
-            merged[key] = list(counts)
-        else:
-            for i, n in enumerate(counts):
-                have[i] += n
+        _add_counts(merged, (labels.deployment(dep), labels.alias(alias)), counts)
     fam = HistogramMetricFamily(name, doc, labels=("deployment", "alias"))
     for key, counts in sorted(merged.items()):
         cumulative, buckets = 0, []
