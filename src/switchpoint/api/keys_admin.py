@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchpoint.api.chat import JSON, error_reply, internal_error, request_id
-from switchpoint.api.ledger_admin import LedgerReads, parse_time, usage_document
+from switchpoint.api.ledger_admin import LedgerReads, answered, time_window, usage_document
 from switchpoint.api.openai import OpenAIDialect
 from switchpoint.errors import BadRequest, NotFound, SwitchpointError
 from switchpoint.governance import manage
@@ -163,40 +163,27 @@ async def _delete_team(request: Request, ring: KeyRing) -> tuple[int, Any]:
 def _me_usage(gw: Gateway, reads: LedgerReads) -> Handler:
     """The caller's own usage: rows with its key id (the master key's: rows with none)."""
 
-    async def handle(request: Request) -> Response:
-        headers = {"x-request-id": request_id(request.headers)}
-        try:
-            principal = await gw.auth.principal(request.headers)
-            params = request.query_params
-            for name in params:
-                if name not in ME_PARAMS:
-                    raise BadRequest(
-                        f"unknown parameter '{name}' (one of: group_by, since, until)", param=name
-                    )
-            raw = params.get("group_by") or ""
-            groups = queries.check_groups([g.strip() for g in raw.split(",") if g.strip()])
-            since = parse_time(params["since"], "since") if params.get("since") else None
-            until = parse_time(params["until"], "until") if params.get("until") else None
-            if since is not None and until is not None and until <= since:
-                raise BadRequest("until must be after since", param="until")
-            engine: Engine = reads.engine()
-            filters = {"key": principal.key_id}
-            rows = await asyncio.to_thread(queries.usage, engine, groups, since, until, filters)
-            doc = usage_document(rows, groups, since, until, gw.config.currency)
-            doc["key"] = {
-                "id": principal.key_id,
-                "name": principal.name,
-                "team": principal.team_name,
-            }
-            return _json(200, doc, headers)
-        except queries.QueryError as exc:
-            err: SwitchpointError = BadRequest(str(exc), param=exc.param)
-        except Exception as exc:
-            err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, headers["x-request-id"])
-        reply = error_reply(_OPENAI, err, headers)
-        return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=JSON)
+    async def handle(request: Request, headers: dict[str, str]) -> Response:
+        principal = await gw.auth.principal(request.headers)
+        params = request.query_params
+        for name in params:
+            if name not in ME_PARAMS:
+                raise BadRequest(f"unknown parameter '{name}' (one of: group_by, since, until)", param=name)
+        raw = params.get("group_by") or ""
+        groups = queries.check_groups([g.strip() for g in raw.split(",") if g.strip()])
+        since, until = time_window(params)
+        engine: Engine = reads.engine()
+        filters = {"key": principal.key_id}
+        rows = await asyncio.to_thread(queries.usage, engine, groups, since, until, filters)
+        doc = usage_document(rows, groups, since, until, gw.config.currency)
+        doc["key"] = {
+            "id": principal.key_id,
+            "name": principal.name,
+            "team": principal.team_name,
+        }
+        return _json(200, doc, headers)
 
-    return handle
+    return answered(handle)
 
 
 def routes(gw: Gateway, reads: LedgerReads) -> list[Route]:

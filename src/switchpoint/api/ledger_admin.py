@@ -81,7 +81,8 @@ def parse_time(value: str, param: str, *, now: float | None = None) -> float:
     return dt.timestamp()
 
 
-def _window(params: Mapping[str, str]) -> tuple[float | None, float | None]:
+def time_window(params: Mapping[str, str]) -> tuple[float | None, float | None]:
+    """``since`` and ``until`` (either may be absent), until after since."""
     since = parse_time(params["since"], "since") if params.get("since") else None
     until = parse_time(params["until"], "until") if params.get("until") else None
     if since is not None and until is not None and until <= since:
@@ -239,10 +240,10 @@ def _guarded(
         await gw.auth.admin(request.headers, "The ledger's admin views")
         return await handle(request, headers)
 
-    return _answered(admin_only)
+    return answered(admin_only)
 
 
-def _answered(handle: Callable[[Request, dict[str, str]], Coroutine[Any, Any, Response]]) -> Handler:
+def answered(handle: Callable[[Request, dict[str, str]], Coroutine[Any, Any, Response]]) -> Handler:
     """``handle`` with its request id header, any failure answered as OpenAI error JSON."""
 
     async def answered(request: Request) -> Response:
@@ -263,7 +264,7 @@ def _usage_handler(gw: Gateway, reads: LedgerReads) -> Handler:
         params = request.query_params
         raw = params.get("group_by") or ""
         group_by = queries.check_groups([g.strip() for g in raw.split(",") if g.strip()])
-        since, until = _window(params)
+        since, until = time_window(params)
         filters = _filters(params, USAGE_PARAMS)
         fmt = params.get("format") or "json"
         if fmt not in ("json", "csv"):
@@ -288,7 +289,7 @@ def _with_currency(item: dict[str, Any], currency: DisplayCurrency) -> dict[str,
 def _requests_handler(gw: Gateway, reads: LedgerReads) -> Handler:
     async def handle(request: Request, headers: dict[str, str]) -> Response:
         params = request.query_params
-        since, until = _window(params)
+        since, until = time_window(params)
         filters = _filters(params, LIST_PARAMS)
         raw_limit = params.get("limit") or "100"
         fmt = params.get("format") or "json"
@@ -417,7 +418,7 @@ def _feedback_handler(gw: Gateway, reads: LedgerReads) -> Handler:
         }
         return Response(msgspec.json.encode(doc), headers=headers, media_type=JSON)
 
-    return _answered(handle)
+    return answered(handle)
 
 
 async def _small_body(request: Request) -> bytes:
