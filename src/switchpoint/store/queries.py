@@ -646,18 +646,19 @@ def session_switches(engine: Engine, *, limit: int = 100, min_requests: int = 2)
     )
     with engine.connect() as conn:
         rows = conn.execute(sql, {"m": min_requests, "n": limit}).mappings().all()
-    return [
-        SessionSwitches(
-            session=row["session"],
-            requests=_int(row["requests"]),
-            deployments=_int(row["deployments"]),
-            switches=_int(row["switches"]),
-            switch_rate=_int(row["switches"]) / (_int(row["requests"]) - 1)
-            if _int(row["requests"]) > 1
-            else None,
+    out: list[SessionSwitches] = []
+    for row in rows:
+        n, switches = _int(row["requests"]), _int(row["switches"])
+        out.append(
+            SessionSwitches(
+                session=row["session"],
+                requests=n,
+                deployments=_int(row["deployments"]),
+                switches=switches,
+                switch_rate=switches / (n - 1) if n > 1 else None,
+            )
         )
-        for row in rows
-    ]
+    return out
 
 
 class SwitchRow(msgspec.Struct, kw_only=True):
