@@ -11,8 +11,19 @@ import msgspec
 import yaml
 
 from switchpoint import catalog
+from switchpoint.config.accounting import AccountingSpec, resolve_accounting
 from switchpoint.config.base import _SECRET_RE, Secret, error_path
+from switchpoint.config.cache import CacheSpec, check_rule_names, resolve_cache
 from switchpoint.config.clouds import deployment_cloud_fields, provider_cloud_problems
+from switchpoint.config.governance import (
+    AlertsSpec,
+    QueueSpec,
+    StateSpec,
+    resolve_alerts,
+    resolve_limits,
+    resolve_queue,
+    resolve_state,
+)
 from switchpoint.config.model import (
     Config,
     ConnectionLimits,
@@ -43,18 +54,7 @@ from switchpoint.config.routing import (
     _routing_section,
 )
 from switchpoint.config.storage import StorageSpec, resolve_storage
-from switchpoint.config.accounting import AccountingSpec, resolve_accounting
 from switchpoint.config.telemetry import TelemetrySpec, resolve_telemetry
-from switchpoint.config.cache import CacheSpec, check_rule_names, resolve_cache
-from switchpoint.config.governance import (
-    AlertsSpec,
-    QueueSpec,
-    StateSpec,
-    resolve_alerts,
-    resolve_limits,
-    resolve_queue,
-    resolve_state,
-)
 from switchpoint.errors import ConfigError
 
 # --- loading ---------------------------------------------------------------------------------

@@ -8,7 +8,19 @@ from typing import Literal
 import msgspec
 
 from switchpoint import catalog
+from switchpoint.config.accounting import AccountingSpec, DisplayCurrency
 from switchpoint.config.base import ALL_CAPABILITIES, Capability, Family, Secret, _Base
+from switchpoint.config.cache import CacheSpec, Caching
+from switchpoint.config.governance import (
+    Alerts,
+    AlertsSpec,
+    DeploymentLimits,
+    LimitsSpec,
+    Queue,
+    QueueSpec,
+    StateSettings,
+    StateSpec,
+)
 from switchpoint.config.resilience import (
     BreakerSettings,
     BreakerSpec,
@@ -23,19 +35,7 @@ from switchpoint.config.routing import (
     RoutingSpec,
 )
 from switchpoint.config.storage import Storage, StorageSpec
-from switchpoint.config.governance import (
-    Alerts,
-    AlertsSpec,
-    DeploymentLimits,
-    LimitsSpec,
-    Queue,
-    QueueSpec,
-    StateSettings,
-    StateSpec,
-)
-from switchpoint.config.accounting import AccountingSpec, DisplayCurrency
 from switchpoint.config.telemetry import Telemetry, TelemetrySpec
-from switchpoint.config.cache import CacheSpec, Caching
 
 
 class ServerSpec(_Base):
