@@ -501,7 +501,9 @@ def top(
     ),
     key: Annotated[
         str | None,
-        typer.Option(help="Master key or an admin key (default: $SWITCHPOINT_MASTER_KEY)", show_default=False),
+        typer.Option(
+            help="Master key or an admin key (default: $SWITCHPOINT_MASTER_KEY)", show_default=False
+        ),
     ] = None,
     database: Annotated[
         str | None, typer.Option(help="Read this ledger database instead of a gateway (no breakers)")

@@ -95,7 +95,9 @@ class BudgetExceeded(SwitchpointError):
     status = 429
     kind = "budget_exceeded"
 
-    def __init__(self, message: str, *, budget: str, resets_at: str | None, retry_after: float | None) -> None:
+    def __init__(
+        self, message: str, *, budget: str, resets_at: str | None, retry_after: float | None
+    ) -> None:
         super().__init__(message, code="budget_exceeded", retry_after=retry_after)
         #: The budget's name (``key 'ci' daily``) and when it resets (ISO 8601 UTC; None: never).
         self.budget = budget

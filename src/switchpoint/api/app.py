@@ -168,6 +168,7 @@ class Gateway:
         await CLOUD_CREDENTIALS.close()
         await self.transport.close()
 
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

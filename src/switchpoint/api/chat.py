@@ -162,7 +162,9 @@ class ChatRoute:
 
     __slots__ = ("dialect", "endpoint", "gw", "state")
 
-    def __init__(self, gw: Gateway, dialect: Dialect, endpoint: str, state: Conversations | None = None) -> None:
+    def __init__(
+        self, gw: Gateway, dialect: Dialect, endpoint: str, state: Conversations | None = None
+    ) -> None:
         self.gw = gw
         self.dialect = dialect
         self.endpoint = endpoint
@@ -259,7 +261,11 @@ class ChatRoute:
             prompt_caching = gw.caches.prompt
             if prompt_caching is not None:  # provider prompt caching (cache/prompt.py)
                 xreq = prompt_caching.apply(
-                    xreq, decision.rule, decision.prompt_tokens, session=decision.session, key_id=principal.key_id
+                    xreq,
+                    decision.rule,
+                    decision.prompt_tokens,
+                    session=decision.session,
+                    key_id=principal.key_id,
                 )
             if creq.stream:
                 committed = await gw.executor.chat_stream(xreq, decision, ctx)
@@ -274,7 +280,9 @@ class ChatRoute:
                 return Reply(
                     200,
                     headers,
-                    stream=answer if cached is None or cached.key is None else _recorded(answer, cached, decision),
+                    stream=answer
+                    if cached is None or cached.key is None
+                    else _recorded(answer, cached, decision),
                     media_type="text/event-stream",
                     abort=encoder.error,
                 )
@@ -299,7 +307,9 @@ class ChatRoute:
             if admission is not None:
                 admission.settle(ctx.attempts)
             reply = error_reply(dialect, err, headers)
-            self.book(ctx, model, stream, err.status, err.kind, principal, decision, end_user, body, reply.body)
+            self.book(
+                ctx, model, stream, err.status, err.kind, principal, decision, end_user, body, reply.body
+            )
             return reply
         except BaseException:  # cancelled (the client left, shutdown): the reservation ends too
             if admission is not None:

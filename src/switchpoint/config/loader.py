@@ -83,14 +83,20 @@ def _resolve_proxy(
         url, user, password = spec.strip(), None, None
     else:
         url, user = spec.url.strip(), spec.username
-        password = _resolve_secret(spec.password, f"{path}.proxy.password", problems, env) if spec.password else None
+        password = (
+            _resolve_secret(spec.password, f"{path}.proxy.password", problems, env) if spec.password else None
+        )
     if url == "direct":
         return url, None, None
     if "@" in url.rpartition("://")[2]:
-        problems.append(f"{path}.proxy: put the credentials in proxy.username / proxy.password (an env: reference), not in the URL")
+        problems.append(
+            f"{path}.proxy: put the credentials in proxy.username / proxy.password (an env: reference), not in the URL"
+        )
         return None, None, None
     if not url.startswith("http://"):
-        problems.append(f"{path}.proxy: must be an http:// URL (HTTPS upstreams go through it with CONNECT) or 'direct'")
+        problems.append(
+            f"{path}.proxy: must be an http:// URL (HTTPS upstreams go through it with CONNECT) or 'direct'"
+        )
         return None, None, None
     return url, user, password
 
@@ -124,7 +130,9 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
     telemetry = resolve_telemetry(tel_spec, problems, lambda ref, at: _resolve_secret(ref, at, problems, env))
     acc_spec = section("accounting", AccountingSpec) if data.get("accounting") is not None else None
     currency = resolve_accounting(acc_spec, problems)
-    storage = resolve_storage(section("storage", StorageSpec) if data.get("storage") is not None else None, problems)
+    storage = resolve_storage(
+        section("storage", StorageSpec) if data.get("storage") is not None else None, problems
+    )
 
     def secret_ref(ref: str, at: str) -> Secret | None:
         return _resolve_secret(ref, at, problems, env)

@@ -222,7 +222,9 @@ def _check_rule(
         if w <= 0:
             problems.append(f"{path}.weights.{n}: must be positive")
     if rule.on_budget is not None and rule.on_budget.downgrade_to not in aliases:
-        problems.append(f"{path}.on_budget.downgrade_to: '{rule.on_budget.downgrade_to}' is not an alias of models")
+        problems.append(
+            f"{path}.on_budget.downgrade_to: '{rule.on_budget.downgrade_to}' is not an alias of models"
+        )
     p = rule.params
     if p is not None:
         if p.temperature is not None and not 0 <= p.temperature <= 2:
