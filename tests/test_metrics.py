@@ -406,9 +406,12 @@ async def test_with_the_ledger_on_the_gateway_keeps_no_totals_of_its_own(
                 fams = parse((await client.get("/metrics")).text)
                 labels = {"deployment": "d-openai", "alias": "d-openai", "status_class": "2xx"}
                 key = (f"{req}_total", tuple(sorted(labels.items())))
-                if fams.get(req, {}).get(key) == 3:
+                # the writer counts a batch once its transaction has committed, so the rows can
+                # be readable a moment before the counter moves
+                written = sample(fams, "switchpoint_ledger_written", "switchpoint_ledger_written_total")
+                if fams.get(req, {}).get(key) == 3 and written == 3:
                     break
-                assert asyncio.get_running_loop().time() < deadline, fams.get(req)
+                assert asyncio.get_running_loop().time() < deadline, (fams.get(req), written)
                 await asyncio.sleep(0.2)
             # the ledger writer's own series, per process
             assert sample(fams, "switchpoint_ledger_written", "switchpoint_ledger_written_total") == 3
