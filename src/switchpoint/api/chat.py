@@ -160,16 +160,24 @@ class ChatRoute:
     every failure is answered in the dialect's error shape and booked as a record.
     """
 
-    __slots__ = ("dialect", "endpoint", "gw", "state")
+    __slots__ = ("batch", "dialect", "endpoint", "gw", "state")
 
     def __init__(
-        self, gw: Gateway, dialect: Dialect, endpoint: str, state: Conversations | None = None
+        self,
+        gw: Gateway,
+        dialect: Dialect,
+        endpoint: str,
+        state: Conversations | None = None,
+        *,
+        batch: bool = False,
     ) -> None:
         self.gw = gw
         self.dialect = dialect
         self.endpoint = endpoint
         #: Conversation state (Responses); None for the stateless chat routes.
         self.state = state
+        #: The route of a batch's lines: their records carry the batch flag (batch prices).
+        self.batch = batch
 
     def rejected(self, headers: Mapping[str, str], err: SwitchpointError) -> Reply:
         """A request refused before it could be read (its body is over the limit)."""
@@ -201,11 +209,17 @@ class ChatRoute:
             decision=decision,
             end_user=end_user,
         )
+        if self.batch:
+            record = msgspec.structs.replace(record, batch=True)
         if self.gw.store_bodies:
             record = msgspec.structs.replace(record, request_body=request_body, response_body=response_body)
         self.gw.accounting.submit(record)
 
-    async def __call__(self, request_headers: Mapping[str, str], body: bytes) -> Reply:
+    async def __call__(
+        self, request_headers: Mapping[str, str], body: bytes, caller: Principal | None = None
+    ) -> Reply:
+        """``caller``: who the request is made for when the gateway makes it itself (a batch's
+        line, for the batch's owner); otherwise the request's key says."""
         gw, dialect = self.gw, self.dialect
         rid = request_id(request_headers)
         ctx = RequestContext(rid)
@@ -216,7 +230,7 @@ class ChatRoute:
         end_user: str | None = None
         admission: Admission | None = None
         try:
-            principal = gw.auth.resolve(request_headers) or await gw.auth.principal(request_headers)
+            principal = caller or gw.auth.resolve(request_headers) or await gw.auth.principal(request_headers)
             ctx.limits = limits_from_headers(request_headers)
             creq = dialect.decode_chat(body, request_headers)
             if self.state is not None:
@@ -348,6 +362,7 @@ class ChatRoute:
                 end_user=creq.user,
             ),
             cached=True,
+            batch=self.batch,
         )
         if self.gw.store_bodies:
             response_body = None if entry.chunks is not None else entry.body

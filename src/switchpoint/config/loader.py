@@ -13,6 +13,7 @@ import yaml
 from switchpoint import catalog
 from switchpoint.config.accounting import AccountingSpec, resolve_accounting
 from switchpoint.config.base import _SECRET_RE, Secret, error_path
+from switchpoint.config.batches import BatchesSpec, resolve_batches
 from switchpoint.config.cache import CacheSpec, check_rule_names, resolve_cache
 from switchpoint.config.clouds import deployment_cloud_fields, provider_cloud_problems
 from switchpoint.config.governance import (
@@ -147,6 +148,9 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
         section("cache", CacheSpec) if data.get("cache") is not None else None,
         problems,
         redis=state.redis_url is not None,
+    )
+    batches = resolve_batches(
+        section("batches", BatchesSpec) if data.get("batches") is not None else None, problems
     )
     prices = catalog.bundled() if routing is None or routing.catalog.enabled else None
 
@@ -309,6 +313,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
         alerts=alerts,
         queue=queue,
         cache=cache,
+        batches=batches,
     )
 
 

@@ -10,6 +10,7 @@ import msgspec
 from switchpoint import catalog
 from switchpoint.config.accounting import AccountingSpec, DisplayCurrency
 from switchpoint.config.base import ALL_CAPABILITIES, Capability, Family, Secret, _Base
+from switchpoint.config.batches import Batches, BatchesSpec
 from switchpoint.config.cache import CacheSpec, Caching
 from switchpoint.config.governance import (
     Alerts,
@@ -172,6 +173,7 @@ class FileSpec(_Base):
     alerts: AlertsSpec | None = None
     queue: QueueSpec | None = None
     cache: CacheSpec | None = None
+    batches: BatchesSpec | None = None
 
 
 # --- the resolved, frozen configuration -----------------------------------------------------
@@ -293,6 +295,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     queue: Queue = Queue()
     #: ``cache:``: prompt caching, the response and semantic caches (docs/caching.md).
     cache: Caching = Caching()
+    #: ``batches:``: the batch runner and its files (docs/batches.md).
+    batches: Batches = Batches()
 
     @property
     def simulated(self) -> bool:
