@@ -12,6 +12,7 @@ from switchpoint.config.base import _Base
 
 TTL = Literal["5m", "1h"]
 Scope = Literal["key", "team"]
+Backend = Literal["memory", "sqlite", "redis"]
 
 
 class PromptCacheSpec(_Base):
@@ -33,9 +34,13 @@ class ResponseCacheSpec(_Base):
     scope: Scope = "key"
     #: Only requests with temperature 0 or a ``seed`` are cached (unless a rule says otherwise).
     deterministic_only: bool = True
-    #: ``memory`` (per process, bounded by bytes, LRU) or ``redis`` (``state.redis_url``, shared).
-    backend: Literal["memory", "redis"] = "memory"
-    #: Memory backend: bytes of answers kept at most.
+    #: ``memory`` (per process, bounded by bytes, LRU), ``sqlite`` (a file: survives a restart,
+    #: shared by the processes of one host, bounded by bytes, LRU) or ``redis``
+    #: (``state.redis_url``, shared by replicas).
+    backend: Backend = "memory"
+    #: The ``sqlite`` backend's file.
+    path: str | None = None
+    #: Memory and sqlite backends: bytes of answers kept at most.
     max_bytes: int = 64 * 1024 * 1024
     #: An answer larger than this is not cached.
     max_entry_bytes: int = 1024 * 1024
@@ -89,7 +94,8 @@ class Caching(msgspec.Struct, frozen=True, kw_only=True):
     ttl_s: float = 300.0
     scope: Scope = "key"
     deterministic_only: bool = True
-    backend: Literal["memory", "redis"] = "memory"
+    backend: Backend = "memory"
+    path: str | None = None
     max_bytes: int = 64 * 1024 * 1024
     max_entry_bytes: int = 1024 * 1024
     semantic: bool = False
@@ -132,6 +138,8 @@ def resolve_cache(spec: CacheSpec | None, problems: list[str], *, redis: bool) -
         problems.append("$.cache.response: max_bytes and max_entry_bytes must be positive")
     if r.backend == "redis" and not redis:
         problems.append("$.cache.response.backend: redis needs state.redis_url")
+    if r.backend == "sqlite" and not r.path:
+        problems.append("$.cache.response.path: the sqlite backend needs a file path")
     if not 0 < s.threshold <= 1:
         problems.append("$.cache.semantic.threshold: must be above 0 and at most 1")
     if s.max_entries <= 0:
@@ -150,6 +158,7 @@ def resolve_cache(spec: CacheSpec | None, problems: list[str], *, redis: bool) -
         scope=r.scope,
         deterministic_only=r.deterministic_only,
         backend=r.backend,
+        path=r.path,
         max_bytes=r.max_bytes,
         max_entry_bytes=r.max_entry_bytes,
         semantic=s.enabled,
