@@ -8,7 +8,10 @@ from typing import Literal
 import msgspec
 
 Family = Literal["openai", "anthropic", "gemini", "bedrock", "vertex"]
-Capability = Literal["tools", "vision", "json_schema", "streaming", "embeddings", "thinking"]
+Capability = Literal[
+    "tools", "vision", "json_schema", "streaming", "embeddings", "thinking", "audio", "video"
+]
+#: The default capabilities of a chat deployment; ``audio`` and ``video`` inputs are declared.
 ALL_CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_schema", "streaming", "thinking")
 
 _SECRET_RE = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")

@@ -241,6 +241,10 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             continue
         if d.kind == "embedding" and prov.family in ("anthropic", "bedrock", "vertex"):
             problems.append(f"{path}.kind: the {prov.family} family has no embeddings API")
+        if d.kind in ("audio", "image") and prov.family != "openai":
+            problems.append(f"{path}.kind: {d.kind} deployments speak the openai family's wire")
+        if prov.family == "anthropic" and {"audio", "video"} & set(d.capabilities):
+            problems.append(f"{path}.capabilities: the anthropic family takes no audio or video input")
         if d.context_window <= 0 or d.max_output_tokens <= 0:
             problems.append(f"{path}: context_window and max_output_tokens must be positive")
         if not 0 < d.usable_fraction <= 1:

@@ -132,7 +132,9 @@ class DeploymentSpec(_Base):
     capabilities: list[Capability] = msgspec.field(default_factory=lambda: list(ALL_CAPABILITIES))
     price: PriceSpec | None = None
     #: Gemini/OpenAI embeddings models are deployments too, with kind ``embedding``.
-    kind: Literal["chat", "embedding"] = "chat"
+    #: ``audio`` (transcription, speech) and ``image`` (generation) serve ``/v1/audio/*`` and
+    #: ``/v1/images/generations`` (docs/providers.md).
+    kind: Literal["chat", "embedding", "audio", "image"] = "chat"
     #: Share of ``context_window`` the model handles well; routing never plans past it.
     usable_fraction: float = 1.0
     #: Free labels (shown in route explanations).
