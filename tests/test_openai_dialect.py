@@ -270,13 +270,18 @@ def image(url: Any) -> dict[str, Any]:
         ),
         (
             with_message({"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}),
-            "messages[1].content[0].type",
-            "'input_audio' are not supported",
+            "messages[1].content[0].input_audio.data",
+            "required",
         ),
         (
             with_message({"role": "user", "content": [{"type": "file", "file": {}}]}),
+            "messages[1].content[0].file",
+            "file_data or file_id",
+        ),
+        (
+            with_message({"role": "system", "content": [{"type": "input_audio", "input_audio": {}}]}),
             "messages[1].content[0].type",
-            "'file'",
+            "'input_audio' are not supported",
         ),
         (
             with_message({"role": "user", "content": [{"type": "text"}]}),

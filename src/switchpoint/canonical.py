@@ -65,7 +65,25 @@ class ThinkingPart(msgspec.Struct, tag="thinking", kw_only=True, omit_defaults=T
     extra: dict[str, Any] | None = None
 
 
-Part: TypeAlias = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart
+Modality: TypeAlias = Literal["audio", "video", "document"]
+
+
+class MediaPart(msgspec.Struct, tag="media", kw_only=True, omit_defaults=True):
+    """Audio, video or a document (a PDF, plain text), inline (``data`` base64 with its
+    ``media_type``) or by reference: ``url`` (https, ``gs://``) or ``file_id`` (a file held by
+    the upstream, OpenAI Files). ``kind`` is the modality routing asks a capability for
+    (``audio``, ``video``; documents need none)."""
+
+    kind: Modality
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+    extra: dict[str, Any] | None = None
+
+
+Part: TypeAlias = TextPart | ImagePart | ToolCallPart | ToolResultPart | ThinkingPart | MediaPart
 
 #: Key under which the Anthropic dialect keeps blocks the canonical model has no part for
 #: (documents, search results, server-tool blocks) in ``Message.extra`` / ``ToolResultPart.extra``,
@@ -354,6 +372,12 @@ class Accumulator:
             usage=self.usage,
             created=self.created,
         )
+
+
+def media_kind(media_type: str) -> Modality:
+    """The modality of a MIME type: ``audio/*``, ``video/*``, else a document."""
+    major = media_type.partition("/")[0].lower()
+    return "audio" if major == "audio" else "video" if major == "video" else "document"
 
 
 def anthropic_only_blocks(messages: list[Message]) -> list[tuple[str, list[str]]]:

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from switchpoint.api.dialect import Dialect, StreamEncoder
+from switchpoint.api.media_parts import openai_media
 from switchpoint.canonical import (
     ChatRequest,
     ChatResponse,
@@ -167,6 +168,8 @@ def _decode_object(body: bytes) -> dict[str, Any]:
 
 # --- messages --------------------------------------------------------------------------------
 
+_MEDIA_PARTS = ("input_audio", "file")
+
 
 def _image(part: dict[str, Any], param: str) -> ImagePart:
     spec = part.get("image_url")
@@ -210,6 +213,8 @@ def _content_parts(content: Any, param: str, allowed: tuple[str, ...]) -> list[P
             raise _bad(f"{pp}.type", f"content parts of type '{kind}' are not supported here")
         if kind == "image_url":
             parts.append(_image(part, pp))
+        elif kind in _MEDIA_PARTS:
+            parts.append(openai_media(part, kind, pp))
         else:
             parts.append(TextPart(text=_str(part, kind, f"{pp}.{kind}", required=True) or ""))
     return parts
@@ -307,7 +312,7 @@ def _message_in_full(raw: Any, i: int, legacy: list[str]) -> Message:
         texts = [p for p in _content_parts(m.get("content"), cp, ("text",)) if isinstance(p, TextPart)]
         parts = [ToolResultPart(tool_call_id=call_id, content=list(texts))]
     elif role == "user":
-        parts = _content_parts(m.get("content"), cp, ("text", "image_url"))
+        parts = _content_parts(m.get("content"), cp, ("text", "image_url", *_MEDIA_PARTS))
     else:
         parts = _content_parts(m.get("content"), cp, ("text",))
     return Message(role=role, parts=parts, name=name)

@@ -46,6 +46,7 @@ from switchpoint.canonical import (
     ChatResponse,
     FinishReason,
     ImagePart,
+    MediaPart,
     Message,
     MessageStart,
     Part,
@@ -69,6 +70,7 @@ from switchpoint.config import Deployment, Secret
 from switchpoint.errors import ProviderError
 from switchpoint.providers.anthropic_cache import place_breakpoints
 from switchpoint.providers.base import Adapter, StreamParser, UpstreamRequest, UpstreamResponse
+from switchpoint.providers.media_parts import anthropic_block
 from switchpoint.streaming import Marks, SSEFrame
 
 #: Thinking budget (tokens) for an effort level given without a budget.
@@ -395,6 +397,8 @@ def _block(part: Part, all_extras: bool) -> dict[str, Any] | None:
         return {**_extras(part.extra, all_extras), "type": "text", "text": part.text}
     if isinstance(part, ImagePart):
         return _image(part, all_extras)
+    if isinstance(part, MediaPart):
+        return anthropic_block(part, "messages")
     if isinstance(part, ToolCallPart):
         return {
             **_extras(part.extra, all_extras),

@@ -37,6 +37,7 @@ from switchpoint.canonical import (
     ChatResponse,
     FinishReason,
     ImagePart,
+    MediaPart,
     Message,
     MessageStart,
     Part,
@@ -55,6 +56,7 @@ from switchpoint.canonical import Finish as FinishEvent
 from switchpoint.config import Deployment
 from switchpoint.errors import ProviderError
 from switchpoint.providers.base import reject_anthropic_only_blocks
+from switchpoint.providers.media_parts import refuse as refuse_media
 from switchpoint.streaming import SSEFrame
 
 JSON_ONLY = "Respond with a single valid JSON object and nothing else: no prose, no code fences."
@@ -169,6 +171,8 @@ def _blocks(message: Message, index: int, names: set[str]) -> list[dict[str, Any
                     {"reasoningContent": {"reasoningText": {"text": part.text, "signature": part.signature}}}
                 )
             # unsigned thinking (another vendor's) cannot be replayed: dropped
+        elif isinstance(part, MediaPart):
+            raise refuse_media(part, where, "Bedrock Converse")
     return out
 
 

@@ -47,6 +47,7 @@ from switchpoint.canonical import (
     Finish,
     FinishReason,
     ImagePart,
+    MediaPart,
     Message,
     MessageStart,
     Part,
@@ -72,6 +73,7 @@ from switchpoint.providers.base import (
     UpstreamResponse,
     reject_anthropic_only_blocks,
 )
+from switchpoint.providers.media_parts import gemini_part
 from switchpoint.streaming import SSEFrame
 
 __all__ = ["GeminiAdapter", "GeminiStreamParser"]
@@ -289,6 +291,8 @@ def _parts(message: Message, names: dict[str, str], index: int) -> list[JSONObje
                 out.append(item)
         elif isinstance(part, ImagePart):
             out.append(_image(part))
+        elif isinstance(part, MediaPart):
+            out.append(gemini_part(part, f"messages[{index}].content[{j}]"))
         elif isinstance(part, ToolCallPart):
             names[part.id] = part.name
             out.append(_function_call(part, f"messages[{index}].parts[{j}]"))

@@ -34,6 +34,7 @@ from switchpoint.canonical import (
     EmbeddingResponse,
     FinishReason,
     ImagePart,
+    MediaPart,
     Message,
     MessageStart,
     Part,
@@ -57,6 +58,7 @@ from switchpoint.providers.base import (
     UpstreamResponse,
     reject_anthropic_only_blocks,
 )
+from switchpoint.providers.media_parts import openai_part
 from switchpoint.streaming import Marks, SSEFrame
 
 _encode = msgspec.json.encode
@@ -247,7 +249,7 @@ def _text_content(texts: list[str]) -> str | list[dict[str, Any]]:
     return [{"type": "text", "text": t} for t in texts]
 
 
-def _user_content(parts: list[Part]) -> str | list[dict[str, Any]]:
+def _user_content(parts: list[Part], i: int) -> str | list[dict[str, Any]]:
     if len(parts) == 1 and isinstance(parts[0], TextPart):
         return parts[0].text
     out: list[dict[str, Any]] = []
@@ -256,6 +258,8 @@ def _user_content(parts: list[Part]) -> str | list[dict[str, Any]]:
             out.append({"type": "text", "text": p.text})
         elif isinstance(p, ImagePart):
             out.append(_image(p))
+        elif isinstance(p, MediaPart):
+            out.append(openai_part(p, f"messages[{i}].content"))
     return out or ""
 
 
@@ -286,7 +290,7 @@ def _assistant(m: Message) -> dict[str, Any]:
 
 def _messages(messages: list[Message]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for m in messages:
+    for i, m in enumerate(messages):
         msg: dict[str, Any] | None
         if m.role in ("system", "developer"):
             msg = {"role": m.role, "content": _text_content(_texts(m.parts))}
@@ -295,11 +299,17 @@ def _messages(messages: list[Message]) -> list[dict[str, Any]]:
         else:
             images = _tool_messages(m.parts, out)
             rest: list[Part] = (
-                [] if m.role == "tool" else [p for p in m.parts if isinstance(p, TextPart | ImagePart)]
+                []
+                if m.role == "tool"
+                else [p for p in m.parts if isinstance(p, TextPart | ImagePart | MediaPart)]
             )
             content = images + rest
             only_results = any(isinstance(p, ToolResultPart) for p in m.parts) or m.role == "tool"
-            msg = {"role": "user", "content": _user_content(content)} if content or not only_results else None
+            msg = (
+                {"role": "user", "content": _user_content(content, i)}
+                if content or not only_results
+                else None
+            )
         if msg is not None:
             if m.name and msg["role"] != "tool":
                 msg["name"] = m.name

@@ -19,6 +19,7 @@ from switchpoint import tokens
 from switchpoint.canonical import (
     ChatRequest,
     ImagePart,
+    MediaPart,
     Message,
     TextPart,
     ThinkingPart,
@@ -70,6 +71,8 @@ class Features(msgspec.Struct, kw_only=True):
     output_tokens: int | None = None
     tools: bool = False
     images: bool = False
+    audio: bool = False
+    video: bool = False
     json_schema: bool = False
     stream: bool = False
     latency_ms: float | None = None
@@ -88,6 +91,10 @@ class Features(msgspec.Struct, kw_only=True):
             out.append("tools")
         if self.images:
             out.append("vision")
+        if self.audio:
+            out.append("audio")
+        if self.video:
+            out.append("video")
         if self.json_schema:
             out.append("json_schema")
         if self.stream:
@@ -102,10 +109,16 @@ def _chars(text: str) -> float:
     return len(text) / (ASCII_CHARS_PER_TOKEN if text.isascii() else OTHER_CHARS_PER_TOKEN)
 
 
-def message_tokens(msg: Message) -> tuple[float, bool]:
-    """Cheap token estimate of one message, and whether it holds an image."""
+#: Flags of the inputs a message holds that need a capability (``message_tokens``).
+IMAGE, AUDIO, VIDEO = 1, 2, 4
+_MEDIA_FLAGS = {"audio": AUDIO, "video": VIDEO}
+
+
+def message_tokens(msg: Message) -> tuple[float, int]:
+    """Cheap token estimate of one message, and the :data:`IMAGE` / :data:`AUDIO` /
+    :data:`VIDEO` flags of what it holds."""
     n = float(tokens.TOKENS_PER_MESSAGE)
-    image = False
+    image = 0
     for part in msg.parts:
         if isinstance(part, TextPart):
             n += _chars(part.text)
@@ -115,14 +128,18 @@ def message_tokens(msg: Message) -> tuple[float, bool]:
             n += _chars(part.text)
         elif isinstance(part, ImagePart):
             n += tokens.IMAGE_TOKENS_DEFAULT
-            image = True
+            image |= IMAGE
         elif isinstance(part, ToolResultPart):
             for item in part.content:
                 if isinstance(item, TextPart):
                     n += _chars(item.text)
                 else:
                     n += tokens.IMAGE_TOKENS_DEFAULT
-                    image = True
+                    image |= IMAGE
+        elif isinstance(part, MediaPart):
+            # ~1 token per kB of media (Gemini: 32 tokens a second of 16 kHz audio), at least an image's
+            n += max(tokens.IMAGE_TOKENS_DEFAULT, len(part.data or "") // 1000)
+            image |= _MEDIA_FLAGS.get(part.kind, 0)
     return n, image
 
 
@@ -135,15 +152,16 @@ def _tools_tokens(request: ChatRequest) -> float:
     return n
 
 
-def cheap_tokens(request: ChatRequest) -> tuple[int, bool]:
-    """Character-based prompt estimate, and whether the prompt holds an image."""
+def cheap_tokens(request: ChatRequest) -> tuple[int, int]:
+    """Character-based prompt estimate, and the flags of the inputs the prompt holds
+    (:data:`IMAGE`, :data:`AUDIO`, :data:`VIDEO`)."""
     total = tokens.TOKENS_PER_REQUEST + _tools_tokens(request)
-    images = False
+    media = 0
     for msg in request.messages:
-        n, image = message_tokens(msg)
+        n, flags = message_tokens(msg)
         total += n
-        images = images or image
-    return math.ceil(total), images
+        media |= flags
+    return math.ceil(total), media
 
 
 def near(estimate: int, limits: Sequence[float]) -> bool:
@@ -224,13 +242,15 @@ def extract(
     """The request's features. Invalid routing headers or metadata are a 400."""
     h: Mapping[str, str] = headers if headers is not None else {}
     meta = _metadata(request)
-    size, images = cheap_tokens(request)
+    size, media = cheap_tokens(request)
     f = Features(
         model=request.model,
         prompt_tokens=size,
         output_tokens=request.max_tokens,
         tools=bool(request.tools),
-        images=images,
+        images=bool(media & IMAGE),
+        audio=bool(media & AUDIO),
+        video=bool(media & VIDEO),
         json_schema=request.response_format is not None and request.response_format.type == "json_schema",
         stream=request.stream,
         principal=principal,

@@ -110,6 +110,9 @@ def _block_text(block: _Block, conv: Conversation, at: int) -> str:
     if kind == "image":
         conv.images += 1
         return ""
+    if kind == "document":
+        conv.documents += 1
+        return ""
     if kind in ("thinking", "redacted_thinking"):
         return block.thinking or ""
     if kind in ("tool_use", "server_tool_use"):

@@ -51,6 +51,10 @@ class Conversation:
     turns: list[tuple[str, str]] = field(default_factory=list)
     """(role, text) per message, the system prompt first."""
     images: int = 0
+    #: Audio clips, videos and documents read (``media_seen`` counts them by MIME type).
+    audio: int = 0
+    videos: int = 0
+    documents: int = 0
     ends_with_user: bool = False
     last_user_text: str = ""
     tool_result: str | None = None
@@ -206,7 +210,12 @@ def count_tokens(text: str) -> int:
 
 def prompt_tokens(conv: Conversation) -> int:
     """The cheap input-token estimate: ≈ chars/4 plus per-message, per-image and per-tool costs."""
-    total = 3 + conv.images * IMAGE_TOKENS + (conv.tool_chars + 3) // 4 + TOOL_OVERHEAD * len(conv.tools)
+    total = (
+        3
+        + (conv.images + conv.audio + conv.videos + conv.documents) * IMAGE_TOKENS
+        + (conv.tool_chars + 3) // 4
+        + TOOL_OVERHEAD * len(conv.tools)
+    )
     for _, text in conv.turns:
         total += MESSAGE_OVERHEAD + (len(text) + 3) // 4
     return total
@@ -330,9 +339,31 @@ def _text_pieces(conv: Conversation, digest: bytes, target: int) -> list[str]:
     if conv.images:
         noun = "image" if conv.images == 1 else "images"
         pieces += _split_words(f"I see {conv.images} {noun}.")
+    if conv.audio or conv.videos or conv.documents:
+        pieces += _split_words(_media_sentence(conv))
     if len(pieces) < target:
         pieces += _words(digest, target - len(pieces))
     return pieces
+
+
+def media_seen(conv: Conversation, media_type: str) -> None:
+    """Count one audio, video or document input of ``media_type`` (images are counted apart)."""
+    major = media_type.partition("/")[0].lower()
+    if major == "audio":
+        conv.audio += 1
+    elif major == "video":
+        conv.videos += 1
+    elif major != "image":
+        conv.documents += 1
+
+
+def _media_sentence(conv: Conversation) -> str:
+    said = [
+        f"{n} {noun if n == 1 else noun + 's'}"
+        for n, noun in ((conv.audio, "audio clip"), (conv.videos, "video"), (conv.documents, "document"))
+        if n
+    ]
+    return "I received " + " and ".join(said) + "."
 
 
 def _json_text(conv: Conversation, digest: bytes, target: int) -> str:

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 import msgspec
 
 from .common import Frames, Headers, SimError, bearer, header, invalid_body, new_id
-from .content import Answer, ChatCall, Conversation, ToolSpec, Usage
+from .content import Answer, ChatCall, Conversation, ToolSpec, Usage, media_seen
 from .embeddings import embed
 
 _THINKING_TOKENS = 12
@@ -162,6 +162,8 @@ def _content_text(content: _Content, conv: Conversation) -> str:
             blob = part.inlineData or part.fileData
             if blob is not None and blob.mimeType.startswith("image/"):
                 conv.images += 1
+            elif blob is not None:
+                media_seen(conv, blob.mimeType)
         elif part.functionCall is not None:
             call = part.functionCall
             texts.append(call.name + (_encode(call.args).decode() if call.args else ""))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import mimetypes
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from .common import Frames, Headers, SimError, bearer, header, invalid_body, new_id, now
-from .content import Answer, ChatCall, Conversation, ToolSpec, Usage
+from .content import Answer, ChatCall, Conversation, ToolSpec, Usage, media_seen
 from .embeddings import embed, to_base64
 
 _REASONING = {"minimal": 4, "low": 8, "medium": 16, "high": 32, "xhigh": 48}
@@ -16,10 +17,23 @@ _IMAGE_PARTS = frozenset({"image_url", "input_image"})
 _TEXT_PARTS = frozenset({"text", "input_text", "refusal"})
 
 
+class _Audio(msgspec.Struct):
+    data: str
+    format: Literal["wav", "mp3"]
+
+
+class _File(msgspec.Struct):
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
 class _Part(msgspec.Struct):
     type: str = "text"
     text: str | None = None
     refusal: str | None = None
+    input_audio: _Audio | None = None
+    file: _File | None = None
 
 
 class _FunctionCall(msgspec.Struct):
@@ -122,7 +136,7 @@ def response_headers() -> Headers:
     return [(b"x-request-id", new_id("req_").encode()), (b"openai-processing-ms", b"1")]
 
 
-def _text_of(content: str | list[_Part] | None) -> tuple[str, int]:
+def _text_of(content: str | list[_Part] | None, conv: Conversation) -> tuple[str, int]:
     if content is None:
         return "", 0
     if isinstance(content, str):
@@ -134,7 +148,18 @@ def _text_of(content: str | list[_Part] | None) -> tuple[str, int]:
             texts.append(part.text or part.refusal or "")
         elif part.type in _IMAGE_PARTS:
             images += 1
+        elif part.input_audio is not None:
+            media_seen(conv, "audio/" + part.input_audio.format)
+        elif part.file is not None:
+            media_seen(conv, _file_type(part.file))
     return "\n".join(texts), images
+
+
+def _file_type(file: _File) -> str:
+    data = file.file_data or ""
+    if data.startswith("data:"):
+        return data[5:].partition(";")[0]
+    return mimetypes.guess_type(file.filename or "")[0] or "application/pdf"
 
 
 def _tool_mode(body: ChatBody, conv: Conversation) -> None:
@@ -187,7 +212,7 @@ def parse_chat(raw: bytes) -> ChatCall:
         raise invalid_body(exc) from None
     conv = Conversation(model=body.model, family="openai", cache_key=body.prompt_cache_key or "")
     for i, msg in enumerate(body.messages):
-        text, images = _text_of(msg.content)
+        text, images = _text_of(msg.content, conv)
         if msg.content is None and msg.role != "assistant":
             raise SimError(
                 400,
