@@ -12,6 +12,7 @@ fills in its amounts.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from switchpoint.config import Deployment
 from switchpoint.governance.principal import Limits, Principal
@@ -81,6 +82,19 @@ def input_estimate(prompt_tokens: int, exact: bool, family: str) -> int:
     n = prompt_tokens * (1.0 if family == "openai" else DEFAULT_SAFETY_FACTOR)
     if not exact:
         n = n * INPUT_MARGIN + 8
+    return math.ceil(n)
+
+
+#: Characters per token of the character-based estimate (routing's figures: ASCII text, other).
+_ASCII_CHARS, _OTHER_CHARS = 4.0, 1.5
+
+
+def text_tokens(texts: Sequence[str]) -> int:
+    """A character-based token estimate of ``texts`` (an embeddings request's inputs), to be
+    reserved with ``exact=False`` (:func:`input_estimate` raises it)."""
+    n = 0.0
+    for text in texts:
+        n += len(text) / (_ASCII_CHARS if text.isascii() else _OTHER_CHARS)
     return math.ceil(n)
 
 
