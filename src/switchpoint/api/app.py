@@ -31,7 +31,7 @@ from switchpoint.accounting.metrics import (
     ledger_reader,
 )
 from switchpoint.accounting.traces import trace_sink
-from switchpoint.api import keys_admin, ledger_admin, route_admin
+from switchpoint.api import batches, files, keys_admin, ledger_admin, message_batches, route_admin
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.chat import (
     JSON,
@@ -570,15 +570,18 @@ def create_app(
     reloader = route_admin.Reloader(gw)
     reads = ledger_admin.LedgerReads(gw)
     responses = ResponseState(gw)  # previous_response_id and stored responses (Responses API)
+    batch_service = batches.BatchService(gw)  # /v1/files, /v1/batches, /v1/messages/batches
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gw.startup()
         _drain_on_sigterm(gw)
         reloader.install_sighup()
+        await batch_service.start()
         try:
             yield
         finally:
+            await batch_service.close()
             await reloader.close()
             await reads.close()
             await responses.close()
@@ -594,6 +597,9 @@ def create_app(
         *(Route(path, handler, methods=["POST"]) for path, handler in asgi_chat.items()),
         Route("/v1/messages/count_tokens", _count_tokens_handler(gw), methods=["POST"]),
         *response_routes(responses, RESPONSES),
+        *files.routes(batch_service.files, OPENAI),
+        *batches.routes(batch_service, OPENAI),
+        *message_batches.routes(batch_service, ANTHROPIC),
         Route("/v1/embeddings", _embeddings_handler(gw), methods=["POST"]),
         Route("/v1/models", _models_handler(gw), methods=["GET"]),
         Route("/v1/models/{model_id:path}", _models_handler(gw), methods=["GET"]),
