@@ -403,12 +403,18 @@ def counts(engine: Engine, batch_id: str) -> dict[str, int]:
 
 
 def cancel_pending(engine: Engine, batch_id: str) -> int:
-    """Mark every line still pending as canceled; returns how many."""
+    """Mark every line still pending as canceled (counted as failed); returns how many."""
     with engine.begin() as conn:
         result = conn.execute(
             update(batch_lines)
             .where(batch_lines.c.batch_id == batch_id, batch_lines.c.status == PENDING)
             .values(status=CANCELED)
+        )
+        counts = _counts(conn, batch_id)
+        conn.execute(
+            update(batches)
+            .where(batches.c.id == batch_id)
+            .values(failed=counts.get(ERRORED, 0) + counts.get(CANCELED, 0))
         )
     return int(result.rowcount)
 
