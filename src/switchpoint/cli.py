@@ -18,6 +18,7 @@ from rich.console import Console
 from switchpoint import config as config_mod
 from switchpoint import defaults
 from switchpoint.errors import ConfigError
+from switchpoint.evals import cli as evals_cli
 
 cli = typer.Typer(
     add_completion=False,
@@ -164,8 +165,9 @@ def serve(
         uvicorn.run("switchpoint.api.app:app_from_env", factory=True, workers=workers, **common)
         return
     from switchpoint.api.app import create_app, freeze_heap
+    from switchpoint.evals.reload_gate import reload_gate
 
-    app = create_app(cfg, shutdown_timeout_s=shutdown_timeout)
+    app = create_app(cfg, shutdown_timeout_s=shutdown_timeout, reload_gate=reload_gate)
     freeze_heap()
     uvicorn.run(app, **common)
 
@@ -222,6 +224,7 @@ def _prepare_ledger(cfg: config_mod.Config, workers: int) -> None:
 
 db_cli = typer.Typer(no_args_is_help=True, help="The ledger's database.")
 cli.add_typer(db_cli, name="db")
+cli.add_typer(evals_cli.build(_load), name="eval")
 
 
 @db_cli.command("upgrade")

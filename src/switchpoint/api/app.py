@@ -31,7 +31,7 @@ from switchpoint.accounting.metrics import (
     ledger_reader,
 )
 from switchpoint.accounting.traces import trace_sink
-from switchpoint.api import batches, files, keys_admin, ledger_admin, media, message_batches, route_admin
+from switchpoint.api import batches, files, keys_admin, ledger_admin, message_batches, route_admin
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.chat import (
     JSON,
@@ -517,21 +517,38 @@ def _route_handler(gw: Gateway) -> Handler:
 
 
 def _reload_handler(gw: Gateway, reloader: route_admin.Reloader) -> Handler:
-    """``POST /admin/reload`` (master key): re-read the config file; a bad one is rejected."""
+    """``POST /admin/reload`` (master key): re-read the config file; a bad one is rejected, and
+    so is one failing the eval gate the body names (``{"gate": "SUITE.yaml"}``)."""
 
     async def handle(request: Request) -> Response:
         headers = {"x-request-id": request_id(request.headers)}
         try:
             await gw.auth.admin(request.headers, "Reloading the config")
-            out = await reloader.reload()
+            out = await reloader.reload(_reload_gate_of(await request.body()))
             return Response(msgspec.json.encode(out), headers=headers, media_type=JSON)
         except ConfigError as exc:
             return Response(route_admin.rejected(exc), status_code=400, headers=headers, media_type=JSON)
+        except route_admin.GateFailed as exc:
+            return Response(route_admin.gate_failed(exc), status_code=409, headers=headers, media_type=JSON)
         except Exception as exc:
             err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, headers["x-request-id"])
             return _error_response(OPENAI, err, headers)
 
     return handle
+
+
+def _reload_gate_of(body: bytes) -> str | None:
+    """The eval suite a reload body names (``{"gate": "SUITE.yaml"}``); no body: no gate."""
+    if not body.strip():
+        return None
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise BadRequest("The reload body must be a JSON object") from None
+    gate = doc.get("gate") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not (gate is None or isinstance(gate, str)):
+        raise BadRequest("The reload body must be a JSON object; `gate` names a suite file", param="gate")
+    return gate
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -563,11 +580,16 @@ def _console_deps(gw: Gateway, reads: ledger_admin.LedgerReads) -> console.Conso
 
 
 def create_app(
-    config: Config, *, transport: Transport | None = None, shutdown_timeout_s: float = 30.0
+    config: Config,
+    *,
+    transport: Transport | None = None,
+    shutdown_timeout_s: float = 30.0,
+    reload_gate: route_admin.ReloadGate | None = None,
 ) -> GatewayApp:
-    """The gateway app. ``shutdown_timeout_s``: how long shutdown waits for requests in flight."""
+    """The gateway app. ``shutdown_timeout_s``: how long shutdown waits for requests in flight;
+    ``reload_gate``: what runs an eval gate asked for by ``POST /admin/reload``."""
     gw = Gateway(config, transport, shutdown_timeout_s=shutdown_timeout_s)
-    reloader = route_admin.Reloader(gw)
+    reloader = route_admin.Reloader(gw, reload_gate)
     reads = ledger_admin.LedgerReads(gw)
     responses = ResponseState(gw)  # previous_response_id and stored responses (Responses API)
     batch_service = batches.BatchService(gw)  # /v1/files, /v1/batches, /v1/messages/batches
@@ -601,7 +623,6 @@ def create_app(
         *batches.routes(batch_service, OPENAI),
         *message_batches.routes(batch_service, ANTHROPIC),
         Route("/v1/embeddings", _embeddings_handler(gw), methods=["POST"]),
-        *media.routes(gw, OPENAI, _read_body),
         Route("/v1/models", _models_handler(gw), methods=["GET"]),
         Route("/v1/models/{model_id:path}", _models_handler(gw), methods=["GET"]),
         Route("/health", _health, methods=["GET"]),

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -104,25 +104,49 @@ def dry_run(
 
 # --- reload ----------------------------------------------------------------------------------
 
+#: An eval gate for a reload: (suite file, the new config, the running one) → (passed, summary).
+#: Given by the layer that has evals (``switchpoint.evals.reload_gate``).
+ReloadGate = Callable[[str, Config, Config], Awaitable[tuple[bool, dict[str, Any]]]]
+
+
+class GateFailed(Exception):
+    """The new config failed the reload's eval gate; the running one keeps serving."""
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        super().__init__("the new config failed the eval gate")
+        self.summary = summary
+
 
 class Reloader:
     """Reloads the gateway's config file; one reload at a time; tasks are tracked."""
 
-    def __init__(self, gw: RoutedGateway) -> None:
+    def __init__(self, gw: RoutedGateway, gate: ReloadGate | None = None) -> None:
         self.gw = gw
+        self.gate = gate
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._signal_loop: asyncio.AbstractEventLoop | None = None
 
-    async def reload(self) -> dict[str, Any]:
-        """Swap in the config file's current content. Raises :class:`ConfigError` when invalid."""
+    async def reload(self, gate: str | None = None) -> dict[str, Any]:
+        """Swap in the config file's current content. Raises :class:`ConfigError` when invalid,
+        :class:`GateFailed` when ``gate`` (an eval suite) is given and the new config fails it."""
         gw = self.gw
         source = gw.config.source
         if source.startswith("<"):
             raise BadRequest("The gateway runs on its embedded defaults: there is no config file to reload")
+        if gate is not None and self.gate is None:
+            raise BadRequest("This gateway process cannot run eval gates", param="gate")
         async with self._lock:
             old = gw.router
             cfg = await asyncio.to_thread(config_mod.load, source)
+            verdict: dict[str, Any] | None = None
+            if gate is not None and self.gate is not None:
+                try:
+                    passed, verdict = await self.gate(gate, cfg, gw.config)
+                except ValueError as exc:  # a suite that cannot run: the caller's to fix
+                    raise BadRequest(f"The eval gate could not run: {exc}", param="gate") from None
+                if not passed:
+                    raise GateFailed(verdict)
             router = await asyncio.to_thread(Router, cfg, rng=old.rng, affinity=old.affinity)
             gw.config, gw.router, gw.auth = cfg, router, gw.auth.with_master(cfg.master_key)
             gw.gate = gw.gate.configure(cfg)
@@ -137,7 +161,8 @@ class Reloader:
             len(cfg.deployments),
             rules,
         )
-        return {"status": "reloaded", "source": source, "deployments": len(cfg.deployments), "rules": rules}
+        out = {"status": "reloaded", "source": source, "deployments": len(cfg.deployments), "rules": rules}
+        return out if verdict is None else {**out, "gate": verdict}
 
     async def _reload_logged(self) -> None:
         try:
@@ -170,6 +195,21 @@ class Reloader:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def gate_failed(exc: GateFailed) -> bytes:
+    """The body answering a reload whose new config failed its eval gate (409)."""
+    return msgspec.json.encode(
+        {
+            "error": {
+                "message": "The new config failed the eval gate; the running one keeps serving",
+                "type": "invalid_request_error",
+                "param": "gate",
+                "code": "gate_failed",
+            },
+            "gate": exc.summary,
+        }
+    )
 
 
 def rejected(exc: ConfigError) -> bytes:

@@ -11,7 +11,6 @@ The package is split by section: ``base`` (secrets, struct bases), ``resilience`
 from __future__ import annotations
 
 from switchpoint.config.base import ALL_CAPABILITIES, Capability, Family, Secret, error_path
-from switchpoint.config.guarantees import GuaranteesSpec, JsonGuaranteeSpec, OutputBudgetSpec
 from switchpoint.config.loader import load, parse
 from switchpoint.config.model import (
     Config,
@@ -82,11 +81,8 @@ __all__ = [
     "Family",
     "FeatureRuleSpec",
     "FileSpec",
-    "GuaranteesSpec",
     "Hedging",
-    "JsonGuaranteeSpec",
     "MatchSpec",
-    "OutputBudgetSpec",
     "ParamsSpec",
     "Price",
     "PriceSpec",

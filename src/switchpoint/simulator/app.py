@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import anthropic_wire, bedrock_wire, gemini_wire, media_wire, openai_wire, vertex_wire
+from . import anthropic_wire, bedrock_wire, gemini_wire, openai_wire, vertex_wire
 from .behavior import HANG_LIMIT_S, Plan, Plans, SimConfig
 from .common import Frames, Headers, SimError, corrupt, retry_after_headers
 from .content import Answer, ChatCall, PromptCache, generate
@@ -202,7 +202,6 @@ class SimulatorApp:
                 "chat/completions": self._openai_chat,
                 "embeddings": self._openai_embed,
                 "models": self._openai_models,
-                **dict.fromkeys(media_wire.ROUTES, self._openai_media),
             },
             ANTHROPIC.name: {
                 "v1/messages": self._anthropic_chat,
@@ -331,18 +330,6 @@ class SimulatorApp:
 
         await self._guarded(plan, self._json_answer(OPENAI, plan, render, r.send), r.receive)
 
-    async def _openai_media(self, r: _Request) -> None:
-        headers = r.scope["headers"]
-        plan = self.plans.resolve(media_wire.model_of(r.route, headers, r.body), headers, "")
-
-        async def work() -> None:
-            await self._prelude(plan)
-            body, media_type = media_wire.answer(r.route, headers, r.body)
-            await _start(r.send, 200, media_type, OPENAI.response_headers(), len(body))
-            await r.send({"type": "http.response.body", "body": body})
-
-        await self._guarded(plan, work(), r.receive)
-
     async def _gemini_embed(self, r: _Request) -> None:
         model, _, action = r.route[len("models/") :].rpartition(":")
         batch = action == "batchEmbedContents"
@@ -383,8 +370,6 @@ class SimulatorApp:
     async def _chat_answer(self, wire: Wire, call: ChatCall, plan: Plan, send: Send) -> None:
         await self._prelude(plan)
         answer = generate(call.conv, plan.output_tokens, self.config.seed, self.cache)
-        if plan.bad_json_rate and self.rng.random() < plan.bad_json_rate:
-            break_json(answer)
         if call.stream:
             await self._stream(wire, plan, wire.stream_chat(call, answer), send)
             return
@@ -441,21 +426,6 @@ class SimulatorApp:
             elif gap and index:
                 await asyncio.sleep(gap)
             await send({"type": "http.response.body", "body": content[index], "more_body": True})
-
-
-def break_json(answer: Answer) -> None:
-    """The ``bad_json_rate`` fault: a JSON answer cut short (a text document loses its last
-    piece; a tool call's arguments their last character, and the object form its members)."""
-    text = answer.text
-    if text and text[0].lstrip()[:1] in ("{", "["):
-        if len(text) > 1:
-            text.pop()
-        else:
-            text[0] = text[0][: len(text[0]) // 2]
-    for call in answer.calls:
-        call.json = call.json[:-1]
-        call.pieces = call.pieces[:-1] if len(call.pieces) > 1 else [call.json]
-        call.arguments = {}
 
 
 def create_app(config: SimConfig | None = None) -> SimulatorApp:
