@@ -157,3 +157,30 @@ def _completed(client: openai.OpenAI) -> str:
     b = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
     _poll(lambda: client.batches.retrieve(b.id), lambda x: x.status == "completed")
     return b.id
+
+
+def test_two_gateways_on_one_database_run_each_line_once(
+    slow_sim: str, tmp_path: Path, ledger: Engine
+) -> None:
+    config = doc(slow_sim, tmp_path, None, batches={"concurrency": 4, "poll_s": 0.05})
+    with gateway(config) as (url_a, gw_a, _), gateway(config) as (url_b, gw_b, _):
+        a = openai.OpenAI(base_url=f"{url_a}/v1", api_key=MASTER, max_retries=0)
+        b = openai.OpenAI(base_url=f"{url_b}/v1", api_key=MASTER, max_retries=0)
+        ids = []
+        for client in (a, b, a, b):
+            f = client.files.create(file=("x.jsonl", _input(60)), purpose="batch")
+            batch = client.batches.create(
+                input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            ids.append(batch.id)
+        for bid in ids:  # either gateway reads any batch of the same owner
+            done = _poll(lambda bid=bid: b.batches.retrieve(bid), lambda x: x.status == "completed")
+            assert done.status == "completed" and done.request_counts is not None
+            assert done.request_counts.completed == 60
+        a.close()
+        b.close()
+        assert gw_a.accounting.requests + gw_b.accounting.requests == 4 * 60  # no line ran twice
+    r = tables.requests.c
+    with ledger.connect() as conn:
+        booked = conn.execute(select(r.request_id).where(r.batch.is_(True))).scalars().all()
+    assert len(booked) == 4 * 60
