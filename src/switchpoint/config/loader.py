@@ -245,6 +245,8 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             problems.append(f"{path}.kind: {d.kind} deployments speak the openai family's wire")
         if prov.family == "anthropic" and {"audio", "video"} & set(d.capabilities):
             problems.append(f"{path}.capabilities: the anthropic family takes no audio or video input")
+        if d.batch_api and prov.family != "openai":
+            problems.append(f"{path}.batch_api: only the openai family's Batch API is supported")
         if d.context_window <= 0 or d.max_output_tokens <= 0:
             problems.append(f"{path}: context_window and max_output_tokens must be positive")
         if not 0 < d.usable_fraction <= 1:
@@ -266,6 +268,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             tags=tuple(d.tags),
             limits=resolve_limits(d.limits, f"{path}.limits", problems),
             prompt_cache=d.prompt_cache,
+            batch_api=d.batch_api,
             **deployment_cloud_fields(
                 prov.family, d.model, d.api, d.region, d.location, prov, path, problems, project=d.project
             ),

@@ -158,6 +158,9 @@ class DeploymentSpec(_Base):
     #: Provider prompt caching the gateway adds (breakpoints, ``prompt_cache_key``); false opts
     #: this deployment out (docs/caching.md).
     prompt_cache: bool = True
+    #: OpenAI family: batches of this deployment go to the provider's own Batch API
+    #: (``/v1/files`` + ``/v1/batches``) instead of the gateway's runner (docs/batches.md).
+    batch_api: bool = False
 
 
 class FileSpec(_Base):
@@ -239,6 +242,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     breaker: BreakerSettings = BreakerSettings()
     limits: DeploymentLimits | None = None
     prompt_cache: bool = True
+    batch_api: bool = False
     #: Bedrock / Vertex: the API used (see DeploymentSpec.api), the region, project, location.
     api: str = ""
     region: str | None = None
