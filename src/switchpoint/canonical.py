@@ -192,6 +192,49 @@ class EmbeddingRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     raw: dict[str, Any] | None = None
 
 
+MediaOperation: TypeAlias = Literal[
+    "audio/transcriptions", "audio/translations", "audio/speech", "images/generations"
+]
+
+
+class MediaFile(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A file of a multipart request (the audio of a transcription)."""
+
+    field: str
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
+
+class MediaRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A request of the audio and image endpoints (OpenAI's wire, the one they have):
+    forwarded as it came but for ``model``, JSON (``fields``) or multipart (``fields`` as text
+    and ``files``)."""
+
+    operation: MediaOperation
+    model: str
+    fields: dict[str, Any]
+    files: list[MediaFile] = msgspec.field(default_factory=list)
+    multipart: bool = False
+    user: str | None = None
+
+
+class MediaUnits(msgspec.Struct, frozen=True, kw_only=True):
+    """What a media request is billed by: seconds of audio in, characters of speech out, or
+    images made."""
+
+    unit: Literal["seconds", "characters", "images"]
+    quantity: float
+
+
+class MediaResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The upstream's answer, passed to the client as it came (JSON, text or audio bytes)."""
+
+    body: bytes
+    content_type: str
+    units: MediaUnits | None = None
+
+
 # --- response -------------------------------------------------------------------------------
 
 FinishReason: TypeAlias = Literal[

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from switchpoint.canonical import Usage
+from switchpoint.canonical import MediaUnits, Usage
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -70,6 +70,8 @@ class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     cached: bool = False
     #: Part of a batch (billed at the deployment's batch discount).
     batch: bool = False
+    #: What an audio or image request is billed by (seconds, characters, images), when known.
+    units: MediaUnits | None = None
     #: The request and response bodies, only when ``storage.store_bodies`` is on (redacted).
     request_body: bytes | None = None
     response_body: bytes | None = None

@@ -31,7 +31,7 @@ from switchpoint.accounting.metrics import (
     ledger_reader,
 )
 from switchpoint.accounting.traces import trace_sink
-from switchpoint.api import batches, files, keys_admin, ledger_admin, message_batches, route_admin
+from switchpoint.api import batches, files, keys_admin, ledger_admin, media, message_batches, route_admin
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.chat import (
     JSON,
@@ -623,6 +623,7 @@ def create_app(
         *batches.routes(batch_service, OPENAI),
         *message_batches.routes(batch_service, ANTHROPIC),
         Route("/v1/embeddings", _embeddings_handler(gw), methods=["POST"]),
+        *media.routes(gw, OPENAI, _read_body),
         Route("/v1/models", _models_handler(gw), methods=["GET"]),
         Route("/v1/models/{model_id:path}", _models_handler(gw), methods=["GET"]),
         Route("/health", _health, methods=["GET"]),

@@ -23,6 +23,8 @@ from switchpoint.canonical import (
     ChatResponse,
     EmbeddingRequest,
     EmbeddingResponse,
+    MediaRequest,
+    MediaResponse,
     StreamEvent,
     anthropic_only_blocks,
 )
@@ -116,3 +118,10 @@ class Adapter(ABC):
 
     def parse_embeddings(self, response: UpstreamResponse, deployment: Deployment) -> EmbeddingResponse:
         raise ProviderError("bad_request", f"the {self.family} family has no embeddings API")
+
+    def build_media(self, request: MediaRequest, deployment: Deployment) -> UpstreamRequest:
+        """The audio and image endpoints (``request.operation``); the OpenAI wire has them."""
+        raise ProviderError("bad_request", f"the {self.family} family has no {request.operation} API")
+
+    def parse_media(self, response: UpstreamResponse, request: MediaRequest) -> MediaResponse:
+        raise ProviderError("bad_request", f"the {self.family} family has no {request.operation} API")

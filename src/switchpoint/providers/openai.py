@@ -35,6 +35,8 @@ from switchpoint.canonical import (
     FinishReason,
     ImagePart,
     MediaPart,
+    MediaRequest,
+    MediaResponse,
     Message,
     MessageStart,
     Part,
@@ -59,6 +61,7 @@ from switchpoint.providers.base import (
     reject_anthropic_only_blocks,
 )
 from switchpoint.providers.media_parts import openai_part
+from switchpoint.providers.openai_media import media_body, media_response
 from switchpoint.streaming import Marks, SSEFrame
 
 _encode = msgspec.json.encode
@@ -735,6 +738,16 @@ class OpenAIAdapter(Adapter):
 
     def classify(self, response: UpstreamResponse, deployment: Deployment) -> ProviderError:
         return _provider_error(response.status, response.headers, response.body, deployment)
+
+    def build_media(self, request: MediaRequest, deployment: Deployment) -> UpstreamRequest:
+        body, content_type = media_body(request, deployment.model)
+        headers = {**_headers(deployment), "content-type": content_type}
+        return UpstreamRequest(
+            method="POST", url=_url(deployment, request.operation), headers=headers, body=body
+        )
+
+    def parse_media(self, response: UpstreamResponse, request: MediaRequest) -> MediaResponse:
+        return media_response(request, response.body, response.headers.get("content-type", ""))
 
     def build_embeddings(self, request: EmbeddingRequest, deployment: Deployment) -> UpstreamRequest:
         if request.raw is not None:

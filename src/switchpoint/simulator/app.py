@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import anthropic_wire, bedrock_wire, gemini_wire, openai_wire, vertex_wire
+from . import anthropic_wire, bedrock_wire, gemini_wire, media_wire, openai_wire, vertex_wire
 from .behavior import HANG_LIMIT_S, Plan, Plans, SimConfig
 from .common import Frames, Headers, SimError, corrupt, retry_after_headers
 from .content import Answer, ChatCall, PromptCache, generate
@@ -202,6 +202,7 @@ class SimulatorApp:
                 "chat/completions": self._openai_chat,
                 "embeddings": self._openai_embed,
                 "models": self._openai_models,
+                **dict.fromkeys(media_wire.ROUTES, self._openai_media),
             },
             ANTHROPIC.name: {
                 "v1/messages": self._anthropic_chat,
@@ -329,6 +330,18 @@ class SimulatorApp:
             return openai_wire.render_embeddings(request, texts, dims)
 
         await self._guarded(plan, self._json_answer(OPENAI, plan, render, r.send), r.receive)
+
+    async def _openai_media(self, r: _Request) -> None:
+        headers = r.scope["headers"]
+        plan = self.plans.resolve(media_wire.model_of(r.route, headers, r.body), headers, "")
+
+        async def work() -> None:
+            await self._prelude(plan)
+            body, media_type = media_wire.answer(r.route, headers, r.body)
+            await _start(r.send, 200, media_type, OPENAI.response_headers(), len(body))
+            await r.send({"type": "http.response.body", "body": body})
+
+        await self._guarded(plan, work(), r.receive)
 
     async def _gemini_embed(self, r: _Request) -> None:
         model, _, action = r.route[len("models/") :].rpartition(":")
