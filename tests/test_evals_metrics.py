@@ -130,3 +130,14 @@ def test_gate_rules_are_parsed_or_refused() -> None:
         gate_mod.rule(Gate(win="5 of [p95_ttft]"))
     with pytest.raises(SuiteError, match="unknown metric"):
         gate_mod.evaluate(Gate(win="1 of [speed]"), [_metrics("x", p95_ttft=1), _metrics("y", p95_ttft=1)])
+
+
+def test_failed_cases_make_no_candidate_cheaper() -> None:
+    ok = _result("a", 0, ttft=0.1, cost=0.02, tool=True, refusal=True, session="s#0")
+    served = _result("a", 1, ttft=0.1, cost=0.02, tool=True, refusal=True, session="s#1")
+    failed = _result("b", 1, ttft=0.1, cost=0.0, tool=False, refusal=False, session="s#1")
+    failed.outcome.error, failed.outcome.cost_usd = "400: no tools", None
+    m = for_candidate("c", [ok, served, failed])
+    assert m.metrics["cost_per_case"].value == pytest.approx(0.02)  # the answered cases only
+    assert m.metrics["cost_per_session"].value == pytest.approx(0.02)  # s#1 had a failure: left out
+    assert m.metrics["error_rate"].value == pytest.approx(1 / 3) and m.errors == 1

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from typer.core import TyperGroup
 
 from switchpoint.config import Config
+from switchpoint.errors import ConfigError
 from switchpoint.evals import registry, report, runner
 from switchpoint.evals.evaluate import Gateway, evaluate
 from switchpoint.evals.suite import SuiteError, hashes, load
@@ -80,6 +81,9 @@ def build(load_config: LoadConfig) -> typer.Typer:
         except (SuiteError, ValueError) as exc:
             fail(str(exc))
             return
+        except ConfigError as exc:
+            fail(exc.message)
+            return
         engine = _engine(db, cfg)
         try:
             rep = asyncio.run(
@@ -96,6 +100,9 @@ def build(load_config: LoadConfig) -> typer.Typer:
             )
         except SuiteError as exc:
             fail(str(exc))
+            return
+        except ConfigError as exc:  # a policy file that does not load
+            fail(exc.message)
             return
         finally:
             engine.dispose()

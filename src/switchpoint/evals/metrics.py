@@ -3,6 +3,10 @@
 Rates (pass rates, tool-call argument accuracy, refusal on a missing record) carry a Wilson
 score interval; percentiles of TTFT and latency and the mean costs a percentile bootstrap
 interval (seeded, so a report is reproducible), from :data:`MIN_BOOTSTRAP` samples up.
+
+Costs are those of answered cases: the cost per case averages the cases that got an answer, the
+cost per session the sessions (cases sharing ``session``, per repetition) whose every case did,
+so a candidate that fails is not made cheap by its failures.
 """
 
 from __future__ import annotations
@@ -87,11 +91,14 @@ class CandidateMetrics(msgspec.Struct, kw_only=True):
 def for_candidate(name: str, results: list[Result]) -> CandidateMetrics:
     ttft = [r.outcome.ttft_s for r in results if r.outcome.ttft_s is not None and r.outcome.error is None]
     latency = [r.outcome.latency_s for r in results if r.outcome.error is None]
-    costs = [r.outcome.cost_usd for r in results if r.outcome.cost_usd is not None]
+    served = [r for r in results if r.outcome.error is None]
+    costs = [r.outcome.cost_usd for r in served if r.outcome.cost_usd is not None]
+    priced = bool(served) and len(costs) == len(served)
+    failed_sessions = {r.session for r in results if r.outcome.error is not None}
     sessions: dict[str, float] = defaultdict(float)
-    priced = all(r.outcome.cost_usd is not None for r in results if r.outcome.error is None)
-    for r in results:
-        sessions[r.session] += r.outcome.cost_usd or 0.0
+    for r in served:
+        if r.session not in failed_sessions:
+            sessions[r.session] += r.outcome.cost_usd or 0.0
     by_label: dict[str, list[bool]] = defaultdict(list)
     by_kind: dict[str, list[bool]] = defaultdict(list)
     for r in results:
