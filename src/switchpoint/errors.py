@@ -88,6 +88,13 @@ class RateLimited(SwitchpointError):
     default_retryable = True
 
 
+class OutputBudgetSpent(SwitchpointError):
+    """A routing rule's output-token budget for the session or task is used up."""
+
+    status = 429
+    kind = "output_budget"
+
+
 class BudgetExceeded(SwitchpointError):
     """A budget cannot hold the request's worst-case cost. 429 with ``Retry-After`` until the
     budget's period resets; 402 for a ``total`` budget (it never resets)."""
@@ -189,6 +196,7 @@ PROVIDER_KINDS: dict[str, tuple[int, bool]] = {
     "server_error": (502, True),
     "overloaded": (503, True),
     "invalid_response": (502, True),
+    "invalid_output": (502, True),
     "connection": (502, True),
     "timeout": (504, True),
 }

@@ -82,7 +82,7 @@ def make_record(
         deployment=ctx.deployment,
         stream=stream,
         status=status,
-        error=error,
+        error=error if error is not None else ctx.outcome,
         latency_ms=ctx.elapsed_ms(),
         ttft_ms=ctx.ttft_ms,
         usage=ctx.usage,

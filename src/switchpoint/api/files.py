@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from sqlalchemy import Engine
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,6 +29,7 @@ from switchpoint.api.dialect import Dialect
 from switchpoint.api.responses_state import owner_of
 from switchpoint.errors import BadRequest, NotFound, PayloadTooLarge, SwitchpointError
 from switchpoint.governance.principal import Principal
+from switchpoint.multipart import MultipartError, boundary_of, parse
 from switchpoint.store import batches as store
 
 if TYPE_CHECKING:
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: Purposes a client may upload with (OpenAI's); ``batch_output`` files are the gateway's own.
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+#: Room for the form's boundaries and headers around a file of the largest size.
+_FORM_SLACK = 64 * 1024
 
 
 def file_object(row: store.FileRow) -> dict[str, Any]:
@@ -180,34 +182,28 @@ def page_limit(request: Request, default: int = 20, most: int = 10_000) -> int:
 
 async def _upload(files: FileStore, request: Request, principal: Principal) -> Response:
     limit = files.gw.config.batches.max_file_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + 64 * 1024:
-        raise PayloadTooLarge(f"The file exceeds the limit of {limit} bytes")
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    boundary = boundary_of(request.headers.get("content-type", ""))
+    if boundary is None:
         raise BadRequest("Upload a file as multipart/form-data with the fields 'file' and 'purpose'")
+    body = await read_limited(request, limit + _FORM_SLACK)
     try:
-        form = await request.form(max_files=1, max_fields=16)
-    except Exception as exc:
+        parts = parse(body, boundary)
+    except MultipartError as exc:
         raise BadRequest(f"The multipart body could not be read: {exc}") from None
-    try:
-        purpose = form.get("purpose")
-        if not isinstance(purpose, str) or not purpose:
-            raise BadRequest("'purpose' is required", param="purpose")
-        if purpose not in PURPOSES:
-            raise BadRequest(f"'purpose': must be one of {', '.join(PURPOSES)}", param="purpose")
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise BadRequest(
-                "'file' is required: send the file's bytes as a multipart file field", param="file"
-            )
-        content = await upload.read()
-        if len(content) > limit:
-            raise PayloadTooLarge(f"The file exceeds the limit of {limit} bytes")
-        if not content:
-            raise BadRequest("The file is empty", param="file")
-        row = await files.save(owner_of(principal), purpose, upload.filename or "upload", content)
-    finally:
-        await form.close()
+    fields = {p.name: p for p in parts}
+    purpose = fields["purpose"].text() if "purpose" in fields else ""
+    if not purpose:
+        raise BadRequest("'purpose' is required", param="purpose")
+    if purpose not in PURPOSES:
+        raise BadRequest(f"'purpose': must be one of {', '.join(PURPOSES)}", param="purpose")
+    upload = fields.get("file")
+    if upload is None or upload.filename is None:
+        raise BadRequest("'file' is required: send the file's bytes as a multipart file field", param="file")
+    if len(upload.data) > limit:
+        raise PayloadTooLarge(f"The file exceeds the limit of {limit} bytes")
+    if not upload.data:
+        raise BadRequest("The file is empty", param="file")
+    row = await files.save(owner_of(principal), purpose, upload.filename or "upload", upload.data)
     return json_response(file_object(row))
 
 

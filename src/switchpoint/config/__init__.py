@@ -11,6 +11,7 @@ The package is split by section: ``base`` (secrets, struct bases), ``resilience`
 from __future__ import annotations
 
 from switchpoint.config.base import ALL_CAPABILITIES, Capability, Family, Secret, error_path
+from switchpoint.config.guarantees import GuaranteesSpec, JsonGuaranteeSpec, OutputBudgetSpec
 from switchpoint.config.loader import load, parse
 from switchpoint.config.model import (
     Config,
@@ -81,8 +82,11 @@ __all__ = [
     "Family",
     "FeatureRuleSpec",
     "FileSpec",
+    "GuaranteesSpec",
     "Hedging",
+    "JsonGuaranteeSpec",
     "MatchSpec",
+    "OutputBudgetSpec",
     "ParamsSpec",
     "Price",
     "PriceSpec",

@@ -70,6 +70,7 @@ DEFAULT_ACTIONS: dict[str, ErrorAction] = {
     "timeout": "failover",
     "connection": "failover",
     "invalid_response": "failover",
+    "invalid_output": "failover",
     "context_too_long": "fallback_larger_context",
     "request_too_large": "failover",
     "authentication": "failover",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from switchpoint.config.base import _Frozen, error_path
+from switchpoint.config.guarantees import GuaranteesSpec, check_guarantees
 
 if TYPE_CHECKING:
     from switchpoint.config.model import DeploymentSpec
@@ -94,6 +95,8 @@ class RuleSpec(_Frozen, frozen=True):
     context: ContextSpec | None = None
     execution: ExecutionOptions | None = None
     on_budget: OnBudgetSpec | None = None
+    #: Checked JSON output and output-token budgets (opt-in).
+    guarantees: GuaranteesSpec | None = None
 
 
 class FeatureRuleSpec(_Frozen, frozen=True):
@@ -225,6 +228,8 @@ def _check_rule(
         problems.append(
             f"{path}.on_budget.downgrade_to: '{rule.on_budget.downgrade_to}' is not an alias of models"
         )
+    if rule.guarantees is not None:
+        check_guarantees(rule.guarantees, f"{path}.guarantees", problems)
     p = rule.params
     if p is not None:
         if p.temperature is not None and not 0 <= p.temperature <= 2:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from switchpoint.canonical import ChatRequest, ChatResponse, EmbeddingRequest, EmbeddingResponse, Usage
 from switchpoint.config import Deployment, ExecutionOptions, Resilience, TimeoutLimits
 from switchpoint.errors import ProviderError
+from switchpoint.executor.guarantees import Guard, GuardedStream, Spending, prepare
 from switchpoint.executor.hedging import Race, hedge_delay
 from switchpoint.executor.policy import Plan, ResilienceStats, Step, plan_deadline
 from switchpoint.executor.stream import CommittedStream, Opened, make_attempt, open_stream
@@ -42,6 +43,7 @@ class RequestContext:
         "deployment",
         "hedges",
         "limits",
+        "outcome",
         "request_id",
         "start",
         "started_at",
@@ -61,6 +63,9 @@ class RequestContext:
         self.usage: Usage | None = None
         #: Timeouts the client asked for (headers), if any.
         self.limits = limits
+        #: What an output guarantee noted on an answer the client got (``output_budget``: ended
+        #: early at its budget; ``invalid_output``: a stream's JSON failed its check).
+        self.outcome: str | None = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.start) * 1000.0
@@ -82,6 +87,8 @@ class Executor:
         self.resilience = resilience or Resilience()
         self.stats = ResilienceStats()
         self._rng = random.Random(seed)
+        #: Output tokens used by sessions and tasks under an output budget (this process).
+        self.spending = Spending()
 
     def configure(self, resilience: Resilience) -> None:
         """New gateway-wide settings (a reloaded config); deployments carry their own."""
@@ -222,13 +229,22 @@ class Executor:
         return resp
 
     async def chat(self, request: ChatRequest, decision: Decision, ctx: RequestContext) -> ChatResponse:
+        guard: Guard | None = None
+        if decision.guarantees is not None:  # the rule's output guarantees (executor/guarantees.py)
+            guard, request = prepare(request, decision, self.spending)
+
         async def once(dep: Deployment, limits: TimeoutLimits, t0: float) -> ChatResponse:
             adapter = self.adapter(dep.family)
             resp = await self._send(adapter, dep, adapter.build_chat(request, dep), limits)
-            return adapter.parse_chat(resp, dep)
+            result = adapter.parse_chat(resp, dep)
+            if guard is not None:
+                guard.check_response(result)
+            return result
 
         result, dep, t0 = await self._run_routed(decision, request, ctx, once, streamed=False)
         self._succeeded(ctx, dep, t0, result.usage)
+        if guard is not None:
+            guard.settle(ctx, result.usage, result.finish_reason)
         return result
 
     async def _run_routed(
@@ -263,13 +279,25 @@ class Executor:
     async def chat_stream(
         self, request: ChatRequest, decision: Decision, ctx: RequestContext
     ) -> CommittedStream:
+        guard: Guard | None = None
+        if decision.guarantees is not None:
+            guard, request = prepare(request, decision, self.spending)
+        whole = guard.check_batch if guard is not None and guard.buffer and guard.check is not None else None
+
         async def once(dep: Deployment, limits: TimeoutLimits, t0: float) -> Opened:
-            return await open_stream(self.transport, self.adapter(dep.family), request, dep, limits, t0)
+            adapter = self.adapter(dep.family)
+            if guard is None:
+                return await open_stream(self.transport, adapter, request, dep, limits, t0)
+            return await open_stream(
+                self.transport, adapter, request, dep, limits, t0, parse_all=True, whole=whole
+            )
 
         opened, dep, _ = await self._run_routed(decision, request, ctx, once, streamed=True)
         ctx.deployment = dep.name
         ctx.ttft_ms = ctx.elapsed_ms()
         self.health.on_first_token(dep.name, opened.ttft_ms)
+        if guard is not None:
+            return GuardedStream(opened, ctx, self.health, guard)
         return CommittedStream(opened, ctx, self.health)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, TypeAlias
 
 from switchpoint.canonical import CONTENT_EVENTS, ChatRequest, StreamEvent, Usage, UsageUpdate
@@ -54,6 +54,8 @@ def make_attempt(
     if err is not None:
         if isinstance(err, ProviderError) and err.deployment is None:
             err.deployment = dep.name
+        if usage is None:  # an answer refused by an output guarantee was billed all the same
+            usage = getattr(err, "usage", None)
         status = getattr(err, "upstream_status", None)
         error = err.kind
     return Attempt(
@@ -183,17 +185,36 @@ async def open_stream(
     dep: Deployment,
     limits: TimeoutLimits,
     t0: float,
+    *,
+    parse_all: bool = False,
+    whole: Callable[[Batch], None] | None = None,
 ) -> Opened:
     """One attempt up to commit: send, check the status, read until the batch with the first
-    content event. The TTFT timeout (from ``t0``) covers all of it."""
+    content event. The TTFT timeout (from ``t0``) covers all of it.
+
+    ``parse_all``: every frame is read into events (no passthrough runs of bytes). ``whole``:
+    the stream is read to its end before it commits, and ``whole`` checks it (raising a
+    :class:`ProviderError` makes this attempt a failure like any other)."""
+    parse = parse_all or whole is not None
     if not limits.ttft_s:
-        return await _open(transport, adapter, request, dep, limits, t0)
-    left = limits.ttft_s - (time.perf_counter() - t0)
-    try:
-        async with asyncio.timeout_at(asyncio.get_running_loop().time() + left):
-            return await _open(transport, adapter, request, dep, limits, t0)
-    except TimeoutError:
-        raise ProviderError("timeout", f"no first token within {limits.ttft_s:g} s") from None
+        opened = await _open(transport, adapter, request, dep, limits, t0, parse)
+    else:
+        left = limits.ttft_s - (time.perf_counter() - t0)
+        try:
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + left):
+                opened = await _open(transport, adapter, request, dep, limits, t0, parse)
+        except TimeoutError:
+            raise ProviderError("timeout", f"no first token within {limits.ttft_s:g} s") from None
+    if whole is not None:
+        reader = opened.reader
+        try:
+            while (batch := await reader.next()) is not None:
+                opened.pending += batch
+            whole(opened.pending)
+        except BaseException:
+            reader.close()
+            raise
+    return opened
 
 
 async def _open(
@@ -203,6 +224,7 @@ async def _open(
     dep: Deployment,
     limits: TimeoutLimits,
     t0: float,
+    parse_all: bool = False,
 ) -> Opened:
     stream = await transport.open_stream(
         adapter.build_chat(request, dep),
@@ -217,7 +239,7 @@ async def _open(
                 UpstreamResponse(status=stream.status, headers=stream.headers, body=body), dep
             )
         parser = adapter.stream_parser(request, dep)
-        reader = Reader(stream, parser, passthrough_marks(request, dep, parser))
+        reader = Reader(stream, parser, None if parse_all else passthrough_marks(request, dep, parser))
         pending: Batch = []
         while not reader.content:
             batch = await reader.next()
@@ -252,7 +274,8 @@ class CommittedStream:
 
     def __init__(self, opened: Opened, ctx: RequestContext, health: HealthRegistry) -> None:
         self.deployment = opened.deployment
-        self.family = opened.deployment.family
+        #: The wire the client's encoder may forward frames of (empty: it translates every event).
+        self.family: str = opened.deployment.family
         self._opened = opened
         self._ctx = ctx
         self._health = health
@@ -326,6 +349,18 @@ class CommittedStream:
         self._end(attempt)
         self._health.on_success(self.deployment.name, attempt.latency_ms)
         return None
+
+    def stop(self) -> None:
+        """End the stream here, cleanly (the gateway has what it needs): the upstream is let go
+        and the attempt booked as a success with the usage seen so far."""
+        if self._done:
+            return
+        opened = self._opened
+        attempt = make_attempt(
+            self.deployment, opened.t0, status=200, usage=self.usage, ttft_ms=opened.ttft_ms, ctx=self._ctx
+        )
+        self._end(attempt)
+        self._health.on_success(self.deployment.name, attempt.latency_ms)
 
     def _end(self, attempt: Attempt) -> None:
         self._done = True

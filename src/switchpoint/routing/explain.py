@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from switchpoint.canonical import ChatRequest
-from switchpoint.config import Deployment, ExecutionOptions
+from switchpoint.config import Deployment, ExecutionOptions, GuaranteesSpec
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,6 +31,8 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     skipped: tuple[tuple[str, str], ...] = ()
     #: How to execute the candidates (from the matched rule); None = deployment defaults.
     options: ExecutionOptions | None = None
+    #: The matched rule's output guarantees (None: none, the executor's plain path).
+    guarantees: GuaranteesSpec | None = None
     #: The rule that matched (``alias:<name>`` for an alias no rule names, None when direct).
     rule: str | None = None
     task: str | None = None

@@ -15,6 +15,7 @@ from switchpoint.config import (
     ContextSpec,
     Deployment,
     ExecutionOptions,
+    GuaranteesSpec,
     MatchSpec,
     ParamsSpec,
     RangeSpec,
@@ -94,6 +95,7 @@ class Rule:
     __slots__ = (
         "candidates",
         "context",
+        "guarantees",
         "max_latency_ms",
         "name",
         "options",
@@ -119,6 +121,7 @@ class Rule:
         overflow: tuple[Deployment, ...] = (),
         options: ExecutionOptions | None = None,
         uses_task: bool = False,
+        guarantees: GuaranteesSpec | None = None,
     ) -> None:
         self.name = name
         self.preds = preds
@@ -131,6 +134,7 @@ class Rule:
         self.overflow = overflow
         self.options = options
         self.uses_task = uses_task
+        self.guarantees = guarantees
 
     def matches(self, f: Features) -> bool:
         for p in self.preds:  # noqa: SIM110 (a plain loop is faster than all() over a generator)
@@ -168,6 +172,7 @@ def compile_rule(spec: RuleSpec, config: Config, default_output_tokens: int) -> 
         else (),
         options=spec.execution,
         uses_task=spec.match.task is not None,
+        guarantees=spec.guarantees,
     )
 
 

@@ -106,3 +106,20 @@ def apply(request: ChatRequest, params: ParamsSpec | None) -> tuple[ChatRequest,
     if "thinking" in changes and params is not None:
         names += [k for k in ("reasoning_effort", "thinking_budget") if getattr(params, k) is not None]
     return msgspec.structs.replace(request, raw=raw, **update), tuple(names)
+
+
+def cap_output(request: ChatRequest, limit: int) -> ChatRequest:
+    """The request asking for at most ``limit`` output tokens (an output budget's room), in
+    both forms: the canonical one and the client's own body."""
+    if request.max_tokens is not None and request.max_tokens <= limit:
+        return request
+    raw = request.raw
+    if raw is not None:
+        body = dict(raw)
+        if request.dialect == "openai":
+            key = "max_tokens" if "max_tokens" in body and "max_completion_tokens" not in body else None
+            body[key or "max_completion_tokens"] = limit
+        else:
+            body["max_tokens"] = limit
+        raw = body
+    return msgspec.structs.replace(request, raw=raw, max_tokens=limit)

@@ -334,6 +334,7 @@ class Router:
             ),
             skipped=tuple([(n, r) for n, _, r in screened.skipped]) if screened.skipped else (),
             options=rule.options,
+            guarantees=rule.guarantees,
             rule=rule.name,
             task=f.task,
             task_source=f.task_source,

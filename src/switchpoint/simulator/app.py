@@ -383,6 +383,8 @@ class SimulatorApp:
     async def _chat_answer(self, wire: Wire, call: ChatCall, plan: Plan, send: Send) -> None:
         await self._prelude(plan)
         answer = generate(call.conv, plan.output_tokens, self.config.seed, self.cache)
+        if plan.bad_json_rate and self.rng.random() < plan.bad_json_rate:
+            break_json(answer)
         if call.stream:
             await self._stream(wire, plan, wire.stream_chat(call, answer), send)
             return
@@ -439,6 +441,21 @@ class SimulatorApp:
             elif gap and index:
                 await asyncio.sleep(gap)
             await send({"type": "http.response.body", "body": content[index], "more_body": True})
+
+
+def break_json(answer: Answer) -> None:
+    """The ``bad_json_rate`` fault: a JSON answer cut short (a text document loses its last
+    piece; a tool call's arguments their last character, and the object form its members)."""
+    text = answer.text
+    if text and text[0].lstrip()[:1] in ("{", "["):
+        if len(text) > 1:
+            text.pop()
+        else:
+            text[0] = text[0][: len(text[0]) // 2]
+    for call in answer.calls:
+        call.json = call.json[:-1]
+        call.pieces = call.pieces[:-1] if len(call.pieces) > 1 else [call.json]
+        call.arguments = {}
 
 
 def create_app(config: SimConfig | None = None) -> SimulatorApp:

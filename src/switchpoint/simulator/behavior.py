@@ -48,6 +48,9 @@ class Behavior(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_de
     """Drop the connection after this many content chunks, without the terminal event."""
     malformed: bool | None = None
     """Answer a body (or a stream frame) that is not valid JSON."""
+    bad_json_rate: Probability | None = None
+    """Probability that a JSON answer (JSON mode, a schema, a tool call's arguments) is cut
+    short, so it no longer parses; the wire's framing stays valid (seeded RNG)."""
     stall_ms: NonNegative | None = None
     """Streams: pause this long before content chunk number ``stall_after``."""
     stall_after: Count | None = None
@@ -88,6 +91,7 @@ class Plan:
     hang: bool = False
     cut_after: int | None = None
     malformed: bool = False
+    bad_json_rate: float = 0.0
     stall_s: float = 0.0
     stall_after: int = 1
 
@@ -119,6 +123,7 @@ def to_plan(b: Behavior) -> Plan:
         hang=bool(b.hang),
         cut_after=b.cut_after,
         malformed=bool(b.malformed),
+        bad_json_rate=b.bad_json_rate or 0.0,
         stall_s=(b.stall_ms or 0.0) / 1000,
         stall_after=1 if b.stall_after is None else b.stall_after,
     )
