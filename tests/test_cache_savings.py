@@ -39,6 +39,10 @@ TOOLS = [
 # Prices per million tokens, given in the config so the hand computation needs no catalog.
 CLAUDE = {"input": 3.0, "cached_input": 0.3, "cache_write": 3.75, "output": 15.0}
 GPT = {"input": 2.5, "cached_input": 1.25, "output": 10.0}
+GEMINI = {"input": 0.3, "cached_input": 0.03, "output": 2.5}
+PRICES = {"anthropic": CLAUDE, "openai": GPT, "gemini": GEMINI}
+#: (alias, deployment, family) of the three conversations.
+FAMILIES = (("claude", "d-claude", "anthropic"), ("gpt", "d-gpt", "openai"), ("gem", "d-gemini", "gemini"))
 
 
 @pytest.fixture(autouse=True)
@@ -57,19 +61,26 @@ def _doc(sim: str, db: str, cache: dict[str, Any] | None) -> dict[str, Any]:
     if cache is not None:
         extra["cache"] = cache
     return document(
-        {"p": provider(sim, "openai", simulated=True), "q": provider(sim, "anthropic")},
+        {
+            "p": provider(sim, "openai", simulated=True),
+            "q": provider(sim, "anthropic"),
+            "g": provider(sim, "gemini"),
+        },
         {
             "d-gpt": {"provider": "p", "model": "gpt-4o", "price": GPT},
             "d-claude": {"provider": "q", "model": "claude-sonnet-4-5", "price": CLAUDE},
+            "d-gemini": {"provider": "g", "model": "gemini-2.5-flash", "price": GEMINI},
         },
-        {"gpt": "d-gpt", "claude": "d-claude"},
+        {"gpt": "d-gpt", "claude": "d-claude", "gem": "d-gemini"},
         **extra,
     )
 
 
 def _conversation(url: str, model: str, session: str, auth: dict[str, str]) -> list[dict[str, Any]]:
     """Twenty turns of an agent loop; the usage each answer reported, in order."""
-    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}]
+    # Gemini caches without a key: each run's prompt its own (one simulator serves both runs)
+    system = f"({session}) {SYSTEM}" if model == "gem" else SYSTEM
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
     usages = []
     headers = {**auth, "x-switchpoint-session": session, "x-switchpoint-task": "agent"}
     with httpx.Client(base_url=url, timeout=30) as c:
@@ -94,8 +105,9 @@ def _expected(usages: list[dict[str, Any]], family: str, on: bool) -> dict[str, 
     """The hand computation, from the prompt sizes alone and the providers' rules: Anthropic
     (the gateway's breakpoint on the last message) writes the whole prompt on the first turn and
     from then on reads the previous turn's whole prompt and writes the rest; OpenAI reads the
-    previous prompt rounded down to 1024 + a multiple of 128."""
-    price = CLAUDE if family == "anthropic" else GPT
+    previous prompt rounded down to 1024 + a multiple of 128; Gemini (implicit caching, 1024
+    tokens on Flash) reads the previous prompt as is."""
+    price = PRICES[family]
     cost = saved = 0.0
     inp = cached = 0
     previous = 0
@@ -107,6 +119,8 @@ def _expected(usages: list[dict[str, Any]], family: str, on: bool) -> dict[str, 
             write = prompt - read
         elif family == "openai" and previous >= 1024:  # OpenAI caches by itself, on or off
             read = 1024 + (previous - 1024) // 128 * 128
+        elif family == "gemini" and previous >= 1024:  # Gemini too, implicitly
+            read = previous
         plain = prompt - read - write
         rate_write = price.get("cache_write", price["input"])
         cost += (
@@ -127,7 +141,7 @@ def _run(sim: str, tmp_path: Path, name: str, cache: dict[str, Any] | None) -> d
     with gateway(_doc(sim, db, cache)) as (url, _gw, _):
         secret, key = make_key(url)  # a virtual key: the figures per key too
         out["key_id"] = key["id"]
-        for model in ("claude", "gpt"):
+        for model, _dep, _family in FAMILIES:
             out[model] = _conversation(url, model, f"{name}-{model}", bearer(secret))
         admin = httpx.get(f"{url}/admin/usage", params={"group_by": "deployment"}, headers=AUTH, timeout=10)
         assert admin.status_code == 200, admin.text
@@ -149,7 +163,7 @@ def test_prompt_caching_off_and_on_match_a_hand_computation(sim: str, tmp_path: 
     off = _run(sim, tmp_path, "off", {"prompt": {"enabled": False}})
     on = _run(sim, tmp_path, "on", None)  # automatic: no cache section at all
     lines = [f"{'':18}{'off':>34}{'on':>34}"]
-    for model, dep, family in (("claude", "d-claude", "anthropic"), ("gpt", "d-gpt", "openai")):
+    for model, dep, family in FAMILIES:
         for label, run, enabled in (("off", off, False), ("on", on, True)):
             want = _expected(run[model], family, enabled)
             got = run["by_deployment"][dep]
@@ -168,11 +182,9 @@ def test_prompt_caching_off_and_on_match_a_hand_computation(sim: str, tmp_path: 
             assert admin["saved_usd"] == pytest.approx(want["saved"], abs=1e-9)
             assert admin["cache_read_ratio"] == pytest.approx(want["ratio"])
         for run, enabled in ((off, False), (on, True)):
-            want_all = [
-                _expected(run[m], f, enabled) for m, f in (("claude", "anthropic"), ("gpt", "openai"))
-            ]
+            want_all = [_expected(run[m], f, enabled) for m, _d, f in FAMILIES]
             by_key = run["by_key"][run["key_id"]]
-            assert by_key.requests == 2 * TURNS
+            assert by_key.requests == len(FAMILIES) * TURNS
             assert by_key.saved_usd == pytest.approx(sum(w["saved"] for w in want_all), rel=1e-9, abs=1e-12)
         a, b = off["by_deployment"][dep], on["by_deployment"][dep]
         lines += [
