@@ -143,9 +143,10 @@ def _run(sim: str, tmp_path: Path, name: str, cache: dict[str, Any] | None) -> d
         out["key_id"] = key["id"]
         for model, _dep, _family in FAMILIES:
             out[model] = _conversation(url, model, f"{name}-{model}", bearer(secret))
-        admin = httpx.get(f"{url}/admin/usage", params={"group_by": "deployment"}, headers=AUTH, timeout=10)
-        assert admin.status_code == 200, admin.text
-        out["admin"] = admin.json()
+        for group in ("deployment", "session", "task,deployment", "key"):
+            admin = httpx.get(f"{url}/admin/usage", params={"group_by": group}, headers=AUTH, timeout=10)
+            assert admin.status_code == 200, admin.text
+            out[f"admin {group}"] = admin.json()["data"]
         out["metrics"] = httpx.get(f"{url}/metrics", headers=AUTH, timeout=10).text
     engine = make_engine(db)
     try:
@@ -178,14 +179,23 @@ def test_prompt_caching_off_and_on_match_a_hand_computation(sim: str, tmp_path: 
             assert session.cache_read_ratio == pytest.approx(want["ratio"])
             task = next(r for r in run["by_task"] if r.group["deployment"] == dep)
             assert task.group["task"] == "agent" and task.saved_usd == pytest.approx(want["saved"], abs=1e-12)
-            admin = next(r for r in run["admin"]["data"] if r["deployment"] == dep)
+            # /admin/usage: per deployment, session and task
+            admin = next(r for r in run["admin deployment"] if r["deployment"] == dep)
             assert admin["saved_usd"] == pytest.approx(want["saved"], abs=1e-9)
             assert admin["cache_read_ratio"] == pytest.approx(want["ratio"])
+            admin = next(r for r in run["admin session"] if r["session"] == f"{label}-{model}")
+            assert admin["saved_usd"] == pytest.approx(want["saved"], abs=1e-9)
+            assert admin["cache_read_ratio"] == pytest.approx(want["ratio"])
+            admin = next(r for r in run["admin task,deployment"] if r["deployment"] == dep)
+            assert admin["task"] == "agent" and admin["saved_usd"] == pytest.approx(want["saved"], abs=1e-9)
         for run, enabled in ((off, False), (on, True)):
             want_all = [_expected(run[m], f, enabled) for m, _d, f in FAMILIES]
             by_key = run["by_key"][run["key_id"]]
             assert by_key.requests == len(FAMILIES) * TURNS
             assert by_key.saved_usd == pytest.approx(sum(w["saved"] for w in want_all), rel=1e-9, abs=1e-12)
+            admin = next(r for r in run["admin key"] if r["key"] == run["key_id"])
+            assert admin["saved_usd"] == pytest.approx(by_key.saved_usd, abs=1e-9)
+            assert admin["cache_read_ratio"] == pytest.approx(by_key.cache_read_ratio)
         a, b = off["by_deployment"][dep], on["by_deployment"][dep]
         lines += [
             f"{dep:<18}{'cache-read ratio':>20}{a.cache_read_ratio:>14.3f}{'':>20}{b.cache_read_ratio:>14.3f}",
