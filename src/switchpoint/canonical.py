@@ -179,6 +179,9 @@ class ChatRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     raw: dict[str, Any] | None = None
     #: Provider-specific request headers to pass through (e.g. ``anthropic-beta``).
     passthrough_headers: dict[str, str] | None = None
+    #: A Responses API body as the client sent it (decoded): forwarded unchanged to an
+    #: OpenAI-family deployment that serves that API (``responses_api``); others translate.
+    responses_body: dict[str, Any] | None = None
     #: Prompt caching the gateway adds upstream (None: none).
     prompt_cache: PromptCachePlan | None = None
 

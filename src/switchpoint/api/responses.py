@@ -38,7 +38,7 @@ from switchpoint.api.openai import (
     _str,
     _wrong,
 )
-from switchpoint.api.responses_out import REDACTED, ResponsesStreamEncoder, response_object
+from switchpoint.api.responses_out import FORWARDED, REDACTED, ResponsesStreamEncoder, response_object
 from switchpoint.canonical import (
     ChatRequest,
     ChatResponse,
@@ -386,6 +386,9 @@ def read_responses(body: bytes) -> ResponsesRequest:
         items=items,
         lead=len(lead),
         echo=echo,
+        # forwarded as is to a deployment serving the Responses API; a continued conversation
+        # is the gateway's (its earlier turns live here), so it is translated
+        responses_body=data if previous is None else None,
         **fields,
     )
 
@@ -400,6 +403,8 @@ class ResponsesDialect(Dialect):
 
     def encode_chat(self, response: ChatResponse, request: ChatRequest) -> bytes:
         assert isinstance(request, ResponsesRequest)
+        if response.family == FORWARDED and response.raw is not None:
+            return response.raw  # the upstream's own Response object
         return response_object(response, request)
 
     def stream_encoder(self, request: ChatRequest) -> ResponsesStreamEncoder:

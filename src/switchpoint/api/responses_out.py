@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 _json = msgspec.json.encode
 #: Marks a reasoning item's ``encrypted_content`` as redacted thinking rather than a signature.
 REDACTED = "redacted:"
+#: The wire of an upstream that answered in the Responses API itself (its answer is forwarded).
+FORWARDED = "openai-responses"
+#: The stream events that end a Response: they carry the whole response.
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 #: Finishes that leave a response incomplete, and the reason the Response object gives.
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -210,9 +214,12 @@ class ResponsesStreamEncoder(StreamEncoder):
         self._usage = Usage()
         self._finish: str | None = None
         self._final: bytes | None = None
+        self._forwarded = False
 
     def commit(self, family: str) -> None:
-        """Every family is translated: the Responses wire is never an upstream's here."""
+        """Translated from canonical events, but for an upstream that streams the Responses
+        API itself: its frames are forwarded unchanged."""
+        self._forwarded = family == FORWARDED
 
     # --- framing ---------------------------------------------------------------------------
 
@@ -365,6 +372,8 @@ class ResponsesStreamEncoder(StreamEncoder):
     # --- the StreamEncoder protocol ----------------------------------------------------------
 
     def encode(self, events: list[StreamEvent], frame: SSEFrame | None) -> bytes:
+        if self._forwarded:
+            return self._forward(frame)
         out = self._begin()
         for event in events:
             if isinstance(event, TextDelta):
@@ -380,7 +389,23 @@ class ResponsesStreamEncoder(StreamEncoder):
                 self._finish = event.reason
         return out
 
+    def _forward(self, frame: SSEFrame | None) -> bytes:
+        """An upstream frame (or a run of them) as it came; the whole response kept from the
+        last one (for the conversation store). Events are counted, for an error event's number."""
+        self._started = True
+        if frame is None:
+            return b""
+        if frame.data:
+            self._seq += 1
+            if frame.event in _TERMINAL:
+                self._final = _json(msgspec.json.decode(frame.data).get("response"))
+        else:
+            self._seq += frame.raw.count(b"\n\n")
+        return frame.raw
+
     def finish(self) -> bytes:
+        if self._forwarded:
+            return b""
         out = self._begin()
         incomplete = self._finish in _INCOMPLETE
         out += self._close("incomplete" if incomplete else "completed")

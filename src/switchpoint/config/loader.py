@@ -247,6 +247,8 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             problems.append(f"{path}.capabilities: the anthropic family takes no audio or video input")
         if d.batch_api and prov.family != "openai":
             problems.append(f"{path}.batch_api: only the openai family's Batch API is supported")
+        if d.responses_api and prov.family != "openai":
+            problems.append(f"{path}.responses_api: only the openai family speaks the Responses API")
         if d.context_window <= 0 or d.max_output_tokens <= 0:
             problems.append(f"{path}: context_window and max_output_tokens must be positive")
         if not 0 < d.usable_fraction <= 1:
@@ -269,6 +271,7 @@ def parse(data: Any, *, source: str = "<config>", env: Mapping[str, str] | None 
             limits=resolve_limits(d.limits, f"{path}.limits", problems),
             prompt_cache=d.prompt_cache,
             batch_api=d.batch_api,
+            responses_api=d.responses_api,
             **deployment_cloud_fields(
                 prov.family, d.model, d.api, d.region, d.location, prov, path, problems, project=d.project
             ),

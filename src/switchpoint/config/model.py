@@ -121,11 +121,6 @@ class PriceSpec(_Base):
     output: float | None = None
     reasoning: float | None = None
     batch_discount: float | None = None
-    #: Deployments of kind ``audio`` / ``image``: USD per second of audio transcribed, per
-    #: character of speech, per image generated.
-    per_second: float | None = None
-    per_character: float | None = None
-    per_image: float | None = None
 
 
 class DeploymentSpec(_Base):
@@ -166,6 +161,9 @@ class DeploymentSpec(_Base):
     #: OpenAI family: batches of this deployment go to the provider's own Batch API
     #: (``/v1/files`` + ``/v1/batches``) instead of the gateway's runner (docs/batches.md).
     batch_api: bool = False
+    #: OpenAI family: the upstream serves the Responses API (``POST {base_url}/responses``), so
+    #: a Responses client's body is forwarded to it unchanged (docs/responses.md).
+    responses_api: bool = False
 
 
 class FileSpec(_Base):
@@ -221,10 +219,6 @@ class Price(msgspec.Struct, frozen=True, kw_only=True):
     #: The 1-hour cache write; None: billed as ``cache_write``.
     cache_write_1h: float | None = None
     batch_discount: float = 0.0
-    #: USD per unit of the audio and image endpoints (None: that unit is not priced).
-    per_second: float | None = None
-    per_character: float | None = None
-    per_image: float | None = None
     #: Where it came from: ``config``, ``catalog:<version>:<key>`` or both joined by ``+``.
     source: str = "config"
     #: The price version stored with each ledger row: the catalog's version, ``config`` for a
@@ -252,6 +246,7 @@ class Deployment(msgspec.Struct, frozen=True, kw_only=True):
     limits: DeploymentLimits | None = None
     prompt_cache: bool = True
     batch_api: bool = False
+    responses_api: bool = False
     #: Bedrock / Vertex: the API used (see DeploymentSpec.api), the region, project, location.
     api: str = ""
     region: str | None = None
@@ -341,9 +336,6 @@ def _rates(spec: PriceSpec | None, entry: catalog.Rates | None) -> Price:
         cache_write_1h=write_1h,
         output=out,
         reasoning=out if reasoning is None else reasoning,
-        per_second=pick("per_second"),
-        per_character=pick("per_character"),
-        per_image=pick("per_image"),
     )
 
 

@@ -161,7 +161,8 @@ def passthrough_marks(request: ChatRequest, dep: Deployment, parser: StreamParse
     family (``StreamEncoder.commit``), and needs events only from the frames marked.
     """
     if request.raw is None or request.dialect != dep.family:
-        return None
+        # a parser of a forwarded wire of its own (the Responses API) forwards its frames too
+        return parser.passthrough_marks if getattr(parser, "wire", None) else None
     return parser.passthrough_marks
 
 
@@ -274,8 +275,9 @@ class CommittedStream:
 
     def __init__(self, opened: Opened, ctx: RequestContext, health: HealthRegistry) -> None:
         self.deployment = opened.deployment
-        #: The wire the client's encoder may forward frames of (empty: it translates every event).
-        self.family: str = opened.deployment.family
+        #: The wire the client's encoder may forward frames of (empty: it translates every event):
+        #: the deployment's family, or the parser's own wire (``openai-responses``).
+        self.family: str = getattr(opened.reader._parser, "wire", None) or opened.deployment.family
         self._opened = opened
         self._ctx = ctx
         self._health = health

@@ -62,6 +62,12 @@ from switchpoint.providers.base import (
 )
 from switchpoint.providers.media_parts import openai_part
 from switchpoint.providers.openai_media import media_body, media_response
+from switchpoint.providers.openai_responses import (
+    ResponsesStreamParser,
+    is_response_object,
+    parse_response,
+    responses_body,
+)
 from switchpoint.streaming import Marks, SSEFrame
 
 _encode = msgspec.json.encode
@@ -694,8 +700,11 @@ class OpenAIAdapter(Adapter):
     family = "openai"
 
     def build_chat(self, request: ChatRequest, deployment: Deployment) -> UpstreamRequest:
+        operation = "chat/completions"
         if request.dialect == "openai" and request.raw is not None:
             body = _passthrough_body(request, request.raw, deployment.model)
+        elif request.responses_body is not None and deployment.responses_api:
+            body, operation = responses_body(request, deployment), "responses"
         else:
             reject_anthropic_only_blocks(request, self.family)
             body = _translated_body(request, deployment.model)
@@ -704,7 +713,7 @@ class OpenAIAdapter(Adapter):
             body.setdefault("prompt_cache_key", plan.key)
         return UpstreamRequest(
             method="POST",
-            url=_url(deployment, "chat/completions"),
+            url=_url(deployment, operation),
             headers=_headers(deployment),
             body=_encode(body),
             stream=request.stream,
@@ -714,9 +723,13 @@ class OpenAIAdapter(Adapter):
         try:
             completion = _completion_decoder.decode(response.body)
         except msgspec.DecodeError:
-            raise _invalid("chat completion body") from None
-        if not completion.choices:
-            raise _invalid("chat completion body (no choices)")
+            completion = None
+        if completion is None or not completion.choices:
+            if deployment.responses_api and is_response_object(response.body):  # a forwarded Responses call
+                return parse_response(response.body, deployment)
+            raise _invalid(
+                "chat completion body" if completion is None else "chat completion body (no choices)"
+            )
         choice = completion.choices[0]
         parts = _response_parts(choice.message)
         finish = _finish(choice.finish_reason)
@@ -733,7 +746,11 @@ class OpenAIAdapter(Adapter):
             raw=response.body,
         )
 
-    def stream_parser(self, request: ChatRequest, deployment: Deployment) -> OpenAIStreamParser:
+    def stream_parser(
+        self, request: ChatRequest, deployment: Deployment
+    ) -> OpenAIStreamParser | ResponsesStreamParser:
+        if request.responses_body is not None and deployment.responses_api and request.raw is None:
+            return ResponsesStreamParser(deployment)
         return OpenAIStreamParser(deployment)
 
     def classify(self, response: UpstreamResponse, deployment: Deployment) -> ProviderError:

@@ -113,6 +113,9 @@ def cap_output(request: ChatRequest, limit: int) -> ChatRequest:
     both forms: the canonical one and the client's own body."""
     if request.max_tokens is not None and request.max_tokens <= limit:
         return request
+    forwarded = request.responses_body
+    if forwarded is not None:  # the Responses API takes 16 output tokens at the least
+        forwarded = {**forwarded, "max_output_tokens": limit} if limit >= 16 else None
     raw = request.raw
     if raw is not None:
         body = dict(raw)
@@ -122,4 +125,4 @@ def cap_output(request: ChatRequest, limit: int) -> ChatRequest:
         else:
             body["max_tokens"] = limit
         raw = body
-    return msgspec.structs.replace(request, raw=raw, max_tokens=limit)
+    return msgspec.structs.replace(request, raw=raw, responses_body=forwarded, max_tokens=limit)

@@ -127,7 +127,8 @@ def trim(request: ChatRequest, current: int, target: int, spec: ContextSpec) -> 
         return None
     keep = sorted(system + [i for g in groups[dropped:] for i in g])
     raw = _trim_raw(request, groups, dropped, truncated, spec.truncate_chars)
-    changed = msgspec.structs.replace(request, messages=[new[i] for i in keep], raw=raw)
+    # a Responses body is not cut: a trimmed Responses request is translated
+    changed = msgspec.structs.replace(request, messages=[new[i] for i in keep], raw=raw, responses_body=None)
     note = f"dropped {dropped} oldest turn(s)"
     if truncated:
         note = f"cut {truncated} oldest turn(s) to {spec.truncate_chars} chars, " + note

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import anthropic_wire, bedrock_wire, gemini_wire, media_wire, openai_wire, vertex_wire
+from . import anthropic_wire, bedrock_wire, gemini_wire, media_wire, openai_wire, responses_wire, vertex_wire
 from .behavior import HANG_LIMIT_S, Plan, Plans, SimConfig
 from .common import Frames, Headers, SimError, corrupt, retry_after_headers
 from .content import Answer, ChatCall, PromptCache, generate
@@ -44,6 +44,15 @@ OPENAI = Wire(
     openai_wire.response_headers,
     openai_wire.render_chat,
     openai_wire.stream_chat,
+)
+#: The Responses API on the OpenAI prefix (its auth, errors and headers).
+RESPONSES = Wire(
+    "openai",
+    openai_wire.check_auth,
+    openai_wire.error_body,
+    openai_wire.response_headers,
+    responses_wire.render_responses,
+    responses_wire.stream_responses,
 )
 ANTHROPIC = Wire(
     "anthropic",
@@ -200,6 +209,7 @@ class SimulatorApp:
         self._routes: dict[str, dict[str, Handler]] = {
             OPENAI.name: {
                 "chat/completions": self._openai_chat,
+                "responses": self._openai_responses,
                 "embeddings": self._openai_embed,
                 "models": self._openai_models,
                 **dict.fromkeys(media_wire.ROUTES, self._openai_media),
@@ -284,6 +294,9 @@ class SimulatorApp:
 
     async def _openai_chat(self, r: _Request) -> None:
         await self._chat(OPENAI, openai_wire.parse_chat(r.body), r)
+
+    async def _openai_responses(self, r: _Request) -> None:
+        await self._chat(RESPONSES, responses_wire.parse_responses(r.body), r)
 
     async def _anthropic_chat(self, r: _Request) -> None:
         await self._chat(ANTHROPIC, anthropic_wire.parse_chat(r.body), r)
