@@ -211,6 +211,9 @@ async def test_a_booked_record_becomes_one_request_row_and_one_row_per_attempt(
         "route": Trace().trace(),
         "request_body": '{"messages": [{"content": "my key is [REDACTED] and card [REDACTED]"}]}',
         "response_body": '{"content": "ok [REDACTED]"}',
+        "audio_seconds": None,  # the units of the audio and image endpoints
+        "characters": None,
+        "images": None,
     }
     assert [(a["seq"], a["deployment"], a["status"], a["error_kind"], a["hedge"]) for a in atts] == [
         (0, "a", 503, "unavailable", False),

@@ -65,6 +65,9 @@ def request_row(i: int, **over: Any) -> tuple[Any, ...]:
         "route": '{"model": "smart", "candidates": [{"deployment": "claude"}]}',
         "request_body": '{"messages": []}',
         "response_body": '{"content": []}',
+        "audio_seconds": None,
+        "characters": None,
+        "images": None,
     }
     values.update(over)
     assert set(values) == set(tables.REQUEST_COLUMNS)

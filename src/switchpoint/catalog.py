@@ -27,6 +27,11 @@ class Rates(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     #: The 1-hour cache write (Anthropic: 2 x input).
     cache_write_1h: float | None = None
     reasoning: float | None = None
+    #: Audio and image endpoints, USD per unit (not per million): a second of audio
+    #: transcribed, a character of speech, an image generated (docs/accounting.md).
+    per_second: float | None = None
+    per_character: float | None = None
+    per_image: float | None = None
 
 
 class LongContext(Rates, frozen=True, kw_only=True, forbid_unknown_fields=True):

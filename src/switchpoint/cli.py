@@ -225,6 +225,7 @@ def _prepare_ledger(cfg: config_mod.Config, workers: int) -> None:
 db_cli = typer.Typer(no_args_is_help=True, help="The ledger's database.")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(evals_cli.build(_load), name="eval")
+cli.command("replay")(evals_cli.replay_command(_load))
 
 
 @db_cli.command("upgrade")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from switchpoint.canonical import Usage
+from switchpoint.canonical import MediaUnits, Usage
 from switchpoint.config import Price
 
 
@@ -98,3 +98,17 @@ def price_version(price: Price | None) -> str:
 def cost_usd(usage: Usage, price: Price | None, *, batch: bool = False) -> float:
     """The total of :func:`cost_breakdown`."""
     return cost_breakdown(usage, price, batch=batch).total
+
+
+def units_cost(units: MediaUnits, price: Price | None) -> Cost:
+    """What an audio or image request cost by its units at the price's per-unit rate (ZERO
+    without one): audio transcribed and text spoken count as input, images made as output."""
+    if price is None:
+        return ZERO
+    rate = {"seconds": price.per_second, "characters": price.per_character, "images": price.per_image}[
+        units.unit
+    ]
+    if rate is None:
+        return ZERO
+    usd = units.quantity * rate
+    return Cost(output=usd) if units.unit == "images" else Cost(input=usd)

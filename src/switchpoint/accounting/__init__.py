@@ -23,7 +23,7 @@ import msgspec
 
 from switchpoint.catalog import bundled
 from switchpoint.config import Deployment
-from switchpoint.pricing import ZERO, Cost, cache_savings, cost_breakdown, price_version
+from switchpoint.pricing import ZERO, Cost, cache_savings, cost_breakdown, price_version, units_cost
 from switchpoint.records import RequestRecord
 
 log = logging.getLogger("switchpoint.accounting")
@@ -172,7 +172,10 @@ class Accounting:
             version = price_version(price)
             usage = attempt.usage
             if usage is None:
-                costs.append(ZERO)
+                units = record.units  # an audio or image request: billed by its units
+                cost = ZERO if units is None or attempt.error is not None else units_cost(units, price)
+                costs.append(cost)
+                t.cost_usd += cost.total
                 continue
             cost = cost_breakdown(usage, price, batch=record.batch)
             costs.append(cost)

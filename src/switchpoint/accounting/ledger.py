@@ -35,13 +35,13 @@ import msgspec
 
 from switchpoint.accounting import Booked
 from switchpoint.accounting.route_form import compact
-from switchpoint.canonical import Usage
+from switchpoint.canonical import MediaUnits, Usage
 from switchpoint.config import Config, Deployment, Secret, Storage
 from switchpoint.records import Attempt
 from switchpoint.routing.explain import Decision
 from switchpoint.store.engine import database_url, make_engine, sqlite_path
 from switchpoint.store.migrate import upgrade
-from switchpoint.store.tables import REQUEST_COLUMNS
+from switchpoint.store.tables import MEDIA_COLUMNS, REQUEST_COLUMNS
 from switchpoint.store.writer import Row, Writer
 
 log = logging.getLogger("switchpoint.ledger")
@@ -51,6 +51,19 @@ _decode = msgspec.json.Decoder().decode
 #: A spill file written before ``saved_usd`` existed (migration 0005) has request rows one
 #: column short: it goes back in at its place, as NULL.
 _SAVED_AT = REQUEST_COLUMNS.index("saved_usd")
+
+#: A spill file written before the media units existed (migration 0008) has request rows
+#: without them at the end: they go back in as NULL.
+_NO_UNITS: tuple[None, ...] = (None,) * len(MEDIA_COLUMNS)
+
+
+def _units(units: MediaUnits) -> tuple[float | int | None, ...]:
+    """The request row's ``audio_seconds``, ``characters``, ``images``."""
+    q = units.quantity
+    if units.unit == "seconds":
+        return (q, None, None)
+    return (None, int(q), None) if units.unit == "characters" else (None, None, int(q))
+
 
 #: Always scrubbed from stored bodies and error messages, whatever ``storage.redact`` says.
 BUILTIN_REDACT = (
@@ -437,6 +450,7 @@ class Ledger:
                     route,
                     redact.body(r.request_body) if bodies else None,
                     redact.body(r.response_body) if bodies else None,
+                    *(_NO_UNITS if r.units is None else _units(r.units)),
                 )
             )
         return requests, attempts
@@ -505,8 +519,12 @@ class Ledger:
                 except (msgspec.DecodeError, ValueError):
                     log.error("ledger: skipping a damaged line in %s", self._replaying)
                     continue
-                if len(row) == len(REQUEST_COLUMNS) - 1:
+                short = len(REQUEST_COLUMNS) - len(row)
+                if short in (1, 1 + len(MEDIA_COLUMNS)):
                     row = [*row[:_SAVED_AT], None, *row[_SAVED_AT:]]
+                    short -= 1
+                if short == len(MEDIA_COLUMNS):
+                    row = [*row, *_NO_UNITS]
                 requests.append(tuple(row))
                 attempts.extend(tuple(a) for a in rows)
             try:

@@ -121,6 +121,11 @@ class PriceSpec(_Base):
     output: float | None = None
     reasoning: float | None = None
     batch_discount: float | None = None
+    #: Deployments of kind ``audio`` / ``image``: USD per second of audio transcribed, per
+    #: character of speech, per image generated.
+    per_second: float | None = None
+    per_character: float | None = None
+    per_image: float | None = None
 
 
 class DeploymentSpec(_Base):
@@ -219,6 +224,10 @@ class Price(msgspec.Struct, frozen=True, kw_only=True):
     #: The 1-hour cache write; None: billed as ``cache_write``.
     cache_write_1h: float | None = None
     batch_discount: float = 0.0
+    #: USD per unit of the audio and image endpoints (None: that unit is not priced).
+    per_second: float | None = None
+    per_character: float | None = None
+    per_image: float | None = None
     #: Where it came from: ``config``, ``catalog:<version>:<key>`` or both joined by ``+``.
     source: str = "config"
     #: The price version stored with each ledger row: the catalog's version, ``config`` for a
@@ -336,6 +345,9 @@ def _rates(spec: PriceSpec | None, entry: catalog.Rates | None) -> Price:
         cache_write_1h=write_1h,
         output=out,
         reasoning=out if reasoning is None else reasoning,
+        per_second=pick("per_second"),
+        per_character=pick("per_character"),
+        per_image=pick("per_image"),
     )
 
 

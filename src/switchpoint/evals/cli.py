@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy import Engine
 from typer.core import TyperGroup
 
@@ -17,8 +21,10 @@ from switchpoint.config import Config
 from switchpoint.errors import ConfigError
 from switchpoint.evals import registry, report, runner
 from switchpoint.evals.evaluate import Gateway, evaluate
+from switchpoint.evals.replay import ReplayReport, replay
 from switchpoint.evals.suite import SuiteError, hashes, load
 from switchpoint.store.engine import database_url, make_engine
+from switchpoint.store.evals import logged_requests
 
 #: (config file or None, --simulate) → the config, as ``switchpoint serve`` would load it.
 LoadConfig = Callable[[Path | None, bool], Config]
@@ -139,3 +145,75 @@ def build(load_config: LoadConfig) -> typer.Typer:
         )
 
     return app
+
+
+_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def span_s(text: str) -> float:
+    """``90s``, ``30m``, ``24h``, ``7d``, ``2w`` in seconds."""
+    m = _SPAN.match(text)
+    if m is None:
+        raise typer.BadParameter(f"expected a span like 30m, 24h or 7d, got {text!r}")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def print_replay(rep: ReplayReport, console: Console, elapsed_s: float) -> None:
+    console.print(
+        f"{rep.requests} logged request(s) ({rep.from_bodies} routed on their stored body) in {elapsed_s:.2f} s: "
+        f"{rep.changed} would go elsewhere ({rep.changed_rate:.1%}), {rep.unroutable} unroutable"
+    )
+    diff = rep.replayed_usd - rep.logged_usd
+    console.print(f"cost: logged ${rep.logged_usd:.6f}, replayed ${rep.replayed_usd:.6f} ({diff:+.6f} USD)")
+    t = Table(title="logged → replayed")
+    for col in ("logged", "replayed", "requests", "logged $", "replayed $"):
+        t.add_column(col)
+    for tr in rep.transitions:
+        t.add_row(tr.logged, tr.replayed, str(tr.requests), f"{tr.logged_usd:.6f}", f"{tr.replayed_usd:.6f}")
+    console.print(t)
+    for reason, n in rep.reasons.items():
+        console.print(f"  unroutable ({n}): {reason}")
+
+
+def replay_command(load_config: LoadConfig) -> Callable[..., None]:
+    def replay_cmd(
+        policy: Annotated[
+            Path, typer.Option("--policy", help="The candidate config file (its routing policy)")
+        ],
+        since: Annotated[str, typer.Option(help="How far back: 30m, 24h, 7d …")] = "7d",
+        until: Annotated[str | None, typer.Option(help="Up to this long ago (default: now)")] = None,
+        limit: Annotated[
+            int | None, typer.Option(min=1, help="At most this many requests (oldest first)")
+        ] = None,
+        config: Annotated[
+            Path | None, typer.Option("--config", help="The gateway's config file (its database)")
+        ] = None,
+        db: Annotated[str | None, typer.Option("--db", help="Database URL (default: the ledger's)")] = None,
+        json_out: Annotated[Path | None, typer.Option("--json", help="Write the replay report here")] = None,
+    ) -> None:
+        """Re-route logged requests through a candidate policy, without calling models: which
+        deployment would have served each, how often that differs, the counterfactual cost."""
+        console = Console()
+        try:
+            candidate = load_config(policy, False)
+            cfg = load_config(config, False) if config is not None else None
+        except ConfigError as exc:
+            console.print(f"[red]error:[/] {exc.message}")
+            raise typer.Exit(2) from None
+        now = time.time()
+        engine = make_engine(db or database_url(cfg.storage.url if cfg is not None else None))
+        try:
+            started = time.perf_counter()
+            rows = logged_requests(
+                engine, now - span_s(since), now - span_s(until) if until is not None else None, limit
+            )
+            rep = replay(rows, candidate)
+            elapsed = time.perf_counter() - started
+        finally:
+            engine.dispose()
+        print_replay(rep, console, elapsed)
+        if json_out is not None:
+            json_out.write_bytes(msgspec.json.encode(rep))
+
+    return replay_cmd

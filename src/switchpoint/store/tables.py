@@ -33,6 +33,9 @@ Json = JSON().with_variant(postgresql.JSON(), "postgresql")
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 INF = 1e308
 
+#: The request columns of the audio and image endpoints' units, last in a request row.
+MEDIA_COLUMNS = ("audio_seconds", "characters", "images")
+
 TOKEN_COLUMNS = (
     "input_tokens",
     "cached_input_tokens",
@@ -100,6 +103,10 @@ requests = Table(
     Column("route", Json),
     Column("request_body", Text),
     Column("response_body", Text),
+    #: What an audio or image request is billed by (migration 0008_media_units; NULL elsewhere).
+    Column("audio_seconds", Double),
+    Column("characters", Integer),
+    Column("images", Integer),
     # time windows go through started_at; a deployment or alias filter reads the window's rows
     # (no index of its own: each cost every insert ~7 k instructions; docs/ledger.md)
     Index("ix_requests_started_at", "started_at"),
