@@ -16,6 +16,8 @@ import pytest
 
 from governance_harness import configured_url_wins, doc
 from resilience_harness import AUTH, Server, gateway
+from switchpoint.api.batch_runner import retry_wait
+from switchpoint.api.chat import Reply
 from switchpoint.simulator import Behavior, SimConfig
 from switchpoint.simulator import create_app as create_sim
 
@@ -155,3 +157,28 @@ def test_anthropic_message_batches_refuse_bad_requests(sim: str, tmp_path: Path)
         # an OpenAI batch id is not an Anthropic one, nor the other way round
         other = httpx.get(f"{url}/v1/batches/{running.json()['id']}", headers=AUTH, timeout=30)
         _openai_error(other, 404)
+
+
+def test_without_the_ledger_files_and_batches_say_so(sim: str, tmp_path: Path) -> None:
+    with gateway(doc(sim, tmp_path, None, storage={"enabled": False})) as (url, _, _):
+        error = _openai_error(_upload(url, json.dumps(GOOD).encode()), 400)
+        assert "storage.enabled" in error["message"]
+        _openai_error(httpx.get(f"{url}/v1/batches", headers=AUTH, timeout=30), 400)
+        listed = httpx.get(f"{url}/v1/messages/batches", headers=ANTHROPIC, timeout=30)
+        assert "storage.enabled" in _anthropic_error(listed, 400, "invalid_request_error")
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "waits"),
+    [
+        (429, "2", 2.0),
+        (429, None, None),
+        (429, "3600", None),
+        (503, None, 1.0),
+        (503, "x", None),
+        (400, "1", None),
+    ],
+)
+def test_which_refused_lines_go_again(status: int, retry_after: str | None, waits: float | None) -> None:
+    headers = {} if retry_after is None else {"retry-after": retry_after}
+    assert retry_wait(Reply(status, headers, b"{}")) == waits

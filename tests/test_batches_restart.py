@@ -6,17 +6,19 @@ a batch ends it with the lines not run in its error file."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from sqlalchemy import Engine, select
 
+from batch_harness import MASTER, chat_lines
+from batch_harness import wait as _poll
 from governance_harness import configured_url_wins, doc
-from resilience_harness import AUTH, Server, gateway
+from resilience_harness import Server, gateway
 from switchpoint.simulator import Behavior, SimConfig
 from switchpoint.simulator import create_app as create_sim
 from switchpoint.store import batches as batch_store
@@ -24,7 +26,6 @@ from switchpoint.store import tables
 from switchpoint.store.engine import make_engine
 
 __all__ = ["configured_url_wins"]
-MASTER = AUTH["authorization"].removeprefix("Bearer ")
 LINES = 1000
 #: gpt-4o-mini's list price (USD per million tokens) and its batch discount (data/prices.json).
 INPUT, OUTPUT, DISCOUNT = 0.15, 0.6, 0.5
@@ -45,37 +46,13 @@ def ledger(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _input(n: int) -> bytes:
-    return b"".join(
-        json.dumps(
-            {
-                "custom_id": f"line-{i}",
-                "method": "POST",
-                "url": "/v1/chat/completions",
-                "body": {"model": "fast", "messages": [{"role": "user", "content": f"count to {i}"}]},
-            }
-        ).encode()
-        + b"\n"
-        for i in range(n)
-    )
-
-
-def _poll(get: Any, until: Any) -> Any:
-    deadline = time.monotonic() + 120  # a hang guard only
-    while True:
-        got = get()
-        if until(got) or time.monotonic() > deadline:
-            return got
-        time.sleep(0.02)
-
-
 def test_a_thousand_lines_survive_a_restart_and_cost_the_batch_price(
     slow_sim: str, tmp_path: Path, ledger: Engine
 ) -> None:
     config = doc(slow_sim, tmp_path, None, batches={"concurrency": 4})
     with gateway(config) as (url, gw1, _):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=MASTER, max_retries=0)
-        f = client.files.create(file=("big.jsonl", _input(LINES)), purpose="batch")
+        f = client.files.create(file=("big.jsonl", chat_lines(LINES)), purpose="batch")
         batch = client.batches.create(
             input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
@@ -128,7 +105,7 @@ def test_a_cancelled_batch_ends_with_the_lines_not_run_in_its_error_file(
     config = doc(slow_sim, tmp_path, None, batches={"concurrency": 1})
     with gateway(config) as (url, _, _):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=MASTER, max_retries=0)
-        f = client.files.create(file=("c.jsonl", _input(300)), purpose="batch")
+        f = client.files.create(file=("c.jsonl", chat_lines(300)), purpose="batch")
         batch = client.batches.create(
             input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
@@ -153,7 +130,7 @@ def test_a_cancelled_batch_ends_with_the_lines_not_run_in_its_error_file(
 
 
 def _completed(client: openai.OpenAI) -> str:
-    f = client.files.create(file=("one.jsonl", _input(1)), purpose="batch")
+    f = client.files.create(file=("one.jsonl", chat_lines(1)), purpose="batch")
     b = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
     _poll(lambda: client.batches.retrieve(b.id), lambda x: x.status == "completed")
     return b.id
@@ -168,7 +145,7 @@ def test_two_gateways_on_one_database_run_each_line_once(
         b = openai.OpenAI(base_url=f"{url_b}/v1", api_key=MASTER, max_retries=0)
         ids = []
         for client in (a, b, a, b):
-            f = client.files.create(file=("x.jsonl", _input(60)), purpose="batch")
+            f = client.files.create(file=("x.jsonl", chat_lines(60)), purpose="batch")
             batch = client.batches.create(
                 input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h"
             )
@@ -184,3 +161,28 @@ def test_two_gateways_on_one_database_run_each_line_once(
     with ledger.connect() as conn:
         booked = conn.execute(select(r.request_id).where(r.batch.is_(True))).scalars().all()
     assert len(booked) == 4 * 60
+
+
+def test_a_cancelled_message_batch_ends_with_canceled_results(slow_sim: str, tmp_path: Path) -> None:
+    params = {"model": "claude", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    with gateway(doc(slow_sim, tmp_path, None, batches={"concurrency": 1})) as (url, _, _):
+        client = anthropic.Anthropic(base_url=url, api_key=MASTER, max_retries=0)
+        requests: Any = [{"custom_id": f"m{i}", "params": params} for i in range(200)]
+        created = client.messages.batches.create(requests=requests)
+        _poll(
+            lambda: client.messages.batches.retrieve(created.id),
+            lambda b: b.request_counts.succeeded >= 5,
+        )
+        canceling = client.messages.batches.cancel(created.id)
+        assert canceling.processing_status in ("canceling", "ended")
+        assert canceling.cancel_initiated_at is not None
+        ended = _poll(
+            lambda: client.messages.batches.retrieve(created.id), lambda b: b.processing_status == "ended"
+        )
+        assert ended.processing_status == "ended" and ended.ended_at is not None
+        counts = ended.request_counts
+        assert counts.canceled > 0 and counts.succeeded + counts.canceled == 200 and counts.processing == 0
+        results = list(client.messages.batches.results(created.id))
+        assert len(results) == 200
+        assert sum(r.result.type == "canceled" for r in results) == counts.canceled
+        client.close()

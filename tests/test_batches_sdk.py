@@ -6,7 +6,6 @@ published OpenAPI documents; the lines booked in the ledger with the batch flag.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,10 @@ import openai
 import pytest
 from sqlalchemy import select
 
+from batch_harness import MASTER, chat_line, jsonl
+from batch_harness import wait as wait_done
 from governance_harness import configured_url_wins, doc, make_key
-from resilience_harness import AUTH, Server, gateway
+from resilience_harness import Server, gateway
 from switchpoint.simulator import SimConfig
 from switchpoint.simulator import create_app as create_sim
 from switchpoint.store import tables
@@ -26,7 +27,6 @@ from switchpoint.store.engine import make_engine
 import specs
 
 __all__ = ["configured_url_wins"]  # the test's own ledger file, whatever the environment names
-MASTER = AUTH["authorization"].removeprefix("Bearer ")
 
 
 @pytest.fixture(scope="module")
@@ -35,33 +35,10 @@ def sim() -> Iterator[str]:
         yield server.url
 
 
-def jsonl(lines: list[dict[str, Any]]) -> bytes:
-    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
-
-
-def chat_line(i: int, model: str = "fast") -> dict[str, Any]:
-    return {
-        "custom_id": f"req-{i}",
-        "method": "POST",
-        "url": "/v1/chat/completions",
-        "body": {"model": model, "messages": [{"role": "user", "content": f"say {i}"}], "max_tokens": 16},
-    }
-
-
-def wait_done(get: Any, ended: Any, timeout_s: float = 60.0) -> Any:
-    """Poll ``get()`` until ``ended(obj)``; the deadline is a hang guard, not a measurement."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        obj = get()
-        if ended(obj) or time.monotonic() > deadline:
-            return obj
-        time.sleep(0.05)
-
-
 def test_openai_sdk_files_and_batches(sim: str, tmp_path: Path) -> None:
     with gateway(doc(sim, tmp_path, None)) as (url, gw, _):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=MASTER, max_retries=0)
-        lines = [chat_line(i) for i in range(5)] + [chat_line(5, model="no-such-model")]
+        lines = [chat_line(i, max_tokens=16) for i in range(5)] + [chat_line(5, model="no-such-model")]
         uploaded = client.files.create(file=("in.jsonl", jsonl(lines)), purpose="batch")
         specs.check_schema("openai", "OpenAIFile", uploaded.model_dump(exclude_none=True))
         assert uploaded.purpose == "batch" and uploaded.bytes == len(jsonl(lines))

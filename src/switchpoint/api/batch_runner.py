@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from switchpoint.api.anthropic import AnthropicDialect
+from switchpoint.api.batch_forward import Forwarder
 from switchpoint.api.chat import JSON, ChatRoute, Reply, error_reply
 from switchpoint.api.files import FileStore
 from switchpoint.api.openai import OpenAIDialect
@@ -49,16 +50,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchpoint")
 
-#: Seconds a runner holds a batch without writing before another process may take it over.
-LEASE_S = 60.0
 #: Answers kept in memory before they are written.
 FLUSH_EVERY = 32
 #: Lines fetched from the database at a time.
 PAGE = 256
-#: A line refused with 429 / 503 goes again this many times, waiting as told (at most RETRY_CAP_S).
+#: A line refused with 429 / 503 goes again this many times, waiting as told (when that is at
+#: most RETRY_CAP_S).
 RETRIES = 5
-RETRY_CAP_S = 30.0
+RETRY_CAP_S = 60.0
 ANTHROPIC_VERSION = "2023-06-01"
+
+
+def retry_wait(reply: Reply) -> float | None:
+    """How long to wait before a line refused for a moment goes again (None: it does not):
+    a 503, or a 429 whose ``retry-after`` is short (a spent budget's is not)."""
+    if reply.status not in (429, 503):
+        return None
+    text = reply.headers.get("retry-after")
+    try:
+        wait = float(text) if text is not None else (1.0 if reply.status == 503 else None)
+    except ValueError:
+        wait = None
+    return wait if wait is not None and 0 <= wait <= RETRY_CAP_S else None
 
 
 def line_id(batch_id: str, line: int) -> str:
@@ -97,6 +110,7 @@ class BatchRunner:
             "/v1/responses": ChatRoute(gw, ResponsesDialect(), "responses", batch=True),
             "/v1/messages": ChatRoute(gw, AnthropicDialect(), "messages", batch=True),
         }
+        self.forwarder = Forwarder(self)
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -137,22 +151,22 @@ class BatchRunner:
     async def _loop(self) -> None:
         engine = self.files.engine()
         while not self._stopping:
-            held: list[store.BatchRow] = []
+            moved = False
             try:
-                held = await self.files.run(store.claim, engine, self.id, time.time(), LEASE_S)
+                held = await self.files.run(store.claim, engine, self.id, time.time(), store.LEASE_S)
                 for batch in held:
                     if self.stopping:
                         break
-                    await self._run(batch)
+                    moved = await self._run(batch) or moved
             except Exception:
                 log.exception("batch runner: a pass failed; trying again")
-            if held and not self._stopping:
-                continue
+            if moved and not self._stopping:
+                continue  # more may be waiting; a pass that only looked at providers' batches pauses
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.gw.config.batches.poll_s)
 
-    async def _principal(self, owner: str) -> Principal | SwitchpointError:
+    async def principal(self, owner: str) -> Principal | SwitchpointError:
         """Who the batch's lines are made for: its owner, as the key is now (a revoked key's
         lines fail with 401)."""
         if not owner.startswith("key:"):
@@ -174,7 +188,9 @@ class BatchRunner:
             team = (await self.files.run(key_store.teams_by_id, ring.engine, [row.team_id])).get(row.team_id)
         return principal_of(row, team)
 
-    async def _run(self, batch: store.BatchRow) -> None:
+    async def _run(self, batch: store.BatchRow) -> bool:
+        """Work on the batch; False when there was nothing to do yet (a provider's batch still
+        running, or the runner stopping)."""
         engine = self.files.engine()
         if batch.status == "validating":
             await self.files.run(
@@ -183,24 +199,28 @@ class BatchRunner:
                 )
             )
         cancelled = batch.status == "cancelling"
-        if batch.status in ("validating", "in_progress"):
+        if batch.deployment is not None:  # forwarded to the provider's own Batch API
+            if batch.status != "finalizing" and not await self.forwarder.run(batch):
+                return False
+        elif batch.status in ("validating", "in_progress"):
             cancelled = await self._lines(batch)
         if self._stopping:
-            return
+            return False
         current = await self.files.run(store.get_batch, engine, batch.id)
         if current is None:
-            return
+            return False
         if cancelled or current.status == "cancelling":
             await self.files.run(store.cancel_pending, engine, batch.id)
             await self._finish(current, cancelled=True)
         elif not (await self.files.run(store.counts, engine, batch.id)).get(store.PENDING):
             await self._finish(current, cancelled=False)
+        return True
 
     async def _lines(self, batch: store.BatchRow) -> bool:
         """Run the batch's pending lines; True when it was cancelled meanwhile."""
         engine = self.files.engine()
         route = self.routes[batch.endpoint]
-        caller = await self._principal(batch.owner)
+        caller = await self.principal(batch.owner)
         page: deque[store.Line] = deque()
         cursor = -1
         done: list[store.LineResult] = []
@@ -226,7 +246,7 @@ class BatchRunner:
                 if not taken:
                     return
                 status = await self.files.run(
-                    store.save_results, engine, batch.id, taken, self.id, time.time() + LEASE_S
+                    store.save_results, engine, batch.id, taken, self.id, time.time() + store.LEASE_S
                 )
                 if status == "cancelling":
                     state["cancelled"] = True
@@ -266,12 +286,10 @@ class BatchRunner:
                     reply = error_reply(
                         route.dialect, BadRequest("streaming is not supported in a batch"), {}
                     )
-                if reply.status not in (429, 503) or attempt == RETRIES or self._stopping:
+                wait = retry_wait(reply)
+                if wait is None or attempt == RETRIES or self._stopping:
                     break
-                wait = reply.headers.get("retry-after", "1")
-                await asyncio.sleep(
-                    min(RETRY_CAP_S, float(wait) if wait.replace(".", "", 1).isdigit() else 1.0)
-                )
+                await asyncio.sleep(wait)
         ok = reply.status < 400
         return store.LineResult(
             line=line.line,

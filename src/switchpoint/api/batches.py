@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from switchpoint.api.batch_forward import forward_target
 from switchpoint.api.batch_runner import BatchRunner
 from switchpoint.api.dialect import Dialect
 from switchpoint.api.files import FileStore, guarded, json_response, new_id, page_limit, read_limited
@@ -157,6 +158,7 @@ class BatchService:
             expires_at=now + DAY_S,
             total=len(lines),
             metadata=fields.get("metadata"),
+            deployment=fields.get("deployment"),
         )
         await self.files.run(store.insert_batch, self.files.engine(), row, lines)
         self.runner.wake()
@@ -229,6 +231,7 @@ def routes(service: BatchService, dialect: Dialect) -> list[Route]:
                 code="invalid_file_purpose",
             )
         lines = read_lines(await files.content(source), endpoint, gw.config.batches.max_lines)
+        deployment = forward_target(gw.config, lines, endpoint, principal)
         row = await service.create(
             owner,
             "openai",
@@ -237,6 +240,7 @@ def routes(service: BatchService, dialect: Dialect) -> list[Route]:
             input_file_id=file_id,
             completion_window="24h",
             metadata=metadata_of(doc.get("metadata")),
+            deployment=deployment,
         )
         return json_response(batch_object(row))
 

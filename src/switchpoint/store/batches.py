@@ -82,6 +82,9 @@ batches = Table(
     Column("metadata", Text),  # JSON object
     Column("runner", Text),
     Column("lease_until", Double),
+    # Forwarded to a provider's own Batch API: the deployment, and the provider's batch id.
+    Column("deployment", Text),
+    Column("upstream_id", Text),
     Index("ix_batches_owner_created", "owner", "created_at"),
     Index("ix_batches_status", "status"),
 )
@@ -102,6 +105,8 @@ batch_lines = Table(
 
 #: A batch a runner still has work on.
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
+#: Seconds a runner holds a batch without writing before another process may take it over.
+LEASE_S = 60.0
 #: Line outcomes.
 PENDING, SUCCEEDED, ERRORED, CANCELED = "pending", "succeeded", "errored", "canceled"
 
@@ -139,6 +144,9 @@ class BatchRow(msgspec.Struct, frozen=True, kw_only=True):
     completed: int = 0
     failed: int = 0
     metadata: dict[str, str] | None = None
+    #: Set when the batch is forwarded to this deployment's provider (``batch_api``).
+    deployment: str | None = None
+    upstream_id: str | None = None
 
 
 class Line(msgspec.Struct, frozen=True):
@@ -305,6 +313,29 @@ def set_status(
     with engine.begin() as conn:
         result = conn.execute(q.values(status=status, **values))
     return bool(result.rowcount)
+
+
+def set_upstream(engine: Engine, batch_id: str, upstream_id: str, now: float) -> None:
+    """A forwarded batch has its batch at the provider: the id, and ``in_progress``."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(batches)
+            .where(batches.c.id == batch_id)
+            .values(upstream_id=upstream_id, in_progress_at=func.coalesce(batches.c.in_progress_at, now))
+        )
+        conn.execute(
+            update(batches)
+            .where(batches.c.id == batch_id, batches.c.status == "validating")
+            .values(status="in_progress")
+        )
+
+
+def set_counts(engine: Engine, batch_id: str, completed: int, failed: int) -> None:
+    """A forwarded batch's progress, as the provider reports it."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(batches).where(batches.c.id == batch_id).values(completed=completed, failed=failed)
+        )
 
 
 def claim(engine: Engine, runner: str, now: float, lease_s: float) -> list[BatchRow]:
