@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-import jsonschema  # type: ignore[import-untyped]
 import msgspec
 
 from switchpoint.canonical import (
@@ -72,12 +71,7 @@ class JsonCheck:
         self.object_only = object_only
         self._validator: Any = None
         if schema:
-            cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-            try:
-                cls.check_schema(schema)
-            except jsonschema.SchemaError:
-                return  # a schema the upstream takes is checked as far as it parses: not at all
-            self._validator = cls(schema)
+            self._validator = _validator(schema)
 
     def problem(self, text: str | None) -> str | None:
         """Why ``text`` is not the JSON asked for (None: it is)."""
@@ -90,7 +84,9 @@ class JsonCheck:
         if self.object_only and not isinstance(doc, dict):
             return "the answer is not a JSON object"
         if self._validator is not None:
-            error = jsonschema.exceptions.best_match(self._validator.iter_errors(doc))
+            from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
+
+            error = best_match(self._validator.iter_errors(doc))
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path)
                 return f"the answer does not match the schema at '/{where}': {error.message}"[:300]
@@ -103,6 +99,20 @@ class JsonCheck:
             if isinstance(p, ToolCallPart) and p.name == self.tool:
                 return p.arguments
         return None
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """A JSON Schema validator for ``schema`` (None: the schema itself is invalid, so it is not
+    applied). ``jsonschema`` is imported here, by the first rule that checks a schema: a gateway
+    without such a rule never loads it."""
+    import jsonschema  # type: ignore[import-untyped]
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError:
+        return None
+    return cls(schema)
 
 
 def json_check(request: ChatRequest) -> JsonCheck | None:
