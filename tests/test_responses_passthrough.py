@@ -231,3 +231,68 @@ def test_a_flag_on_another_family_is_refused_up_front(sim: tuple[str, Recorder])
     )
     with pytest.raises(Exception, match=r"deployments\.d\.responses_api: only the openai family"):
         parse(doc, env={"RES_UPSTREAM_KEY": "k", "RES_GATEWAY_KEY": "g"})
+
+
+def _guarded(sim: tuple[str, Recorder], tmp_path: Path, guarantees: dict[str, Any]) -> dict[str, Any]:
+    url, _ = sim
+    return document(
+        {"p": provider(url, "openai")},
+        {"d-fwd": {"provider": "p", "model": "gpt-4o-mini", "responses_api": True}},
+        {"fwd": "d-fwd"},
+        routing={
+            "rules": [
+                {
+                    "name": "guarded",
+                    "match": {"model": "fwd"},
+                    "candidates": ["d-fwd"],
+                    "execution": {"retry": {"attempts": 6, "backoff_base_s": 0.001, "max_total_attempts": 6}},
+                    "guarantees": guarantees,
+                }
+            ]
+        },
+        storage={"url": f"sqlite:///{tmp_path / 'guarded.db'}", "flush_interval_ms": 20},
+    )
+
+
+def test_output_guarantees_hold_on_forwarded_responses(sim: tuple[str, Recorder], tmp_path: Path) -> None:
+    _, recorder = sim
+    schema = {
+        "type": "object",
+        "properties": {"word": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["word", "n"],
+        "additionalProperties": False,
+    }
+    text = {"format": {"type": "json_schema", "name": "pair", "schema": schema, "strict": True}}
+    doc = _guarded(sim, tmp_path, {"json": {}, "output_budget": {"request": 20}})
+    with gateway(doc) as (url, gateway_, _):
+        recorder.seen.clear()
+        answers = []
+        for i in range(30):
+            r = httpx.post(
+                f"{url}/v1/responses",
+                json={"model": "fwd", "input": f"pair {i} [[sim bad_json_rate=0.3]]", "text": text},
+                headers=AUTH,
+                timeout=30,
+            )
+            assert r.status_code == 200, r.text
+            answers.append(r.json()["output"][-1]["content"][0]["text"])
+        refused = [a for rec in records(url, gateway_) for a in rec.attempts if a.error == "invalid_output"]
+        assert all(set(json.loads(a)) == {"word", "n"} for a in answers)
+        assert refused  # broken answers were retried, never returned
+        assert {e.path for e in recorder.seen} == {"/openai/v1/responses"}
+        assert {json.loads(e.body)["max_output_tokens"] for e in recorder.seen} == {20}  # the budget's cap
+        # a long streamed answer under the 20-token budget: ended as incomplete, re-encoded
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/responses",
+            json={"model": "fwd", "input": "a long story [[sim output_tokens=200]]", "stream": True},
+            headers=AUTH,
+            timeout=30,
+        ) as s:
+            events = _stream_events(s.read())
+        for event in events:
+            specs.check_schema("openai", "ResponseStreamEvent", event)
+        assert events[-1]["type"] == "response.incomplete"
+        assert events[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+        last = records(url, gateway_)[-1]
+        assert last.stream and last.error == "output_budget" and last.status == 200
