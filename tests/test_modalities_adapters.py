@@ -172,3 +172,20 @@ def test_config_refuses_audio_on_anthropic_and_media_kinds_off_openai() -> None:
     text = str(info.value)
     assert "claude.capabilities: the anthropic family takes no audio or video input" in text
     assert "imagen.kind: image deployments speak the openai family's wire" in text
+
+
+def test_vertex_gemini_sends_video_as_gemini_does() -> None:
+    cfg = config.parse(
+        {
+            "providers": {
+                "v": {"family": "vertex", "project": "p", "location": "us-central1", "api_key": "env:K"}
+            },
+            "deployments": {"g": {"provider": "v", "model": "gemini-2.5-pro", "capabilities": ["video"]}},
+        },
+        env={"K": "AIzaSyTest"},
+    )
+    up = adapter_for("vertex").build_chat(_request(VIDEO_GS), cfg.deployments["g"])
+    assert up.url.endswith("/publishers/google/models/gemini-2.5-pro:generateContent")
+    parts = json.loads(up.body)["contents"][0]["parts"]
+    assert parts[1] == {"fileData": {"mimeType": "video/mp4", "fileUri": "gs://bucket/clip.mp4"}}
+    specs.check_schema("gemini", "GenerateContentRequest", json.loads(up.body))

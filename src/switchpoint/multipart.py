@@ -77,14 +77,19 @@ def parse(body: bytes, boundary: str) -> list[FormPart]:
     return [_part(piece + b"\r\n") for piece in pieces[1:-1]]
 
 
+def _quoted(value: str) -> str:
+    """A name or filename inside quotes, escaped as browsers do (WHATWG: ``"``, CR, LF)."""
+    return value.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
 def encode(parts: list[FormPart]) -> tuple[bytes, str]:
     """``parts`` as one body, and its content type (a fresh boundary)."""
     boundary = "switchpoint-" + uuid.uuid4().hex
     out: list[bytes] = []
     for p in parts:
-        disposition = f'form-data; name="{p.name}"'
+        disposition = f'form-data; name="{_quoted(p.name)}"'
         if p.filename is not None:
-            disposition += f'; filename="{p.filename}"'
+            disposition += f'; filename="{_quoted(p.filename)}"'
         head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
         if p.content_type is not None:
             head += f"Content-Type: {p.content_type}\r\n"
