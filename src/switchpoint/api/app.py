@@ -33,6 +33,7 @@ from switchpoint.accounting.metrics import (
 from switchpoint.accounting.traces import trace_sink
 from switchpoint.api import batches, files, keys_admin, ledger_admin, media, message_batches, route_admin
 from switchpoint.api.anthropic import AnthropicDialect
+from switchpoint.api.shadow import Shadower
 from switchpoint.api.chat import (
     JSON,
     ChatRoute,
@@ -605,14 +606,16 @@ def create_app(
         finally:
             await batch_service.close()
             await reloader.close()
+            await shadow.close()
             await reads.close()
             await responses.close()
             await gw.shutdown()
 
+    shadow = Shadower(gw)  # rules' shadow traffic, copies sent after the answers
     chat = {
-        "/v1/chat/completions": ChatRoute(gw, OPENAI, "chat.completions"),
-        "/v1/messages": ChatRoute(gw, ANTHROPIC, "messages"),
-        "/v1/responses": ChatRoute(gw, RESPONSES, "responses", responses),
+        "/v1/chat/completions": ChatRoute(gw, OPENAI, "chat.completions", shadow=shadow),
+        "/v1/messages": ChatRoute(gw, ANTHROPIC, "messages", shadow=shadow),
+        "/v1/responses": ChatRoute(gw, RESPONSES, "responses", responses, shadow=shadow),
     }
     asgi_chat = {path: _asgi_route(route) for path, route in chat.items()}
     routes = [

@@ -27,6 +27,7 @@ from switchpoint.routing import Decision
 
 if TYPE_CHECKING:
     from switchpoint.api.app import Gateway
+    from switchpoint.api.shadow import Shadower
 
 log = logging.getLogger("switchpoint")
 
@@ -160,7 +161,7 @@ class ChatRoute:
     every failure is answered in the dialect's error shape and booked as a record.
     """
 
-    __slots__ = ("batch", "dialect", "endpoint", "gw", "state")
+    __slots__ = ("batch", "dialect", "endpoint", "gw", "shadow", "state")
 
     def __init__(
         self,
@@ -170,10 +171,13 @@ class ChatRoute:
         state: Conversations | None = None,
         *,
         batch: bool = False,
+        shadow: Shadower | None = None,
     ) -> None:
         self.gw = gw
         self.dialect = dialect
         self.endpoint = endpoint
+        #: Shadow traffic (rules with ``shadow:``); None: never copied.
+        self.shadow = shadow
         #: Conversation state (Responses); None for the stateless chat routes.
         self.state = state
         #: The route of a batch's lines: their records carry the batch flag (batch prices).
@@ -214,6 +218,8 @@ class ChatRoute:
         if self.gw.store_bodies:
             record = msgspec.structs.replace(record, request_body=request_body, response_body=response_body)
         self.gw.accounting.submit(record)
+        if self.shadow is not None and decision is not None:
+            self.shadow.after(self, ctx.request_id, decision.rule, status, request_body)
 
     async def __call__(
         self, request_headers: Mapping[str, str], body: bytes, caller: Principal | None = None

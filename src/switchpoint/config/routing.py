@@ -83,6 +83,15 @@ class OnBudgetSpec(_Frozen, frozen=True):
     downgrade_to: str
 
 
+class ShadowSpec(_Frozen, frozen=True):
+    """A copy of a sample of the rule's requests, sent to ``alias`` after the client's answer is
+    done (docs/evals.md#shadow-traffic)."""
+
+    alias: str
+    #: The fraction of the rule's answered requests copied (0 to 1).
+    sample: float = 1.0
+
+
 class RuleSpec(_Frozen, frozen=True):
     name: str = "default"
     match: MatchSpec = msgspec.field(default_factory=MatchSpec)
@@ -97,6 +106,8 @@ class RuleSpec(_Frozen, frozen=True):
     on_budget: OnBudgetSpec | None = None
     #: Checked JSON output and output-token budgets (opt-in).
     guarantees: GuaranteesSpec | None = None
+    #: Shadow traffic: a sample of the rule's requests also sent to a candidate alias.
+    shadow: ShadowSpec | None = None
 
 
 class FeatureRuleSpec(_Frozen, frozen=True):
@@ -228,6 +239,11 @@ def _check_rule(
         problems.append(
             f"{path}.on_budget.downgrade_to: '{rule.on_budget.downgrade_to}' is not an alias of models"
         )
+    if rule.shadow is not None:
+        if rule.shadow.alias not in aliases:
+            problems.append(f"{path}.shadow.alias: '{rule.shadow.alias}' is not an alias of models")
+        if not 0 <= rule.shadow.sample <= 1:
+            problems.append(f"{path}.shadow.sample: must be between 0 and 1")
     if rule.guarantees is not None:
         check_guarantees(rule.guarantees, f"{path}.guarantees", problems)
     p = rule.params
