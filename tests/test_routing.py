@@ -154,6 +154,10 @@ def test_catalog_is_versioned_and_complete() -> None:
     providers = {e.provider for e in cat.models.values()}
     assert {"openai", "anthropic", "gemini", "deepseek"} <= providers
     for name, e in cat.models.items():
+        units = [r for r in (e.per_second, e.per_character, e.per_image) if r is not None]
+        if units:  # an audio or image model: billed by its own units (docs/accounting.md)
+            assert len(units) == 1 and units[0] > 0, name
+            continue
         assert e.input > 0 and e.output >= e.input, name
         assert e.cached_input is not None and e.cached_input <= e.input, name
         if e.long_context is not None:
