@@ -44,9 +44,9 @@ def _policy(sim: str, tmp_path: Path, bot: list[str]) -> Path:
     return path
 
 
-def test_requests_logged_with_their_bodies_are_replayed_on_them(
-    sim: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def logged(sim: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A ledger with six requests logged with their bodies (three with tools), all on d-good."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     monkeypatch.setenv("SWITCHPOINT_DATABASE_URL", url)
     doc = gateway_doc(sim)
@@ -66,6 +66,13 @@ def test_requests_logged_with_their_bodies_are_replayed_on_them(
                 assert (await target.client.post("/v1/chat/completions", json=body)).status_code == 200
 
     asyncio.run(traffic())  # the gateway's shutdown flushes its ledger
+    return url
+
+
+def test_requests_logged_with_their_bodies_are_replayed_on_them(
+    logged: str, sim: str, tmp_path: Path
+) -> None:
+    url = logged
     engine = make_engine(url)
     try:
         rows = logged_requests(engine, since=0)
@@ -132,3 +139,28 @@ def test_a_thousand_logged_requests_replayed_from_the_command_line(sim: str, tmp
     assert rep["replayed_usd"] == pytest.approx(1000 * (1000 * 10.0 + 100 * 40.0) / 1e6)
     text = " ".join(res.output.split())
     assert "1000 would go elsewhere (100.0%)" in text and "(+12.600000 USD)" in text
+
+
+def _count(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        return len(logged_requests(engine, since=0))
+    finally:
+        engine.dispose()
+
+
+def test_execute_sends_the_stored_bodies_through_the_candidate_and_gates_it(
+    logged: str, sim: str, tmp_path: Path
+) -> None:
+    suite = tmp_path / "gate.yaml"
+    gate = {"win": "1 of [cost_per_session]"}
+    suite.write_text(yaml.safe_dump({"name": "g", "cases": [{"id": "x", "messages": [{}]}], "gate": gate}))
+    policy = _policy(sim, tmp_path, ["d-base", "d-good"])
+    args = ["replay", "--execute", "--policy", str(policy), "--db", logged, "--gate", str(suite)]
+    res = CliRunner().invoke(cli, [*args, "--state-dir", str(tmp_path / "state")])
+    text = " ".join(res.output.split())
+    # the three requests without tools now go to d-base, ten times d-good's price: no cost win
+    assert res.exit_code == 1, res.output
+    assert "executed 6 request(s) with a stored Chat Completions body (0 without)" in text
+    assert "replayed fails against logged (0 wins of 1 needed)" in text
+    assert _count(logged) == 6  # the replayed requests are not logged as traffic

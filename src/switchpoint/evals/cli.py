@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 
 from switchpoint.config import Config
 from switchpoint.errors import ConfigError
-from switchpoint.evals import registry, report, runner
+from switchpoint.evals import registry, replay_exec, report, runner
 from switchpoint.evals.evaluate import Gateway, evaluate
 from switchpoint.evals.replay import ReplayReport, replay
 from switchpoint.evals.suite import SuiteError, hashes, load
@@ -191,12 +191,34 @@ def replay_command(load_config: LoadConfig) -> Callable[..., None]:
         ] = None,
         db: Annotated[str | None, typer.Option("--db", help="Database URL (default: the ledger's)")] = None,
         json_out: Annotated[Path | None, typer.Option("--json", help="Write the replay report here")] = None,
+        execute: Annotated[
+            bool,
+            typer.Option("--execute", help="Also send the stored bodies for real, and compare as an eval"),
+        ] = False,
+        gate: Annotated[
+            Path | None, typer.Option("--gate", help="With --execute: judge by this suite's gate")
+        ] = None,
+        simulate: Annotated[
+            bool, typer.Option("--simulate", help="The policy's providers point at the simulator")
+        ] = False,
+        concurrency: Annotated[int, typer.Option(min=1, help="With --execute: requests in flight")] = 4,
+        state_dir: Annotated[Path, typer.Option(help="With --execute: the resumable state")] = Path(
+            ".switchpoint-evals"
+        ),
     ) -> None:
         """Re-route logged requests through a candidate policy, without calling models: which
-        deployment would have served each, how often that differs, the counterfactual cost."""
+        deployment would have served each, how often that differs, the counterfactual cost.
+        With --execute, the requests logged with their bodies are sent through it for real."""
         console = Console()
         try:
-            candidate = load_config(policy, False)
+            gate_suite = load(gate) if gate is not None else None
+            if gate_suite is not None and gate_suite.gate is None:
+                raise SuiteError(f"{gate}: the suite has no gate")
+        except SuiteError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        try:
+            candidate = load_config(policy, simulate)
             cfg = load_config(config, False) if config is not None else None
         except ConfigError as exc:
             console.print(f"[red]error:[/] {exc.message}")
@@ -210,10 +232,33 @@ def replay_command(load_config: LoadConfig) -> Callable[..., None]:
             )
             rep = replay(rows, candidate)
             elapsed = time.perf_counter() - started
+            status = registry.UNREGISTERED
+            if gate_suite is not None:
+                registry.prepare(engine)
+                status = registry.status(engine, gate_suite.name, hashes(gate_suite))
         finally:
             engine.dispose()
         print_replay(rep, console, elapsed)
         if json_out is not None:
             json_out.write_bytes(msgspec.json.encode(rep))
+        if not execute:
+            return
+        ran, skipped = asyncio.run(
+            replay_exec.execute(
+                rows,
+                candidate,
+                state_dir=state_dir,
+                gate=gate_suite.gate if gate_suite is not None else None,
+                concurrency=concurrency,
+                progress=console.is_terminal,
+                name=f"replay-{policy.stem}",
+                registration=status,
+            )
+        )
+        console.print(
+            f"executed {len(rows) - skipped} request(s) with a stored Chat Completions body ({skipped} without)"
+        )
+        report.print_report(ran, console)
+        raise typer.Exit(ran.exit_code)
 
     return replay_cmd

@@ -109,7 +109,7 @@ def for_candidate(name: str, results: list[Result]) -> CandidateMetrics:
     for r in results:
         deployments[r.outcome.deployment or "-"] += 1
     metrics = {
-        "pass_rate": _rate([all(c.passed for c in r.checks) for r in results]),
+        "pass_rate": _rate([r.outcome.error is None and all(c.passed for c in r.checks) for r in results]),
         "tool_arg_accuracy": _rate(by_kind.get("tool_call", [])),
         "refusal_on_missing": _rate(by_kind.get("refusal", [])),
         "error_rate": _rate([r.outcome.error is not None for r in results]),

@@ -153,10 +153,11 @@ async def run(
     async def one(cand: Candidate, case: Case, rep: int) -> state.Result:
         target = targets[cand.name]
         async with limit:
+            model = cand.model if cand.policy is None else (case.model or cand.model)
             out = await run_case(
                 target.client,
                 case,
-                cand.model,
+                model,
                 defaults=suite.params,
                 max_turns=suite.max_turns,
                 cost_of=target.cost_of,

@@ -74,6 +74,8 @@ class Case(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaul
     response_format: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
     """More request fields (``max_tokens``, ``temperature`` …) for this case."""
+    model: str | None = None
+    """The model a routing-policy candidate is asked for in this case (default: the suite's)."""
     session: str | None = None
     """Cases of one session add up to the session's cost (default: each case is a session)."""
     metadata: dict[str, Any] | None = None

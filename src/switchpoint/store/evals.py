@@ -117,12 +117,15 @@ class LoggedRequest(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str
     started_at: float
     dialect: str
+    endpoint: str
     alias: str
     deployment: str | None
     task: str | None
     team: str | None
     stream: bool | None
     status: int
+    latency_ms: float | None
+    ttft_ms: float | None
     input_tokens: int
     cached_input_tokens: int
     cache_write_tokens: int
@@ -142,12 +145,15 @@ def logged_requests(
         t.c.request_id,
         t.c.started_at,
         t.c.dialect,
+        t.c.endpoint,
         t.c.alias,
         t.c.deployment,
         t.c.task,
         t.c.team,
         t.c.stream,
         t.c.status,
+        t.c.latency_ms,
+        t.c.ttft_ms,
         t.c.input_tokens,
         t.c.cached_input_tokens,
         t.c.cache_write_5m_tokens,
@@ -168,12 +174,15 @@ def logged_requests(
             request_id=r["request_id"],
             started_at=r["started_at"],
             dialect=r["dialect"],
+            endpoint=r["endpoint"],
             alias=r["alias"],
             deployment=r["deployment"],
             task=r["task"],
             team=r["team"],
             stream=r["stream"],
             status=r["status"],
+            latency_ms=r["latency_ms"],
+            ttft_ms=r["ttft_ms"],
             input_tokens=r["input_tokens"] or 0,
             cached_input_tokens=r["cached_input_tokens"] or 0,
             cache_write_tokens=(r["cache_write_5m_tokens"] or 0) + (r["cache_write_1h_tokens"] or 0),
