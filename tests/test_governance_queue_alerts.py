@@ -194,6 +194,10 @@ def test_alerts_fire_once_per_threshold_signed(
         assert doc0["limit_usd"] == 0.01 and doc0["period"] == "daily"
         assert doc0["resets_at"].endswith("T00:00:00Z")
         assert gw.gate.alerter.fired == {("key", "daily", 0.5): 1, ("key", "daily", 0.8): 1}
+        metrics = httpx.get(f"{url}/metrics", headers=AUTH, timeout=10).text.splitlines()
+        assert 'switchpoint_budget_alerts_total{scope="key",period="daily",threshold="0.5"} 1' in metrics
+        assert 'switchpoint_budget_alerts_total{scope="key",period="daily",threshold="0.8"} 1' in metrics
+        assert 'switchpoint_governance_refused_total{kind="budget_exceeded"} 1' in metrics
 
 
 def test_two_gateways_sharing_redis_send_each_alert_once(

@@ -454,6 +454,7 @@ def _metrics_handler(gw: Gateway) -> Handler:
         ]
         lines += connection_stats(gw).prometheus()  # the server's connection limits
         lines += gw.caches.prometheus()
+        lines += gw.gate.prometheus()  # budget alerts, refusals, the queue
         if gw.traces is not None:
             lines += gw.traces.prometheus()
         if gw.ledger is not None:

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import calendar
 import logging
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from switchpoint.canonical import Usage
 from switchpoint.config import Deployment, Price
+from switchpoint.governance.limits import INPUT_MARGIN, family_factor
 from switchpoint.governance.principal import Budgets, Principal
 from switchpoint.governance.state import Check, State
 from switchpoint.pricing import cost_usd
@@ -103,6 +105,39 @@ def next_change(budgets: list[Budget]) -> float:
     """When the earliest of these budgets' periods ends (inf: none ends)."""
     ends = [b.until for b in budgets if b.until]
     return min(ends) if ends else float("inf")
+
+
+class Reserve:
+    """What a request reserves on one deployment (built once per deployment): its tokens — the
+    prompt's estimate plus ``max_tokens`` (or ``default_output``) — and its worst-case cost: the
+    estimate plus all the output it may produce (``max_tokens``, at most the deployment's
+    ``max_output_tokens``) at the deployment's price.
+
+    The estimate is the prompt's tokens on the o200k basis times the deployment family's factor
+    (:func:`~switchpoint.governance.limits.family_factor`), raised by ``INPUT_MARGIN`` plus 8
+    when it was not counted exactly."""
+
+    __slots__ = ("default_output", "dep", "factor", "max_output", "price")
+
+    def __init__(self, dep: Deployment, default_output: int) -> None:
+        self.dep = dep
+        self.price = dep.price
+        self.factor = family_factor(dep.family)
+        self.max_output = dep.max_output_tokens
+        self.default_output = default_output
+
+    def amounts(
+        self, prompt_tokens: int, exact: bool, max_tokens: int | None, priced: bool
+    ) -> tuple[int, float]:
+        """(tokens, cost) to reserve; the cost only when ``priced`` (a budget applies), else 0."""
+        n = prompt_tokens * self.factor
+        inp = math.ceil(n if exact else n * INPUT_MARGIN + 8)
+        if max_tokens is None:
+            tokens, out = inp + self.default_output, self.max_output
+        else:
+            tokens = inp + max_tokens
+            out = min(max_tokens, self.max_output) if self.max_output else max_tokens
+        return tokens, worst_case(self.price, inp, out) if priced else 0.0
 
 
 def worst_case(price: Price | None, input_tokens: int, output_tokens: int) -> float:

@@ -17,6 +17,7 @@ deployment limits) costs one dict lookup: :meth:`Gate.admit` answers None at onc
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import os
@@ -27,14 +28,13 @@ from typing import Any
 from switchpoint.config import Config, Deployment
 from switchpoint.errors import BudgetExceeded, RateLimited, StateNotShared, StateUnavailable
 from switchpoint.governance.alerts import Alerter
-from switchpoint.governance.budgets import Budget, Seeder, caller_budgets, next_change, real_cost, worst_case
+from switchpoint.governance.budgets import Budget, Reserve, Seeder, caller_budgets, next_change, real_cost
 from switchpoint.governance.limits import (
+    WHOLE_SECONDS,
     Limit,
     caller_limits,
     deployment_limits,
     duration,
-    input_estimate,
-    output_allowance,
 )
 from switchpoint.governance.principal import Principal
 from switchpoint.governance.queue import RANK, WaitQueue
@@ -61,6 +61,7 @@ class CallerPlan:
 
     __slots__ = (
         "budgets",
+        "empty",
         "fixed",
         "headers",
         "limits",
@@ -77,6 +78,7 @@ class CallerPlan:
         self.limits: list[Limit] = caller_limits(principal)
         self.budgets: list[Budget] = caller_budgets(principal, now)
         self.valid_until = next_change(self.budgets)
+        self.empty = not self.limits and not self.budgets
         #: Whether the budgets' spend has been read from the ledger (this process, this period).
         self.seeded = not self.budgets
         #: The checks resolved in the memory state (its usual path), once.
@@ -127,11 +129,8 @@ class CallerPlan:
                 continue
             headers[limit_name] = text
             headers[remaining_name] = str(int(room)) if room > 0 else "0"
-            headers[reset_name] = duration(reset[i])
-
-    @property
-    def empty(self) -> bool:
-        return not self.limits and not self.budgets
+            r = reset[i]
+            headers[reset_name] = WHOLE_SECONDS[math.ceil(r)] if 1.0 <= r <= 60.0 else duration(r)
 
 
 class Admission:
@@ -178,8 +177,24 @@ class Admission:
             return
         self._done = True
         gate = self._gate
-        if self.prepared is not None:
-            self._settle_memory(gate, attempts)
+        prepared = self.prepared
+        if prepared is not None:  # admitted by the memory state's prepared path
+            used = 0
+            for a in attempts:
+                u = a.usage
+                if u is not None:
+                    used += u.input_tokens + u.output_tokens
+            budgets = self.budgets
+            cost = real_cost(attempts, gate.deployments) - self.reserved_cost if budgets else 0.0
+            assert gate.memory is not None
+            levels = gate.memory.settle_prepared(self.rid, prepared, float(used - self.reserved_tokens), cost)
+            if self.slots:
+                for lane in self.slots:
+                    gate.queue.released(lane)
+            if budgets:
+                for b, level in zip(budgets, levels, strict=True):
+                    if level >= b.alert_at:  # below it the alerter has nothing to do
+                        gate.alerter.observe(b, level)
             return
         adjusts: list[Adjust] = [Adjust("slot", k) for k in self.slots]
         if self.windows:
@@ -205,24 +220,6 @@ class Admission:
 
         gate.state.settle(self.rid, adjusts, then)
 
-    def _settle_memory(self, gate: Gate, attempts: Sequence[Any]) -> None:
-        used = 0
-        for a in attempts:
-            if a.usage is not None:
-                used += a.usage.input_tokens + a.usage.output_tokens
-        budgets = self.budgets
-        cost = real_cost(attempts, gate.deployments) - self.reserved_cost if budgets else 0.0
-        assert gate.memory is not None and self.prepared is not None
-        levels = gate.memory.settle_prepared(
-            self.rid, self.prepared, float(used - self.reserved_tokens), cost
-        )
-        for lane in self.slots:
-            gate.queue.released(lane)
-        if budgets:
-            observe = gate.alerter.observe
-            for b, level in zip(budgets, levels, strict=True):
-                observe(b, level)
-
 
 class Gate:
     def __init__(
@@ -246,12 +243,18 @@ class Gate:
         ]
         self.downgrades = {r.name: r.on_budget.downgrade_to for r in rules if r.on_budget is not None}
         self._plans: dict[int, CallerPlan] = {}
+        #: Per deployment, what its requests reserve (built on first use).
+        self._reserves: dict[str, Reserve] = {}
         #: One of several workers, each with its own memory state: limited callers are refused.
         self.unshared = state.name == "memory" and int(os.environ.get(ENV_WORKERS) or 1) > 1
         #: The memory backend, called without a coroutine on the usual path.
         self.memory = state if isinstance(state, MemoryState) else None
         #: Refusals by kind (for /admin/stats).
         self.refused: dict[str, int] = {}
+        #: Each admission holds its windows and slots under a token of its own (never the
+        #: client's x-request-id, which two requests may share): this process's tag and a count.
+        self._tag = os.urandom(4).hex()
+        self._seq = itertools.count()
 
     def configure(self, config: Config) -> Gate:
         """The same state under a reloaded config (deployment limits, rules, queue, alerts)."""
@@ -301,9 +304,10 @@ class Gate:
             await self.seeder.ensure(plan.budgets)
             plan.seeded = True
         if self.memory is not None and not limited:
-            fast = self._fast(plan, deployments[0], rid, prompt_tokens, exact, max_tokens, headers)
-            if fast is not None:
+            fast = self.admit_now(principal, deployments[0], rid, prompt_tokens, exact, max_tokens, headers)
+            if not isinstance(fast, Slow):
                 return fast
+        rid = f"{self._tag}{next(self._seq):x}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.queue.max_wait_s
         waiter = None
@@ -362,46 +366,34 @@ class Gate:
         """The usual request in one synchronous step (memory state, no deployment limits, the
         caller's budgets already read from the ledger, everything fits): its admission, None
         when it falls under nothing, or :data:`SLOW` — then call :meth:`admit`, which does
-        everything else (and refuses what does not fit)."""
+        everything else (and refuses what does not fit). The checks were resolved once per
+        plan; only this request's amounts are filled in."""
         if principal.key_id is None and not self.limited:
             return None
-        if self.memory is None or self.limited or self.unshared:
-            return SLOW
-        now = self.clock()
-        plans = self._plans
-        plan = plans.get(id(principal))
-        if plan is None or plan.principal is not principal or now >= plan.valid_until:
-            return SLOW
-        if not plan.seeded:
-            return SLOW
-        if not plan.limits and not plan.budgets:
-            return None
-        return self._fast(plan, dep, rid, prompt_tokens, exact, max_tokens, headers) or SLOW
-
-    def _fast(
-        self,
-        plan: CallerPlan,
-        dep: Deployment,
-        rid: str,
-        prompt_tokens: int,
-        exact: bool,
-        max_tokens: int | None,
-        headers: dict[str, str],
-    ) -> Admission | None:
         memory = self.memory
-        assert memory is not None
-        inp = input_estimate(prompt_tokens, exact, dep.family)
-        tokens = inp + (max_tokens if max_tokens is not None else self.default_output)
-        cost = worst_case(dep.price, inp, output_allowance(max_tokens, dep)) if plan.budgets else 0.0
+        if memory is None or self.limited or self.unshared:
+            return SLOW
+        plan = self._plans.get(id(principal))
+        if plan is None or plan.principal is not principal or not plan.seeded:
+            return SLOW
+        if plan.empty:
+            return None
+        if self.clock() >= plan.valid_until:
+            return SLOW
+        reserve = self._reserves.get(dep.name)
+        if reserve is None or reserve.dep is not dep:
+            reserve = self._reserves[dep.name] = Reserve(dep, self.default_output)
+        tokens, cost = reserve.amounts(prompt_tokens, exact, max_tokens, bool(plan.budgets))
         prepared = plan.prepared
         if prepared is None:
             prepared = plan.prepared = memory.prepare(plan.checks(0, 0.0))
-        out = memory.admit_prepared(rid, prepared, tokens, cost)
+        token = f"{self._tag}{next(self._seq):x}"
+        out = memory.admit_prepared(token, prepared, tokens, cost)
         if out.refused is not None:
-            return None  # the full path says why
+            return SLOW  # admit() says why
         if plan.headers:
             plan.set_headers(out, headers)
-        adm = Admission(self, rid)
+        adm = Admission(self, token)
         adm.prepared = prepared
         adm.slots = plan.slots
         adm.budgets = plan.budgets
@@ -427,9 +419,10 @@ class Gate:
         dep_error: RateLimited | None = None
         for i, dep in enumerate(deployments):
             dlims = self.limited.get(dep.name, ())
-            inp = input_estimate(prompt_tokens, exact, dep.family)
-            tokens = inp + (max_tokens if max_tokens is not None else self.default_output)
-            cost = worst_case(dep.price, inp, output_allowance(max_tokens, dep)) if budgets else 0.0
+            reserve = self._reserves.get(dep.name)
+            if reserve is None or reserve.dep is not dep:
+                reserve = self._reserves[dep.name] = Reserve(dep, self.default_output)
+            tokens, cost = reserve.amounts(prompt_tokens, exact, max_tokens, bool(budgets))
             checks = plan.checks(tokens, cost)
             checks += [lim.check(tokens) for lim in dlims]
             try:
@@ -518,6 +511,30 @@ class Gate:
             "refused": dict(self.refused),
             "alerts_fired": sum(self.alerter.fired.values()),
         }
+
+    def prometheus(self) -> list[str]:
+        """``/metrics`` lines: budget alerts fired, refusals by kind, the queue (this process)."""
+        out = [
+            "# HELP switchpoint_budget_alerts_total Budget threshold alerts fired (this process).",
+            "# TYPE switchpoint_budget_alerts_total counter",
+        ]
+        fired = self.alerter.fired
+        out += [
+            f'switchpoint_budget_alerts_total{{scope="{scope}",period="{period}",threshold="{t:g}"}} {n}'
+            for (scope, period, t), n in sorted(fired.items())
+        ] or ["switchpoint_budget_alerts_total 0"]
+        out += [
+            "# HELP switchpoint_governance_refused_total Requests refused by a limit, a budget or the queue.",
+            "# TYPE switchpoint_governance_refused_total counter",
+            *[
+                f'switchpoint_governance_refused_total{{kind="{k}"}} {n}'
+                for k, n in sorted(self.refused.items())
+            ],
+            "# HELP switchpoint_governance_queue_waiting Requests waiting for an in-flight slot.",
+            "# TYPE switchpoint_governance_queue_waiting gauge",
+            f"switchpoint_governance_queue_waiting {self.queue.size}",
+        ]
+        return out
 
     async def close(self) -> None:
         await self.state.drain()

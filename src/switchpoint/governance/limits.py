@@ -77,12 +77,10 @@ def deployment_limits(dep: Deployment) -> list[Limit]:
     )
 
 
-def input_estimate(prompt_tokens: int, exact: bool, family: str) -> int:
-    """Prompt tokens to reserve on a deployment of ``family`` (o200k basis → its tokenizer)."""
-    n = prompt_tokens * (1.0 if family == "openai" else DEFAULT_SAFETY_FACTOR)
-    if not exact:
-        n = n * INPUT_MARGIN + 8
-    return math.ceil(n)
+def family_factor(family: str) -> float:
+    """Tokens on a deployment of ``family`` per token of the o200k basis (1 for OpenAI's own
+    tokenizer, the safety factor for tokenizers that are not public)."""
+    return 1.0 if family == "openai" else DEFAULT_SAFETY_FACTOR
 
 
 #: Characters per token of the character-based estimate (routing's figures: ASCII text, other).
@@ -91,25 +89,18 @@ _ASCII_CHARS, _OTHER_CHARS = 4.0, 1.5
 
 def text_tokens(texts: Sequence[str]) -> int:
     """A character-based token estimate of ``texts`` (an embeddings request's inputs), to be
-    reserved with ``exact=False`` (:func:`input_estimate` raises it)."""
+    reserved with ``exact=False`` (the reservation raises it by ``INPUT_MARGIN``)."""
     n = 0.0
     for text in texts:
         n += len(text) / (_ASCII_CHARS if text.isascii() else _OTHER_CHARS)
     return math.ceil(n)
 
 
-def output_allowance(max_tokens: int | None, dep: Deployment) -> int:
-    """The most output the request may produce on ``dep``: its ``max_tokens``, else the
-    deployment's own cap."""
-    if max_tokens is None:
-        return dep.max_output_tokens
-    return min(max_tokens, dep.max_output_tokens) if dep.max_output_tokens else max_tokens
-
-
 # --- response headers ------------------------------------------------------------------------
 
 
-_SECONDS = tuple(f"{s}s" for s in range(61))
+#: ``duration``'s answers for 1-60 s, by the whole seconds.
+WHOLE_SECONDS = tuple(f"{s}s" for s in range(61))
 
 
 def duration(seconds: float) -> str:
@@ -117,7 +108,7 @@ def duration(seconds: float) -> str:
     if seconds >= 1.0:
         whole = math.ceil(seconds)
         if whole <= 60:
-            return _SECONDS[whole]
+            return WHOLE_SECONDS[whole]
         minutes, secs = divmod(whole, 60)
         return f"{minutes}m{secs}s"
     if seconds <= 0:

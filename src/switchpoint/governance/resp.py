@@ -139,6 +139,14 @@ class FastRedis:
         proto.transport.write(encode(args))
         return fut
 
+    def send_now(self, *args: bytes) -> asyncio.Future[Any] | None:
+        """Write the command at once, on the open connection: the future of its reply; None
+        when the connection is not open (then :meth:`call`, which opens it)."""
+        proto = self._proto
+        if proto is None or proto.closed:
+            return None
+        return self._send(proto, args)
+
     async def call(self, *args: bytes) -> Any:
         proto = self._proto
         if proto is None or proto.closed:

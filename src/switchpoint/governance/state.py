@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -114,29 +115,44 @@ class State(Protocol):
 
 
 class _Window:
-    __slots__ = ("entries", "index", "sum")
+    __slots__ = ("entries", "fix", "live", "sum")
 
     def __init__(self) -> None:
-        #: [expiry, amount, rid] oldest first.
-        self.entries: deque[list[Any]] = deque()
-        self.index: dict[str, list[Any]] = {}
+        #: (expiry, amount, token) oldest first: tuples of plain values, which the garbage
+        #: collector stops tracking (a window at a high request rate holds tens of thousands).
+        self.entries: deque[tuple[float, float, str]] = deque()
+        #: token → expiry of an entry its settle may still correct (TPM).
+        self.live: dict[str, float] = {}
+        #: token → the correction its settle made, taken off with the entry when it leaves.
+        self.fix: dict[str, float] = {}
         self.sum = 0.0
 
     def expire(self, now: float) -> None:
-        entries = self.entries
+        entries, fix, live = self.entries, self.fix, self.live
+        total = self.sum
         while entries and entries[0][0] <= now:
-            exp, amount, rid = entries.popleft()
-            self.sum -= amount
-            if self.index.get(rid) is not None and self.index[rid][0] == exp:
-                del self.index[rid]
-        if not entries:
-            self.sum = 0.0
+            _, amount, token = entries.popleft()
+            total -= amount
+            if fix:
+                total -= fix.pop(token, 0.0)
+            if live:
+                live.pop(token, None)
+        self.sum = total if entries else 0.0
+
+    def correct(self, token: str, delta: float, now: float) -> None:
+        """Correct the entry of ``token`` by ``delta`` (real minus reserved) while it is in
+        the window; once only."""
+        exp = self.live.pop(token, None)
+        if exp is not None and exp > now:
+            self.sum += delta
+            self.fix[token] = delta
 
     def wait_for(self, room: float, now: float) -> float:
         """Seconds until ``room`` more fits under the current sum."""
         freed = 0.0
-        for exp, amount, _ in self.entries:
-            freed += amount
+        fix = self.fix
+        for exp, amount, token in self.entries:
+            freed += amount + fix.get(token, 0.0)
             if self.sum - freed <= room + _EPS:
                 return max(0.0, float(exp) - now)
         return WINDOW_S
@@ -220,9 +236,9 @@ class MemoryState:
             amount = c.amount
             if kind == "window":
                 w = found[i]
-                entry = [now + WINDOW_S, amount, rid]
-                w.entries.append(entry)
-                w.index[rid] = entry
+                exp = now + WINDOW_S
+                w.entries.append((exp, amount, rid))
+                w.live[rid] = exp
                 w.sum += amount
                 if reset[i] <= 0.0:
                     reset[i] = WINDOW_S
@@ -246,10 +262,8 @@ class MemoryState:
                     held.pop(rid, None)
             elif a.kind == "window":
                 w = self._windows.get(a.key)
-                entry = w.index.get(rid) if w is not None else None
-                if w is not None and entry is not None and entry[0] > now:
-                    entry[1] += a.delta
-                    w.sum += a.delta
+                if w is not None:
+                    w.correct(rid, a.delta, now)
             else:
                 spent = max(0.0, self._spent(a.key, now) + a.delta)
                 self._budgets[a.key] = (spent, a.until)
@@ -286,58 +300,87 @@ class MemoryState:
         reset: list[float] = []
         budgets = self._budgets
         expiry = now + WINDOW_S
-        for i, (code, obj, limit, key, until) in enumerate(items):
+        entry = (expiry, tokens, rid)
+        for code, obj, limit, key, until in items:
             if code < 2:
                 entries = obj.entries
-                if entries and entries[0][0] <= now:
-                    obj.expire(now)
+                if entries:
+                    oldest = entries[0][0]
+                    if oldest <= now:
+                        obj.expire(now)
+                        oldest = entries[0][0] if entries else expiry
+                else:
+                    oldest = expiry
                 level = obj.sum
-                amount = 1.0 if code == 0 else tokens
-                if level + amount > limit + _EPS and level > _EPS:
-                    reset.append(entries[0][0] - now)
-                    refused = Outcome(i, obj.wait_for(max(0.0, limit - amount), now), [*used, level], reset)
-                    break
-                reset.append(entries[0][0] - now if entries else WINDOW_S)
-                entry = [expiry, amount, rid]
-                entries.append(entry)
-                if code == 1:
-                    obj.index[rid] = entry
-                obj.sum = level + amount
-                used.append(level + amount)
+                if code == 0:
+                    if level + 1.0 > limit + _EPS and level > _EPS:
+                        return self._put_back(rid, items, len(used), tokens, cost, used, reset, level, now)
+                    entries.append((expiry, 1.0, rid))
+                    obj.sum = level = level + 1.0
+                else:
+                    if level + tokens > limit + _EPS and level > _EPS:
+                        return self._put_back(rid, items, len(used), tokens, cost, used, reset, level, now)
+                    entries.append(entry)
+                    obj.live[rid] = expiry
+                    obj.sum = level = level + tokens
+                reset.append(oldest - now)
+                used.append(level)
             elif code == 2:
                 if len(obj) >= limit:
                     for k in [k for k, exp in obj.items() if exp <= now]:
                         del obj[k]
                 level = float(len(obj))
-                reset.append(0.0)
                 if level + 1 > limit + _EPS:
-                    refused = Outcome(i, 1.0, [*used, level], reset)
-                    break
+                    return self._put_back(rid, items, len(used), tokens, cost, used, reset, level, now)
                 obj[rid] = now + SLOT_LEASE_S
+                reset.append(0.0)
                 used.append(level + 1.0)
             else:
                 found = budgets.get(key)
-                level = found[0] if found is not None else 0.0
+                level = found[0] + cost if found is not None else cost
+                if level > limit + _EPS:
+                    return self._put_back(rid, items, len(used), tokens, cost, used, reset, level - cost, now)
+                budgets[key] = (level, until)
                 reset.append(until - now if until else 0.0)
-                if level + cost > limit + _EPS:
-                    refused = Outcome(i, reset[-1], [*used, level], reset)
-                    break
-                budgets[key] = (level + cost, until)
-                used.append(level + cost)
-        else:
-            return Outcome(None, 0.0, used, reset)
-        for code, obj, _, key, until in items[: refused.refused]:  # put back what was taken
+                used.append(level)
+        return Outcome(None, 0.0, used, reset)
+
+    def _put_back(
+        self,
+        rid: str,
+        items: list[tuple[int, Any, float, str, float]],
+        refused: int,
+        tokens: float,
+        cost: float,
+        used: list[float],
+        reset: list[float],
+        level: float,
+        now: float,
+    ) -> Outcome:
+        """Check ``refused`` did not fit at ``level``: give back what the checks before it took;
+        the refusal's outcome (as :meth:`admit_now` answers it)."""
+        budgets = self._budgets
+        for code, obj, _, key, until in items[:refused]:
             if code < 2:
-                entry = obj.entries.pop()
-                obj.sum -= entry[1]
+                obj.sum -= obj.entries.pop()[1]
                 if code == 1:
-                    obj.index.pop(rid, None)
+                    obj.live.pop(rid, None)
             elif code == 2:
                 obj.pop(rid, None)
             else:
                 spent, _ = budgets[key]
                 budgets[key] = (spent - cost, until)
-        return refused
+        code, obj, limit, _, until = items[refused]
+        if code < 2:
+            entries = obj.entries
+            reset.append(entries[0][0] - now if entries else 0.0)
+            wait = obj.wait_for(max(0.0, limit - (1.0 if code == 0 else tokens)), now)
+            return Outcome(refused, wait, [*used, level], reset)
+        if code == 2:
+            reset.append(0.0)
+            return Outcome(refused, 1.0, [*used, level], reset)
+        reset.append(until - now if until else 0.0)
+        return Outcome(refused, reset[-1], [*used, level], reset)
 
     def settle_prepared(
         self, rid: str, items: list[tuple[int, Any, float, str, float]], tokens: float, cost: float
@@ -349,10 +392,10 @@ class MemoryState:
         budgets = self._budgets
         for code, obj, _, key, until in items:
             if code == 1:
-                entry = obj.index.pop(rid, None)
-                if entry is not None and entry[0] > now:
-                    entry[1] += tokens
+                exp = obj.live.pop(rid, None)
+                if exp is not None and exp > now:
                     obj.sum += tokens
+                    obj.fix[rid] = tokens
             elif code == 2:
                 obj.pop(rid, None)
             elif code == 3:
@@ -543,6 +586,8 @@ class RedisState:
         self._admit = self._redis.register_script(self._scripts["admit"])
         self._settle = self._redis.register_script(self._scripts["settle"])
         self._pending: set[asyncio.Task[None]] = set()
+        #: Settles written on the fast connection whose replies have not come back yet.
+        self._sent: set[asyncio.Future[Any]] = set()
         #: Settle calls that failed (Redis unreachable): the reservation stays until it expires.
         self.settle_failures = 0
 
@@ -582,6 +627,35 @@ class RedisState:
     ) -> None:
         if not adjusts:
             return
+        fast = self._fast
+        if fast is not None:  # written at once on the open connection; its reply read later
+            keys = [(self.prefix + a.key).encode() for a in adjusts]
+            spec = _JSON.encode([(_CODE[a.kind], a.delta, a.until) for a in adjusts])
+            sent = fast.send_now(
+                b"EVALSHA", self._sha["settle"], b"%d" % len(keys), *keys, rid.encode(), spec
+            )
+            if sent is not None:
+                self._sent.add(sent)
+                sent.add_done_callback(functools.partial(self._settled, rid, adjusts, then))
+                return
+        self._retry_settle(rid, adjusts, then)
+
+    def _settled(
+        self,
+        rid: str,
+        adjusts: Sequence[Adjust],
+        then: Callable[[list[float]], None] | None,
+        sent: asyncio.Future[Any],
+    ) -> None:
+        self._sent.discard(sent)
+        if sent.cancelled() or sent.exception() is not None:  # NOSCRIPT, the connection lost
+            self._retry_settle(rid, adjusts, then)
+        elif then is not None:
+            then([float(v) for v in _DECODE(sent.result())])
+
+    def _retry_settle(
+        self, rid: str, adjusts: Sequence[Adjust], then: Callable[[list[float]], None] | None
+    ) -> None:
         task = asyncio.get_running_loop().create_task(self._send_settle(rid, adjusts, then))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -609,8 +683,9 @@ class RedisState:
             then([float(v) for v in _DECODE(levels)])
 
     async def drain(self) -> None:
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        while self._pending or self._sent:
+            await asyncio.gather(*self._pending, *self._sent, return_exceptions=True)
+            await asyncio.sleep(0)  # the done callbacks (a retry task among them) run
 
     async def seed(self, key: str, spent: float, until: float) -> None:
         args: dict[str, Any] = {"nx": True}
