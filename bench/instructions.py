@@ -84,34 +84,6 @@ KEYS = ("master", "virtual", "limited", "limited-redis")
 FLUSH_MS = 10_000
 #: Seconds beyond one flush interval for the ledger's writer (slowed by valgrind) to finish a batch.
 SETTLE_S = 3.0
-LIMITED = {"limits": {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000}, "budgets": {"daily": 1e9}}
-REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def drop_redis_prefix(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-def virtual_key(port: int, fields: dict[str, object] | None = None) -> str:
-    """A virtual key made on the running gateway with the master key; its secret."""
-    import urllib.request
-
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/admin/keys",
-        data=json.dumps({"name": "bench", **(fields or {})}).encode(),
-        headers={"Authorization": f"Bearer {tg.MASTER_KEY}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return str(json.load(r)["secret"])
 
 
 def measure_one(
@@ -135,7 +107,7 @@ def measure_one(
         storage = f"{storage[:-1]}, flush_interval_ms: {flush_ms}}}"
     prefix = f"bench-{os.getpid()}-{time.time_ns()}:"
     if key == "limited-redis":
-        storage = f"{storage}\nstate: {{redis_url: '{REDIS_URL}', prefix: '{prefix}'}}"
+        storage = f"{storage}\nstate: {{redis_url: '{tg.REDIS_URL}', prefix: '{prefix}'}}"
     # a file of its own: another measurement running at the same time renders its own upstream port
     cfg = tg._render(
         tg.BENCH / "configs" / "switchpoint.yaml", upstream_port, storage, f"{target}-{os.getpid()}"
@@ -170,7 +142,7 @@ def measure_one(
     try:
         tg.wait_ready(run, ep, 180.0)
         if key != "master":
-            secret = virtual_key(port, LIMITED if key.startswith("limited") else None)
+            secret = tg.virtual_key(port, tg.LIMITED_KEY if key.startswith("limited") else None)
             ep = Endpoint("switchpoint", port, model, {"Authorization": f"Bearer {secret}"})
         load = Load(port, 4, seconds, stream, ep.model, ep.headers)
         measure.run_wrk(Load(port, 4, 3.0, load.stream, ep.model, ep.headers), LUA)  # warm up
@@ -192,7 +164,7 @@ def measure_one(
     finally:
         procs.stop(run, grace_s=20.0)
         if key == "limited-redis":
-            drop_redis_prefix(prefix)
+            tg.drop_redis_prefix(prefix)
 
 
 def main() -> None:

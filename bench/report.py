@@ -283,12 +283,30 @@ LEDGER_MAX_RATIO = 1.10
 LEDGER_BOUNDS = {"switchpoint-ledger": LEDGER_MAX_RATIO, "switchpoint-ledger-pg": None}
 
 
+#: A limited virtual key (RPM, TPM, a budget; memory state) may cost at most this much CPU per
+#: request over the master key, the ledger on for both.
+GOVERNANCE_MAX_RATIO = 1.15
+#: Governed targets and their bound (None: reported), over ``GOVERNANCE_BASELINE``.
+GOVERNANCE_BOUNDS = {"switchpoint-governed": GOVERNANCE_MAX_RATIO, "switchpoint-governed-redis": None}
+GOVERNANCE_BASELINE = "switchpoint-ledger"
+
+
 def ledger_checks(rows: list[Row], subject: str = "switchpoint") -> list[Check]:
     """Per mode (plain, stream) and ledger target: its CPU per request over ``subject``'s (the
     ledger off) in the same passthrough scenarios, pooled over their connection counts."""
+    return _cost_checks(rows, "ledger cost", LEDGER_BOUNDS, subject)
+
+
+def governance_checks(rows: list[Row], baseline: str = GOVERNANCE_BASELINE) -> list[Check]:
+    """Per mode and governed target: its CPU per request (a limited virtual key) over
+    ``baseline``'s (the master key, the same ledger) in the same scenarios, pooled."""
+    return _cost_checks(rows, "governance cost", GOVERNANCE_BOUNDS, baseline)
+
+
+def _cost_checks(rows: list[Row], what: str, bounds: dict[str, float | None], subject: str) -> list[Check]:
     by = {(r.scenario, r.target): r for r in rows}
     out: list[Check] = []
-    for target, bound in LEDGER_BOUNDS.items():
+    for target, bound in bounds.items():
         for mode in ("plain", "stream"):
             pairs = [
                 (r, by[(r.scenario, subject)])
@@ -296,7 +314,7 @@ def ledger_checks(rows: list[Row], subject: str = "switchpoint") -> list[Check]:
                 if r.target == target and r.scenario.startswith(f"{mode} ") and (r.scenario, subject) in by
             ]
             if pairs:
-                out.append(_cpu_check(f"ledger cost, {mode}: {target} / {subject}", pairs, bound))
+                out.append(_cpu_check(f"{what}, {mode}: {target} / {subject}", pairs, bound))
     return out
 
 
@@ -306,7 +324,7 @@ def checks(
     subject: str = "switchpoint",
     saturation: int | None = None,
 ) -> list[Check]:
-    out = translation_checks(rows, subject) + ledger_checks(rows, subject)
+    out = translation_checks(rows, subject) + ledger_checks(rows, subject) + governance_checks(rows)
     if workers_target:
         out += workers_checks(rows, workers_target, subject, saturation)
     return out

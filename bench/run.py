@@ -195,6 +195,8 @@ def start_gateway(procs: Processes, name: str, upstream: Live, args: argparse.Na
     translate = args.translate and name == "switchpoint"
     try:
         tg.wait_ready(run, ep, args.ready_timeout)
+        if name in tg.GOVERNED_TARGETS:  # from here on, a limited virtual key
+            ep = tg.governed_endpoint(ep)
         live = Live(run, ep)
         live.stream_frames = tg.check_stream(ep)
         if translate:
@@ -531,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         procs.stop_all()
-        if any(t in tg.LEDGER_TARGETS for t in args.target_list):
+        if any(t in (*tg.LEDGER_TARGETS, *tg.GOVERNED_TARGETS) for t in args.target_list):
             tg.drop_ledgers()
 
 

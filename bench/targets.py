@@ -27,7 +27,21 @@ ALL_TARGETS = ("direct", *GATEWAYS)
 #: switchpoint with its ledger on: a SQLite file in bench/.work, a PostgreSQL schema of its own
 #: (``switchpoint`` itself runs with the ledger off: their baseline). Asked for by name only.
 LEDGER_TARGETS = ("switchpoint-ledger", "switchpoint-ledger-pg")
-KNOWN_TARGETS = (*ALL_TARGETS, *LEDGER_TARGETS)
+#: switchpoint governed: the ledger on SQLite as ``switchpoint-ledger`` (their baseline), every
+#: request made with a virtual key with RPM, TPM and a daily budget (:data:`LIMITED_KEY`), the
+#: governance state in memory, or in Redis (``BENCH_REDIS_URL``) under a prefix of the run's own,
+#: removed after. Asked for by name only.
+GOVERNED_TARGETS = ("switchpoint-governed", "switchpoint-governed-redis")
+KNOWN_TARGETS = (*ALL_TARGETS, *LEDGER_TARGETS, *GOVERNED_TARGETS)
+#: A key's limits and budget far above what a run uses: every request is admitted, reserved
+#: and settled, none refused.
+LIMITED_KEY: dict[str, object] = {
+    "limits": {"rpm": 1_000_000_000, "tpm": 1_000_000_000_000},
+    "budgets": {"daily": 1e9},
+}
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: The Redis prefix of ``switchpoint-governed-redis`` in this run.
+REDIS_PREFIX = f"bench-governed-{os.getpid()}:"
 #: The PostgreSQL of ``switchpoint-ledger-pg`` (the machine's test server) and its schema,
 #: dropped and made again at each start, dropped at the end of the run.
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -371,11 +385,14 @@ def _pg(sql: str) -> None:
 
 def ledger_storage(name: str) -> str | None:
     """The ``storage:`` line of a ledger target, its database made empty; None for the others."""
-    if name == "switchpoint-ledger":
-        d = WORK / "ledger-sqlite"
+    if name == "switchpoint-ledger" or name in GOVERNED_TARGETS:
+        d = WORK / ("ledger-sqlite" if name == "switchpoint-ledger" else name)
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
-        return f"storage: {{url: 'sqlite:///{d}/ledger.db', spill_path: '{d}/spill.jsonl'}}"
+        storage = f"storage: {{url: 'sqlite:///{d}/ledger.db', spill_path: '{d}/spill.jsonl'}}"
+        if name == "switchpoint-governed-redis":
+            storage += f"\nstate: {{redis_url: '{REDIS_URL}', prefix: '{REDIS_PREFIX}'}}"
+        return storage
     if name == "switchpoint-ledger-pg":
         d = WORK / "ledger-pg"
         shutil.rmtree(d, ignore_errors=True)
@@ -387,9 +404,46 @@ def ledger_storage(name: str) -> str | None:
     return None
 
 
+def drop_redis_prefix(prefix: str) -> None:
+    """Delete every Redis key under ``prefix`` (with the project's redis-py)."""
+    code = (
+        "import redis, sys\nc = redis.Redis.from_url(sys.argv[1])\n"
+        "keys = list(c.scan_iter(match=sys.argv[2] + '*'))\nkeys and c.delete(*keys)\nc.close()"
+    )
+    python = REPO / ".venv" / "bin" / "python"
+    subprocess.run([str(python), "-c", code, REDIS_URL, prefix], capture_output=True, check=False)
+
+
+def virtual_key(port: int, fields: dict[str, object] | None = None) -> str:
+    """A virtual key made on the running gateway with the master key; its secret."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(
+            "POST",
+            "/admin/keys",
+            body=json.dumps({"name": "bench", **(fields or {})}),
+            headers={"Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"},
+        )
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 201:
+        raise TargetFailed(f"POST /admin/keys answered {resp.status}: {body[:300]!r}")
+    return str(json.loads(body)["secret"])
+
+
+def governed_endpoint(ep: Endpoint) -> Endpoint:
+    """``ep`` (a governed target, running) called with a limited virtual key made on it."""
+    secret = virtual_key(ep.port, LIMITED_KEY)
+    return Endpoint(ep.name, ep.port, ep.model, {"Authorization": f"Bearer {secret}"})
+
+
 def drop_ledgers() -> None:
     """Remove what the ledger targets wrote (their SQLite file, their PostgreSQL schema)."""
-    shutil.rmtree(WORK / "ledger-sqlite", ignore_errors=True)
+    for d in ("ledger-sqlite", *GOVERNED_TARGETS):
+        shutil.rmtree(WORK / d, ignore_errors=True)
+    drop_redis_prefix(REDIS_PREFIX)
     shutil.rmtree(WORK / "ledger-pg", ignore_errors=True)
     try:
         _pg(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
@@ -404,7 +458,7 @@ def workers_target(workers: int) -> str:
 
 def switchpoint_workers(name: str) -> int | None:
     """Worker processes of a switchpoint target (``switchpoint`` 1, ``switchpoint-wN`` N); None otherwise."""
-    if name == "switchpoint" or name in LEDGER_TARGETS:
+    if name == "switchpoint" or name in LEDGER_TARGETS or name in GOVERNED_TARGETS:
         return 1
     prefix = workers_target(0)[:-1]
     if name.startswith(prefix) and name[len(prefix) :].isdigit():

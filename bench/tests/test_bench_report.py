@@ -234,3 +234,24 @@ def test_ledger_checks_divide_cpu_by_the_ledger_off_target_per_mode() -> None:
     assert (stream.ratio, stream.met) == (pytest.approx(1.2), False)
     assert (pg.ratio, pg.target, pg.met) == (pytest.approx(7000 / 6000), "reported", None)
     assert report.ledger_checks(_rows()) == []
+
+
+def test_governance_checks_divide_a_limited_keys_cpu_by_the_master_keys_on_the_same_ledger() -> None:
+    records = [
+        _rec("switchpoint", "plain c64", 1, 2000, 11.0, 40.0, 5000, 20000),
+        _rec("switchpoint-ledger", "plain c64", 1, 2000, 11.0, 40.0, 6000, 20000),
+        _rec("switchpoint-ledger", "stream c64", 1, 1000, 11.0, 40.0, 6000, 10000),
+        _rec("switchpoint-governed", "plain c64", 1, 2000, 11.0, 40.0, 6600, 20000),
+        _rec("switchpoint-governed", "stream c64", 1, 1000, 11.0, 40.0, 7200, 10000),
+        _rec("switchpoint-governed-redis", "plain c64", 1, 2000, 11.0, 40.0, 8400, 20000),
+    ]
+    names = ["switchpoint", "switchpoint-ledger", "switchpoint-governed", "switchpoint-governed-redis"]
+    rows = report.summarize(records, [], {n: 0 for n in names}, names, ["plain c64", "stream c64"])
+    plain, stream, redis = report.governance_checks(rows)
+    assert plain.name == "governance cost, plain: switchpoint-governed / switchpoint-ledger"
+    assert (plain.ratio, plain.target, plain.met) == (pytest.approx(1.1), "≤ 1.15", True)
+    assert (stream.ratio, stream.met) == (pytest.approx(1.2), False)
+    assert redis.name == "governance cost, plain: switchpoint-governed-redis / switchpoint-ledger"
+    assert (redis.ratio, redis.target, redis.met) == (pytest.approx(1.4), "reported", None)
+    assert [c.name for c in report.checks(rows)][-3:] == [plain.name, stream.name, redis.name]
+    assert report.governance_checks(_rows()) == []

@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -198,6 +199,19 @@ def test_the_baseline_runs_without_the_ledger_and_ledger_targets_replace_its_sto
     assert doc["storage"] == {"url": "sqlite:///x/ledger.db"}
     assert doc["models"]["bench"] == "bench-model"
     assert targets.switchpoint_workers("switchpoint-ledger") == 1
+    for governed in targets.GOVERNED_TARGETS:  # the ledger on SQLite; Redis for the second
+        assert targets.switchpoint_workers(governed) == 1
+        gdoc = yaml.safe_load(
+            targets._render(
+                targets.BENCH / "configs" / "switchpoint.yaml",
+                1234,
+                targets.ledger_storage(governed),
+                governed,
+            ).read_text()
+        )
+        assert gdoc["storage"]["url"].startswith("sqlite:///") and governed in gdoc["storage"]["url"]
+        assert ("state" in gdoc) == governed.endswith("-redis")
+        shutil.rmtree(targets.WORK / governed, ignore_errors=True)
     assert (
         run.parse_args(
             ["--targets", "direct,switchpoint,switchpoint-ledger,switchpoint-ledger-pg"]
