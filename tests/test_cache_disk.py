@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -134,12 +135,20 @@ def test_two_processes_share_one_file(tmp_path: Path) -> None:
     assert names <= {"p1", "p2"}
 
 
-def test_the_sqlite_backend_needs_a_path(tmp_path: Path) -> None:
+def test_the_sqlite_backend_needs_a_usable_path(tmp_path: Path) -> None:
     base = doc(
         "http://127.0.0.1:9", tmp_path, None, cache={"response": {"enabled": True, "backend": "sqlite"}}
     )
     with pytest.raises(ConfigError, match=r"cache\.response\.path"):
         parse(base, env=ENV)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match=r"cache\.response\.path: cannot use"):
+        SqliteBackend(str(blocker / "cache.db"), max_bytes=1000)
+    not_sqlite = tmp_path / "garbage.db"
+    not_sqlite.write_bytes(b"this is not a database file at all" * 100)
+    with pytest.raises(ConfigError, match=r"cannot use"):
+        SqliteBackend(str(not_sqlite), max_bytes=1000)
 
 
 @pytest.fixture(scope="module")
@@ -200,16 +209,20 @@ def test_two_workers_share_answers_through_the_file(sim: str, tmp_path: Path) ->
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def ready(_: int) -> str | None:
             try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
+                r = httpx.get(f"{base}/ready", timeout=2, headers={"connection": "close"})
             except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "gateway did not become ready"
-            time.sleep(0.2)
+                return None
+            return r.headers["x-request-id"][:16] if r.status_code == 200 else None
+
+        deadline = time.monotonic() + 120
+        with ThreadPoolExecutor(8) as pool:  # until both workers answer
+            while len({w for w in pool.map(ready, range(16)) if w is not None}) < 2:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "the two workers did not become ready"
+                time.sleep(0.2)
         # a new connection each: the workers share them out
         headers = {**AUTH, "connection": "close"}
         first = httpx.post(
@@ -220,16 +233,21 @@ def test_two_workers_share_answers_through_the_file(sim: str, tmp_path: Path) ->
         )
         assert first.status_code == 200 and first.headers["x-switchpoint-cache"] == "miss"
         time.sleep(0.3)  # the writer thread stores it
-        workers: set[str] = set()
-        for _ in range(30):
+
+        def again(_: int) -> tuple[str, str, bytes]:
             r = httpx.post(
                 f"{base}/v1/chat/completions",
                 json=openai_body("one answer", temperature=0),
                 headers=headers,
                 timeout=30,
             )
-            assert r.headers["x-switchpoint-cache"] == "hit" and r.content == first.content
-            workers.add(r.headers["x-request-id"][:16])  # a random prefix per process
+            # request ids start with a random prefix per process: which worker answered
+            return r.headers["x-switchpoint-cache"], r.headers["x-request-id"][:16], r.content
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(again, range(40)))
+        assert all(mark == "hit" and content == first.content for mark, _, content in answers)
+        workers = {worker for _, worker, _ in answers}
         assert len(workers) == 2, f"one worker answered every request: {workers}"
     finally:
         proc.terminate()

@@ -23,9 +23,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from switchpoint.errors import ConfigError
+
 log = logging.getLogger("switchpoint.cache")
 
 BUSY_TIMEOUT_MS = 5000
+#: The reader's (on the event loop): a file that stays locked longer is a miss.
+READ_TIMEOUT_MS = 50
 #: A hit's "recently used" stamp is rewritten only when older than this (fewer writes).
 TOUCH_AFTER_S = 1.0
 
@@ -49,26 +53,19 @@ _Op = tuple[str, str, bytes, float]
 _Item = _Op | threading.Event | None
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-    )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+def _connect(path: str, busy_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
     return conn
 
 
-class SqliteBackend:
-    """Entries in ``path`` (created with its directory); their sizes total at most ``max_bytes``."""
-
-    name = "sqlite"
-
-    def __init__(self, path: str, max_bytes: int, clock: Callable[[], float] = time.time) -> None:
+def _open(path: str) -> sqlite3.Connection:
+    """The writer's connection, the file made WAL and its tables there (refused clearly when the
+    file cannot be used)."""
+    writer: sqlite3.Connection | None = None
+    try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.max_bytes = max_bytes
-        self._clock = clock
-        self._down = False
-        writer = _connect(path)
+        writer = _connect(path, BUSY_TIMEOUT_MS)
         writer.execute("PRAGMA journal_mode = WAL")
         writer.execute("PRAGMA synchronous = NORMAL")
         writer.execute("BEGIN IMMEDIATE")
@@ -78,10 +75,26 @@ class SqliteBackend:
             writer.execute("COMMIT")
         except BaseException:
             writer.execute("ROLLBACK")
-            writer.close()
             raise
-        self._writer = writer
-        self._reader = _connect(path)
+    except (OSError, sqlite3.Error) as exc:
+        if writer is not None:
+            writer.close()
+        raise ConfigError([f"$.cache.response.path: cannot use {path} ({exc})"]) from None
+    return writer
+
+
+class SqliteBackend:
+    """Entries in ``path`` (created with its directory); their sizes total at most ``max_bytes``."""
+
+    name = "sqlite"
+
+    def __init__(self, path: str, max_bytes: int, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._down = False
+        self._writer = _open(path)
+        self._reader = _connect(path, READ_TIMEOUT_MS)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="switchpoint-cache-disk", daemon=True)
         self._thread.start()
