@@ -4,16 +4,20 @@ answer, without changing it; the copies land in the ledger."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from switchpoint import config as config_mod
 from switchpoint.api.app import create_app
+from switchpoint.cli import cli
 from switchpoint.errors import ConfigError
 from switchpoint.simulator import create_app as create_simulator
 from switchpoint.store.engine import make_engine
@@ -90,6 +94,28 @@ def test_every_answered_request_is_copied_to_the_candidate_after_its_answer(
         assert original.status == 200 and original.deployment == "d-good"
         assert (s.alias, s.deployment, s.status, bool(s.stream)) == ("cand", "d-bad", 200, False)
         assert "shadow_of" in (s.tags or "") and original.request_id in s.tags
+
+    # judged like an eval: the copies (d-bad, 100 times d-good's price) fail a cost gate
+    gate = tmp_path / "gate.yaml"
+    gate.write_text(
+        yaml.safe_dump(
+            {
+                "name": "g",
+                "cases": [{"id": "x", "messages": [{}]}],
+                "gate": {"win": "1 of [cost_per_session]"},
+            }
+        )
+    )
+    out = tmp_path / "shadow.json"
+    res = CliRunner().invoke(cli, ["eval", "shadow", "--db", url, "--gate", str(gate), "--json", str(out)])
+    assert res.exit_code == 1, res.output
+    assert "4 live request(s) with a shadow copy" in res.output
+    report = json.loads(out.read_text())
+    live, copy = report["candidates"]
+    assert (live["candidate"], live["deployments"]) == ("live", {"d-good": 4})
+    assert (copy["candidate"], copy["deployments"]) == ("shadow", {"d-bad": 4})
+    assert copy["metrics"]["cost_per_session"]["value"] > live["metrics"]["cost_per_session"]["value"]
+    assert report["gate"][0]["passed"] is False
 
 
 def test_a_zero_sample_copies_nothing_and_a_bad_shadow_is_refused(

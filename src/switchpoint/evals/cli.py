@@ -144,6 +144,46 @@ def build(load_config: LoadConfig) -> typer.Typer:
             f"registered {suite.name}: cases {h.cases[:12]}, rubric {h.rubric[:12]}, gate {h.gate[:12]} ({reg.id})"
         )
 
+    @app.command("shadow")
+    def shadow_cmd(
+        since: Annotated[str, typer.Option(help="How far back: 30m, 24h, 7d …")] = "1d",
+        gate: Annotated[
+            Path | None, typer.Option("--gate", help="Judge the copies by this suite's gate")
+        ] = None,
+        config: Annotated[
+            Path | None, typer.Option("--config", help="The gateway's config file (its database)")
+        ] = None,
+        db: Annotated[str | None, typer.Option("--db", help="Database URL (default: the ledger's)")] = None,
+        json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here")] = None,
+    ) -> None:
+        """Compare live requests with their shadow copies in the ledger, as an eval (exit 1 when
+        the copies fail --gate)."""
+        try:
+            suite = load(gate) if gate is not None else None
+            if suite is not None and suite.gate is None:
+                raise SuiteError(f"{gate}: the suite has no gate")
+            cfg = load_config(config, False) if config is not None else None
+        except SuiteError as exc:
+            fail(str(exc))
+            return
+        engine = _engine(db, cfg)
+        try:
+            rows = logged_requests(engine, time.time() - span_s(since))
+            status = (
+                registry.status(engine, suite.name, hashes(suite))
+                if suite is not None
+                else registry.UNREGISTERED
+            )
+        finally:
+            engine.dispose()
+        rep, pairs = replay_exec.shadow_report(rows, gate=suite.gate if suite else None, registration=status)
+        out = Console()
+        out.print(f"{pairs} live request(s) with a shadow copy")
+        report.print_report(rep, out)
+        if json_out is not None:
+            json_out.write_bytes(report.to_json(rep))
+        raise typer.Exit(rep.exit_code)
+
     return app
 
 

@@ -1,5 +1,6 @@
 """``switchpoint replay --execute``: logged requests with stored bodies sent for real through the
-candidate policy, and compared with what the ledger logged for them, as an eval.
+candidate policy, and compared with what the ledger logged for them, as an eval; and
+``switchpoint eval shadow``: live requests compared with their shadow copies in the ledger.
 
 The logged side (candidate ``logged``) is the ledger's own figures for each request: time to the
 first token, latency, cost, whether it failed. The replayed side (candidate ``replayed``) is the
@@ -24,6 +25,9 @@ from switchpoint.evals.suite import Case, Gate, Suite, hashes
 from switchpoint.store.evals import LoggedRequest
 
 LOGGED, REPLAYED = "logged", "replayed"
+LIVE, SHADOW = "live", "shadow"
+#: How a shadow copy's request id starts (``api.shadow.PREFIX``).
+SHADOW_PREFIX = "shadow-"
 #: Chat Completions fields a replayed case keeps besides messages, tools and response_format.
 _PARAMS = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed", "tool_choice")
 
@@ -49,7 +53,9 @@ def case_of(row: LoggedRequest) -> Case | None:
     )
 
 
-def logged_result(row: LoggedRequest, suite_hash: str) -> Result:
+def logged_result(
+    row: LoggedRequest, suite_hash: str, candidate: str = LOGGED, case: str | None = None
+) -> Result:
     out = Outcome(
         ttft_s=row.ttft_ms / 1000 if row.ttft_ms is not None else None,
         latency_s=(row.latency_ms or 0.0) / 1000,
@@ -60,14 +66,9 @@ def logged_result(row: LoggedRequest, suite_hash: str) -> Result:
         input_tokens=row.input_tokens,
         output_tokens=row.output_tokens,
     )
+    case = case or row.request_id
     return Result(
-        suite_hash=suite_hash,
-        candidate=LOGGED,
-        case=row.request_id,
-        rep=0,
-        session=row.request_id,
-        outcome=out,
-        checks=[],
+        suite_hash=suite_hash, candidate=candidate, case=case, rep=0, session=case, outcome=out, checks=[]
     )
 
 
@@ -112,3 +113,36 @@ async def execute(
         passed=None if verdicts is None else all(v.passed for v in verdicts),
     )
     return rep, len(rows) - len(pairs)
+
+
+def shadow_report(
+    rows: list[LoggedRequest], *, gate: Gate | None = None, registration: str = "unregistered"
+) -> tuple[report.Report, int]:
+    """Live requests against their shadow copies (``shadow-<id>`` rows), as an eval: candidate
+    ``live`` is each copied request as the ledger logged it, ``shadow`` its copy. Returns the
+    report and the number of pairs."""
+    by_id = {r.request_id: r for r in rows}
+    pairs = [
+        (by_id[r.request_id.removeprefix(SHADOW_PREFIX)], r)
+        for r in rows
+        if r.request_id.startswith(SHADOW_PREFIX) and r.request_id.removeprefix(SHADOW_PREFIX) in by_id
+    ]
+    suite_hash = "shadow"
+    results = []
+    for live, copy in pairs:
+        results.append(logged_result(live, suite_hash, LIVE))
+        results.append(logged_result(copy, suite_hash, SHADOW, case=live.request_id))
+    per = metrics.compute(results, [LIVE, SHADOW])
+    verdicts = None
+    if gate is not None:
+        verdicts = gate_mod.evaluate(msgspec.structs.replace(gate, baseline=LIVE), per)
+    rep = report.Report(
+        suite="shadow",
+        suite_hash=suite_hash,
+        registration=registration,
+        repetitions=1,
+        candidates=per,
+        gate=verdicts,
+        passed=None if verdicts is None else all(v.passed for v in verdicts),
+    )
+    return rep, len(pairs)
