@@ -2,6 +2,7 @@
 
     python bench/response_cache.py              # 2,000 requests of each
     python bench/response_cache.py --requests 500 --runs 5
+    python bench/response_cache.py --backend sqlite   # the answers in a SQLite file
 
 Calls the chat route in process (no sockets, no server) with a transport that answers every
 upstream call with one canned OpenAI body, so a miss's CPU is the gateway's work for it (decode,
@@ -20,6 +21,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -54,13 +56,16 @@ class Canned:
         pass
 
 
-def config(enabled: bool) -> Any:
+def config(enabled: bool, backend: str, path: str) -> Any:
+    section: dict[str, Any] = {"enabled": enabled, "backend": backend}
+    if backend == "sqlite":
+        section["path"] = path
     return parse(
         {
             "providers": {"p": {"family": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "env:K"}},
             "deployments": {"d": {"provider": "p", "model": "gpt-4o"}},
             "models": {"fast": "d"},
-            "cache": {"response": {"enabled": enabled}},
+            "cache": {"response": section},
             "storage": {"enabled": False},
         },
         env={"K": "sk-x"},
@@ -72,11 +77,17 @@ def body(text: str) -> bytes:
     return msgspec.json.encode({"model": "fast", "messages": messages, "temperature": 0})
 
 
-async def measure(n: int, enabled: bool) -> dict[str, float]:
+async def measure(n: int, enabled: bool, backend: str) -> dict[str, float]:
     """One configuration, in this process (``main`` runs each in a fresh one)."""
     out: dict[str, float] = {}
-    name = "cache on" if enabled else "no cache configured"
-    app = create_app(config(enabled), transport=Canned())  # type: ignore[arg-type]
+    name = f"cache on ({backend})" if enabled else "no cache configured"
+    with tempfile.TemporaryDirectory() as tmp:
+        await _measure(n, enabled, backend, f"{tmp}/cache.db", name, out)
+    return out
+
+
+async def _measure(n: int, enabled: bool, backend: str, path: str, name: str, out: dict[str, float]) -> None:
+    app = create_app(config(enabled, backend, path), transport=Canned())  # type: ignore[arg-type]
     gw = app.state.gateway
     gw.accounting.start()
     route = app.chat["/v1/chat/completions"]
@@ -86,6 +97,7 @@ async def measure(n: int, enabled: bool) -> dict[str, float]:
     phases = [("miss", [body(f"question {i}") for i in range(n)])]
     if enabled:
         await route(headers, body("the same question"))
+        await asyncio.to_thread(getattr(gw.caches.response.backend, "flush", lambda: None))
         phases.append(("hit", [body("the same question")] * n))
     for phase, bodies in phases:
         gc.collect()
@@ -94,9 +106,12 @@ async def measure(n: int, enabled: bool) -> dict[str, float]:
             reply = await route(headers, b)
             assert reply.status == 200, reply.body
         await gw.accounting.flush()
+        flush = getattr(gw.caches.response.backend, "flush", None) if enabled else None
+        if flush is not None:  # the sqlite writer thread's stores count too
+            await asyncio.to_thread(flush)
         out[f"{name}: {phase}"] = (time.process_time() - t0) / n * 1e6
     await gw.accounting.stop()
-    return out
+    await gw.caches.close()
 
 
 def main() -> None:
@@ -105,15 +120,17 @@ def main() -> None:
     p.add_argument(
         "--runs", type=int, default=3, help="fresh processes per configuration (the median is shown)"
     )
+    p.add_argument("--backend", choices=["memory", "sqlite"], default="memory")
     p.add_argument("--one", choices=["on", "off"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
-        print(json.dumps(asyncio.run(measure(args.requests, args.one == "on"))))
+        print(json.dumps(asyncio.run(measure(args.requests, args.one == "on", args.backend))))
         return
     results: dict[str, list[float]] = {}
     for _ in range(args.runs):
         for one in ("off", "on"):
             cmd = [sys.executable, __file__, "--one", one, "--requests", str(args.requests)]
+            cmd += ["--backend", args.backend]
             done = subprocess.run(cmd, check=True, capture_output=True, text=True)
             for label, us in json.loads(done.stdout.strip().splitlines()[-1]).items():
                 results.setdefault(label, []).append(us)

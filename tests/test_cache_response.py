@@ -160,6 +160,28 @@ def test_the_clients_cache_directives(sim: str, tmp_path: Path) -> None:
         assert cache is not None and cache.stored == 3
 
 
+def test_every_answer_says_hit_miss_or_bypass(sim: str, tmp_path: Path) -> None:
+    """Errors (before the lookup or after it) and the Responses API's stateful route are marked
+    too: bypass, or what the lookup said."""
+    with gateway(_doc(sim, tmp_path)) as (url, _gw, _), httpx.Client(base_url=url, timeout=30) as c:
+        unknown = c.post(
+            "/v1/chat/completions", json=openai_body("x", model="nope", temperature=0), headers=AUTH
+        )
+        assert unknown.status_code == 404 and unknown.headers["x-switchpoint-cache"] == "bypass"
+        broken = c.post("/v1/chat/completions", content=b"{not json", headers=AUTH)
+        assert broken.status_code == 400 and broken.headers["x-switchpoint-cache"] == "bypass"
+        refused = c.post("/v1/chat/completions", json=openai_body("x", temperature=0), headers={})
+        assert refused.status_code == 401 and refused.headers["x-switchpoint-cache"] == "bypass"
+        answered = c.post(
+            "/v1/responses", json={"model": "fast", "input": "hi", "temperature": 0}, headers=AUTH
+        )
+        assert answered.status_code == 200, answered.text
+        assert answered.headers["x-switchpoint-cache"] == "bypass"
+        failing = openai_body("x", temperature=0, max_tokens=-1)
+        bad = c.post("/v1/chat/completions", json=failing, headers=AUTH)
+        assert bad.status_code == 400 and bad.headers["x-switchpoint-cache"] in ("bypass", "miss")
+
+
 def test_one_tenant_never_reads_anothers_answers(sim: str, tmp_path: Path) -> None:
     body = openai_body("the same question", temperature=0)
     for scope in ("key", "team"):

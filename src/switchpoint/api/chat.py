@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from switchpoint.api.dialect import Dialect, StreamEncoder
+from switchpoint.cache.response import HEADER as CACHE_HEADER
 from switchpoint.cache.response import Entry, Lookup, Recorder, Replay
 from switchpoint.canonical import ChatRequest
 from switchpoint.errors import BudgetExceeded, InternalError, ShuttingDown, SwitchpointError
@@ -230,6 +231,9 @@ class ChatRoute:
         rid = request_id(request_headers)
         ctx = RequestContext(rid)
         headers = {"x-request-id": rid}
+        response_cache = gw.caches.response
+        if response_cache is not None:  # until the cache's lookup says otherwise
+            headers[CACHE_HEADER] = "bypass"
         model, stream = "", False
         principal: Principal | None = None
         decision: Decision | None = None
@@ -254,7 +258,6 @@ class ChatRoute:
             headers["x-switchpoint-route"] = decision.header()
             xreq = decision.request or creq  # presets applied, context trimmed
             cached: Lookup | None = None
-            response_cache = gw.caches.response
             if response_cache is not None and self.state is None:  # the exact response cache
                 scope = response_cache.scope(principal.key_id, principal.team_name, principal.name)
                 cached = await response_cache.lookup(xreq, decision.rule, scope, request_headers, headers)
