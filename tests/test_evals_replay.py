@@ -10,14 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import insert
 from typer.testing import CliRunner
 
 from switchpoint import config as config_mod
+from switchpoint.api.app import create_app
 from switchpoint.cli import cli
-from switchpoint.evals import runner
 from switchpoint.evals.replay import replay
 from switchpoint.simulator import create_app as create_simulator
 from switchpoint.store import migrate
@@ -55,15 +56,16 @@ def logged(sim: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     cfg = config_mod.parse(doc)
 
     async def traffic() -> None:
-        async with runner.in_process(cfg) as target:
+        app = create_app(cfg)
+        async with (
+            app.router.lifespan_context(app),  # type: ignore[attr-defined]
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client,
+        ):
             for i in range(6):
-                body: dict[str, Any] = {
-                    "model": "bot",
-                    "messages": [{"role": "user", "content": f"question {i}"}],
-                }
+                body: dict[str, Any] = {"model": "bot", "messages": [{"role": "user", "content": f"q {i}"}]}
                 if i % 2:
                     body["tools"] = TOOLS
-                assert (await target.client.post("/v1/chat/completions", json=body)).status_code == 200
+                assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
 
     asyncio.run(traffic())  # the gateway's shutdown flushes its ledger
     return url

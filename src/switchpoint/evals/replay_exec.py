@@ -85,10 +85,6 @@ async def execute(
 ) -> tuple[report.Report, int]:
     """The report of logged against replayed, and how many rows had no body to send."""
     pairs = [(row, case) for row in rows if (case := case_of(row)) is not None]
-    # the replayed requests are not logged again (a later replay would read them as traffic)
-    candidate = msgspec.structs.replace(
-        candidate, storage=msgspec.structs.replace(candidate.storage, enabled=False)
-    )
     suite = Suite(name=name, cases=[c for _, c in pairs], concurrency=concurrency)
     suite_hash = hashes(suite).suite
     replayed: list[Result] = []

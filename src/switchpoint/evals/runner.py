@@ -66,11 +66,14 @@ def _prices(config: Config | None) -> CostOf:
 
 @contextlib.asynccontextmanager
 async def in_process(config: Config, api_key: str | None = None) -> AsyncIterator[Target]:
-    """A gateway built from ``config`` in this process, spoken to over ASGI (streamed); with
-    the config's master key unless another key is given."""
+    """A gateway built from ``config`` in this process, spoken to over ASGI (streamed), its
+    ledger off; with the config's master key unless another key is given."""
     from switchpoint.api.app import create_app
 
-    app = create_app(config)
+    # the eval's own requests stay out of the ledger (usage, spend and replays read it as traffic)
+    app = create_app(
+        msgspec.structs.replace(config, storage=msgspec.structs.replace(config.storage, enabled=False))
+    )
     key = api_key or (config.master_key.reveal() if config.master_key is not None else None)
     async with app.router.lifespan_context(app):
         transport = StreamingASGITransport(app)
