@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import select
@@ -17,6 +18,8 @@ from typer.testing import CliRunner
 from switchpoint import config as config_mod
 from switchpoint.cli import cli
 from switchpoint.evals import runner
+from switchpoint.evals.checks import VERDICT_SCHEMA, judge_prompt, verdict_of
+from switchpoint.evals.client import Outcome
 from switchpoint.evals.suite import load
 from switchpoint.simulator import create_app as create_simulator
 from switchpoint.simulator.behavior import Behavior, SimConfig
@@ -205,3 +208,44 @@ def test_a_policy_file_is_a_candidate_of_its_own(files: dict[str, Path], sim: st
     report = json.loads(out.read_text())
     assert report["candidates"][1]["candidate"] == str(policy)
     assert report["candidates"][1]["deployments"] == {"d-good": 6}
+
+
+def test_a_gateway_over_http_and_a_judge_through_it(gateway: Any, tmp_path: Path) -> None:
+    """--url: the gateway served on loopback (master key); the judge's verdict on each case is
+    what the judge alias answers for that case's prompt."""
+    from gateway_harness import GATEWAY_KEY
+
+    cases = [{"id": f"c{i}", "messages": [{"role": "user", "content": f"hello {i}"}]} for i in range(3)]
+    doc = {
+        "name": "http",
+        "judge": "up-anthropic",
+        "rubric": "The answer greets the user.",
+        "cases": [{**c, "checks": [{"judge": "rubric"}]} for c in cases],
+    }
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump(doc))
+    state, out = tmp_path / "state", tmp_path / "r.json"
+    args = ["eval", str(suite), "--candidates", "up-openai,up-gemini", "--url", gateway.url]
+    args += ["--api-key", GATEWAY_KEY, "--db", f"sqlite:///{tmp_path / 'e.db'}", "--state-dir", str(state)]
+    res = CliRunner().invoke(cli, [*args, "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert [c["deployments"] for c in report["candidates"]] == [{"d-openai": 3}, {"d-gemini": 3}]
+    assert all(c["metrics"]["cost_per_case"]["value"] is None for c in report["candidates"])  # no --config
+
+    parsed = load(suite)
+    results = [json.loads(line) for line in next(state.iterdir()).read_text().splitlines()]
+    assert len(results) == 6
+    schema = {"name": "verdict", "schema": VERDICT_SCHEMA, "strict": True}
+    with httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {GATEWAY_KEY}"}) as client:
+        for r in results:
+            case = next(c for c in parsed.cases if c.id == r["case"])
+            messages = judge_prompt(parsed.rubric or "", case, Outcome(text=r["outcome"]["text"]))
+            body = {
+                "model": "up-anthropic",
+                "messages": messages,
+                "temperature": 0,
+                "response_format": {"type": "json_schema", "json_schema": schema},
+            }
+            answer = client.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+            assert r["checks"][0]["passed"] is (verdict_of(answer) is True)
