@@ -169,6 +169,8 @@ class KeyRing:
         #: Change notices received over Redis pub/sub.
         self.notices = 0
         self._failing = False
+        #: The poll's single-row read of the change number (one connection of its own).
+        self._probe = store.VersionReader(engine)
 
     # --- the request path ---------------------------------------------------------------------
 
@@ -277,6 +279,8 @@ class KeyRing:
 
     def _changes(self, since: int) -> tuple[int, list[tuple[KeyRow, TeamRow | None]]]:
         """(Thread) What changed after ``since`` among the cached keys, with their teams."""
+        if self._probe.read() <= since:  # the usual poll: nothing changed
+            return since, []
         now, ks, ts = store.changed_since(self.engine, since)
         if now <= since:
             return now, []
@@ -342,6 +346,7 @@ class KeyRing:
             with contextlib.suppress(Exception):
                 await self._redis.aclose()
             self._redis = None
+        await asyncio.to_thread(self._probe.close)
         await asyncio.to_thread(self.engine.dispose)
 
     async def run(self) -> None:
