@@ -110,8 +110,12 @@ def print_report(report: Report, console: Console) -> None:
 
 
 def _plot(report: Report, key: str, title: str, unit: str) -> str:
-    """One bar chart (with the interval as an error bar), as an SVG element."""
-    import matplotlib
+    """One bar chart (with the interval as an error bar), as an SVG element; none without
+    matplotlib (the ``evals`` extra)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return ""
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
