@@ -15,24 +15,14 @@ import httpx
 import openai
 import pytest
 
-from switchpoint.api.app import create_app
-from switchpoint.config import parse
+from media_harness import Running, oai, running, wav_bytes
 from switchpoint.multipart import FormPart, boundary_of, encode
 from switchpoint.multipart import parse as parse_form
 
 import specs
-from gateway_harness import ENV, GATEWAY_KEY, RecordingTransport, closed_port
-from servers import serve_in_thread
+from gateway_harness import GATEWAY_KEY, closed_port
 
-
-def wav_bytes(seconds: float, rate: int = 8000) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\0\0" * int(seconds * rate))
-    return buf.getvalue()
+__all__ = ["oai"]  # a fixture
 
 
 def document(sim: str) -> dict[str, Any]:
@@ -64,17 +54,9 @@ def document(sim: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gateway(simulator_url: str) -> Iterator[Any]:
-    transport = RecordingTransport()
-    app = create_app(parse(document(simulator_url), env=ENV), transport=transport)
-    with serve_in_thread(app) as url:
-
-        class Running:
-            sent = transport.sent
-            gw = app.state.gateway
-
-        Running.url = url  # type: ignore[attr-defined]
-        yield Running
+def gateway(simulator_url: str) -> Iterator[Running]:
+    with running(document(simulator_url)) as gw:
+        yield gw
 
 
 _FORM_SCHEMAS = {"transcriptions": "CreateTranscriptionRequest", "translations": "CreateTranslationRequest"}
@@ -118,13 +100,6 @@ def upstream_valid(gateway: Any) -> Iterator[None]:
     gateway.sent.clear()
     yield
     _check_sent(gateway.sent)
-
-
-@pytest.fixture
-def oai(gateway: Any) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0)
-    yield client
-    client.close()
 
 
 def test_transcription_with_the_sdk(oai: openai.OpenAI, gateway: Any) -> None:

@@ -5,8 +5,6 @@ existed is replayed with them NULL."""
 
 from __future__ import annotations
 
-import io
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import openai
 import pytest
 
+from media_harness import wav_bytes
 from resilience_harness import GATEWAY_KEY, Server, document, gateway, provider
 from switchpoint.config.storage import ENV_URL
 from switchpoint.simulator import SimConfig
@@ -34,16 +33,6 @@ def configured_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 def sim() -> Iterator[str]:
     with Server(create_sim(SimConfig())) as server:
         yield server.url
-
-
-def _wav(seconds: float) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(b"\0\0" * int(seconds * 8000))
-    return buf.getvalue()
 
 
 def _doc(sim: str, storage: dict[str, Any]) -> dict[str, Any]:
@@ -67,10 +56,10 @@ def test_units_and_their_cost_are_rows(sim: str, db_url: str, tmp_path: Path) ->
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=GATEWAY_KEY, max_retries=0)
         try:
             t = client.audio.transcriptions.create(
-                model="whisper-1", file=("a.wav", _wav(2.5)), response_format="verbose_json"
+                model="whisper-1", file=("a.wav", wav_bytes(2.5)), response_format="verbose_json"
             )
             assert t.duration == 2.5
-            client.audio.transcriptions.create(model="whisper-1", file=("b.wav", _wav(0.5)))
+            client.audio.transcriptions.create(model="whisper-1", file=("b.wav", wav_bytes(0.5)))
             client.audio.speech.create(model="tts-1", voice="alloy", input="Hello there")
             client.images.generate(model="dall-e-3", prompt="a lighthouse", n=3)
             client.images.generate(model="own", prompt="x")

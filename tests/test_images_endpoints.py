@@ -12,12 +12,12 @@ from typing import Any
 import openai
 import pytest
 
-from switchpoint.api.app import create_app
-from switchpoint.config import parse
+from media_harness import Running, oai, running
 
 import specs
-from gateway_harness import ENV, GATEWAY_KEY, RecordingTransport, closed_port
-from servers import serve_in_thread
+from gateway_harness import closed_port
+
+__all__ = ["oai"]  # a fixture
 
 
 def document(sim: str) -> dict[str, Any]:
@@ -42,16 +42,9 @@ def document(sim: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gateway(simulator_url: str) -> Iterator[Any]:
-    transport = RecordingTransport()
-    app = create_app(parse(document(simulator_url), env=ENV), transport=transport)
-    with serve_in_thread(app) as url:
-
-        class Running:
-            sent = transport.sent
-
-        Running.url = url  # type: ignore[attr-defined]
-        yield Running
+def gateway(simulator_url: str) -> Iterator[Running]:
+    with running(document(simulator_url)) as gw:
+        yield gw
 
 
 @pytest.fixture(autouse=True)
@@ -61,13 +54,6 @@ def upstream_valid(gateway: Any) -> Iterator[None]:
     for req in gateway.sent:
         if "/openai/v1/" in req.url:
             specs.check_request("openai", req.method, req.url, req.body, dict(req.headers))
-
-
-@pytest.fixture
-def oai(gateway: Any) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0)
-    yield client
-    client.close()
 
 
 def test_generate_with_the_sdk(oai: openai.OpenAI, gateway: Any) -> None:

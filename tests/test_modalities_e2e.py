@@ -6,9 +6,7 @@ Every request sent upstream is validated against its family's published spec."""
 from __future__ import annotations
 
 import base64
-import io
 import json
-import wave
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,22 +14,15 @@ import anthropic
 import openai
 import pytest
 
-from switchpoint.api.app import create_app
-from switchpoint.config import parse
+from media_harness import Running, oai, running, wav_bytes
 
-from gateway_harness import ENV, GATEWAY_KEY, RecordingTransport, validate_sent
-from servers import serve_in_thread
+from gateway_harness import GATEWAY_KEY, validate_sent
+
+__all__ = ["oai"]  # a fixture
 
 
-def wav_b64(seconds: float = 0.25, rate: int = 8000) -> str:
-    """A short silent mono 16-bit WAV, base64."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"\0\0" * int(seconds * rate))
-    return base64.b64encode(buf.getvalue()).decode()
+def wav_b64(seconds: float = 0.25) -> str:
+    return base64.b64encode(wav_bytes(seconds)).decode()
 
 
 # Not a playable video: the simulator, like the gateway, reads only the part's MIME type.
@@ -74,16 +65,9 @@ def document(sim: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gateway(simulator_url: str) -> Iterator[Any]:
-    transport = RecordingTransport()
-    app = create_app(parse(document(simulator_url), env=ENV), transport=transport)
-    with serve_in_thread(app) as url:
-
-        class Running:
-            sent = transport.sent
-
-        Running.url = url  # type: ignore[attr-defined]
-        yield Running
+def gateway(simulator_url: str) -> Iterator[Running]:
+    with running(document(simulator_url)) as gw:
+        yield gw
 
 
 @pytest.fixture(autouse=True)
@@ -91,13 +75,6 @@ def upstream_valid(gateway: Any) -> Iterator[None]:
     gateway.sent.clear()
     yield
     validate_sent(gateway.sent)
-
-
-@pytest.fixture
-def oai(gateway: Any) -> Iterator[openai.OpenAI]:
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=GATEWAY_KEY, max_retries=0)
-    yield client
-    client.close()
 
 
 def _audio_message(fmt: str = "wav") -> list[Any]:

@@ -248,15 +248,15 @@ def extract(
         prompt_tokens=size,
         output_tokens=request.max_tokens,
         tools=bool(request.tools),
-        images=bool(media & IMAGE),
-        audio=bool(media & AUDIO),
-        video=bool(media & VIDEO),
+        images=(media & IMAGE) != 0,
         json_schema=request.response_format is not None and request.response_format.type == "json_schema",
         stream=request.stream,
         principal=principal,
         team=team,
         tags=_tags(meta, h.get(TAGS_HEADER)),
     )
+    if media > IMAGE:  # audio or video (rare: the usual request sets neither)
+        f.audio, f.video = (media & AUDIO) != 0, (media & VIDEO) != 0
     task = h.get(TASK_HEADER) or meta.get(META_TASK)
     if task is not None:
         f.task = _name(task, TASK_HEADER if h.get(TASK_HEADER) else "metadata.task")
