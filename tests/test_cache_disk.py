@@ -170,7 +170,7 @@ def test_a_gateway_restart_keeps_the_answers(sim: str, tmp_path: Path) -> None:
             assert first.status_code == 200 and first.headers["x-switchpoint-cache"] == "miss"
         assert gw.caches.stats()["response"]["backend"] == "sqlite"
     with (
-        gateway(doc(sim, tmp_path / "two", None, cache=section)) as (url, _gw, _),
+        gateway(doc(sim, tmp_path / "two", None, cache=section)) as (url, gw2, _),
         httpx.Client(base_url=url, timeout=30) as c,
     ):
         again = c.post("/v1/chat/completions", json=body, headers=AUTH)
@@ -178,6 +178,12 @@ def test_a_gateway_restart_keeps_the_answers(sim: str, tmp_path: Path) -> None:
         streamed = {**body, "stream": True}
         miss = c.post("/v1/chat/completions", json=streamed, headers=AUTH)
         assert miss.headers["x-switchpoint-cache"] == "miss"
+        backend = gw2.caches.response.backend
+        assert isinstance(backend, SqliteBackend)
+        backend.flush()  # the writer thread has stored the stream's pieces
+        replayed = c.post("/v1/chat/completions", json=streamed, headers=AUTH)
+        assert replayed.headers["x-switchpoint-cache"] == "hit"
+        assert replayed.content == miss.content and replayed.content.count(b"data: ") > 2
         metrics = c.get("/metrics", headers=AUTH).text
     assert "switchpoint_response_cache_bytes " in metrics
 
