@@ -33,7 +33,6 @@ from switchpoint.accounting.metrics import (
 from switchpoint.accounting.traces import trace_sink
 from switchpoint.api import batches, files, keys_admin, ledger_admin, media, message_batches, route_admin
 from switchpoint.api.anthropic import AnthropicDialect
-from switchpoint.api.shadow import Shadower
 from switchpoint.api.chat import (
     JSON,
     ChatRoute,
@@ -50,6 +49,7 @@ from switchpoint.api.openai import OpenAIDialect
 from switchpoint.api.responses import ResponsesDialect
 from switchpoint.api.responses_state import ResponseState
 from switchpoint.api.responses_state import routes as response_routes
+from switchpoint.api.shadow import Shadower
 from switchpoint.cache import Caches
 from switchpoint.config import Config
 from switchpoint.errors import (
