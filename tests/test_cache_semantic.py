@@ -84,6 +84,110 @@ def test_the_index_is_bounded_and_scoped() -> None:
     assert index.search(1, w, 0.9) is not None
 
 
+def _brute(
+    live: list[tuple[int, Any, str]], scope: int, q: Any, threshold: float
+) -> tuple[str, float] | None:
+    mine = [(v, k) for s, v, k in live if s == scope]
+    if not mine:
+        return None
+    sims = np.stack([v for v, _ in mine]) @ q
+    best = int(np.argmax(sims))
+    return (mine[best][1], float(sims[best])) if sims[best] >= threshold else None
+
+
+def _same(got: tuple[str, float] | None, want: tuple[str, float] | None) -> bool:
+    if got is None or want is None:
+        return got is want
+    return got[0] == want[0] and got[1] == pytest.approx(want[1], abs=1e-5)
+
+
+def test_a_large_scope_is_searched_exactly() -> None:
+    """Past PRUNE_AT rows a scope is searched through its bound; it finds exactly what the full
+    product finds, while rows leave from the front, the arrays are compacted and doubled, and the
+    basis is fitted again."""
+    from switchpoint.cache.semantic import PRUNE_AT, SemanticIndex
+
+    rng = np.random.default_rng(7)
+    capacity = 3 * PRUNE_AT
+    index = SemanticIndex(capacity, dimension=48)
+    # low-rank data with noise: a basis fitted on it bounds tightly, as on real embeddings
+    mix = rng.standard_normal((12, 48)).astype(np.float32)
+
+    def unit(n: int) -> Any:
+        x = rng.standard_normal((n, 12)).astype(np.float32) @ mix
+        x += 0.3 * rng.standard_normal((n, 48)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    live: list[tuple[int, Any, str]] = []
+    vectors = unit(4 * capacity)
+    for i, v in enumerate(vectors):
+        scope = 1 if i % 5 else 2
+        index.add(scope, v, f"{scope}-{i}")
+        live.append((scope, v, f"{scope}-{i}"))
+        live = live[-capacity:]
+        if i % 1500 == 1499:
+            for q in [live[j][1] + 0.05 * unit(1)[0] for j in rng.integers(0, len(live), 8)]:
+                q = (q / np.linalg.norm(q)).astype(np.float32)
+                for t in (0.97, 0.9, 0.5):
+                    for scope in (1, 2):
+                        assert _same(index.search(scope, q, t), _brute(live, scope, q, t))
+    assert len(index) == capacity
+
+
+@needs_model
+def test_pruned_search_on_real_embeddings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from switchpoint.cache import semantic
+
+    monkeypatch.setattr(semantic, "PRUNE_AT", 32)
+    assert EMBEDDER is not None
+    firsts = EMBEDDER.embed([p[0] for p in PAIRS])
+    seconds = EMBEDDER.embed([p[1] for p in PAIRS])
+    index = semantic.SemanticIndex(len(PAIRS))
+    live = [(0, v, f"k{i}") for i, v in enumerate(firsts)]
+    for scope, v, key in live:
+        index.add(scope, v, key)
+    for t in (0.97, 0.9, 0.8):
+        for q in seconds:
+            assert _same(index.search(0, q, t), _brute(live, 0, q, t))
+
+
+def test_searches_in_threads_while_rows_are_added() -> None:
+    """A search holds the lock; an add that finds it held is queued, never lost, never mixed
+    into another scope."""
+    import threading
+
+    from switchpoint.cache.semantic import SemanticIndex
+
+    rng = np.random.default_rng(3)
+    index = SemanticIndex(5000, dimension=32)
+    stop = threading.Event()
+    wrong: list[str] = []
+
+    def searcher(scope: int) -> None:
+        while not stop.is_set():
+            q = rng.standard_normal(32).astype(np.float32)
+            found = index.search(scope, q / np.linalg.norm(q), -1.0)
+            if found is not None and not found[0].startswith(f"{scope}-"):
+                wrong.append(found[0])
+
+    threads = [threading.Thread(target=searcher, args=(s,)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(20_000):
+            v = rng.standard_normal(32).astype(np.float32)
+            index.add(1 + i % 3, v / np.linalg.norm(v), f"{1 + i % 3}-{i}")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not wrong
+    assert len(index) == 5000
+    v = np.ones(32, dtype=np.float32) / np.sqrt(32)
+    index.add(3, v, "3-last")
+    assert index.search(3, v, 0.99) == ("3-last", pytest.approx(1.0))
+
+
 @pytest.fixture(scope="module")
 def sim() -> Iterator[str]:
     with Server(create_sim(SimConfig())) as server:

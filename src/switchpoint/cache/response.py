@@ -167,10 +167,10 @@ class ResponseCache:
         cache = self.semantic if semantic else None
         text = question(request) if cache is not None else None
         if cache is not None and text is not None:
-            vector = await asyncio.to_thread(cache.embed, text)
+            found.scope = semantic_scope(request, scope, rule)
+            vector, near = await asyncio.to_thread(cache.find, text, found.scope, read)
             if vector is not None:
-                found.vector, found.scope = vector, semantic_scope(request, scope, rule)
-                near = cache.search(found.scope, vector) if read else None
+                found.vector = vector
                 entry = await self._get(near[0]) if near is not None else None
                 if near is not None and entry is not None:
                     self.hits += 1
