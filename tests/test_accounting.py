@@ -78,3 +78,34 @@ async def test_records_before_start_wait_for_it_and_stop_books_the_rest() -> Non
     acc.submit(_record("late"))
     await acc.stop()
     assert acc.requests == 2
+
+
+def test_records_in_transit_are_not_tracked_by_the_garbage_collector() -> None:
+    """A booked record waits in the ledger's buffer for up to a flush window: its structs
+    (record, attempts, usage, costs, the routing decision) hold no cycles, so the collector does
+    not walk them on every collection in the meantime."""
+    import gc
+
+    from switchpoint.accounting import Booked
+    from switchpoint.canonical import Usage
+    from switchpoint.pricing import Cost
+    from switchpoint.records import Attempt, RequestRecord
+    from switchpoint.routing.explain import Decision
+
+    usage = Usage(input_tokens=3, output_tokens=2)
+    attempt = Attempt(deployment="d", provider="p", family="openai", usage=usage)
+    decision = Decision(model="m", candidates=())
+    record = RequestRecord(
+        request_id="r",
+        started_at=1.0,
+        dialect="openai",
+        endpoint="chat",
+        model="m",
+        attempts=(attempt,),
+        usage=usage,
+        decision=decision,
+        tags=("a",),
+    )
+    booked = Booked(record=record, cost=Cost(), attempt_costs=(Cost(),), price_version="v")
+    for obj in (usage, attempt, decision, record, booked, booked.cost):
+        assert not gc.is_tracked(obj), type(obj).__name__

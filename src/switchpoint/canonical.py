@@ -245,7 +245,7 @@ FinishReason: TypeAlias = Literal[
 ]
 
 
-class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Usage(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     input_tokens: int = 0
     cached_input_tokens: int = 0
     #: Every cache write (Anthropic: 5-minute and 1-hour together).

@@ -8,7 +8,7 @@ from switchpoint.canonical import MediaUnits, Usage
 from switchpoint.config import Price
 
 
-class Cost(msgspec.Struct, frozen=True, kw_only=True):
+class Cost(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What one usage report cost, in USD, by token class (the classes add up to ``total``)."""
 
     input: float = 0.0

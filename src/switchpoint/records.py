@@ -12,7 +12,7 @@ import msgspec
 from switchpoint.canonical import MediaUnits, Usage
 
 
-class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Attempt(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     """One upstream call made for a request."""
 
     deployment: str
@@ -38,7 +38,7 @@ class Explained(Protocol):
     def trace(self) -> dict[str, Any]: ...
 
 
-class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class RequestRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     request_id: str
     started_at: float
     dialect: str

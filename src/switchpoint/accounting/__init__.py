@@ -38,7 +38,7 @@ class DeploymentTotals(msgspec.Struct, kw_only=True):
     cost_usd: float = 0.0
 
 
-class Booked(msgspec.Struct, frozen=True, kw_only=True):
+class Booked(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A record, priced: what every sink receives."""
 
     record: RequestRecord

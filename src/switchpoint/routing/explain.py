@@ -16,7 +16,7 @@ from switchpoint.canonical import ChatRequest
 from switchpoint.config import Deployment, ExecutionOptions, GuaranteesSpec
 
 
-class Candidate(msgspec.Struct, frozen=True, kw_only=True):
+class Candidate(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     deployment: Deployment
     reason: str
     #: Estimated cost of this request on the deployment, USD (None: unpriced).
@@ -24,7 +24,7 @@ class Candidate(msgspec.Struct, frozen=True, kw_only=True):
     healthy: bool = True
 
 
-class Decision(msgspec.Struct, frozen=True, kw_only=True):
+class Decision(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     model: str
     candidates: tuple[Candidate, ...]
     #: Candidates left out, with why (capabilities, context window, budget, access).
