@@ -165,6 +165,76 @@ def test_the_histogram_has_an_infinite_bucket() -> None:
     assert les == [0.005, tables.INF]
 
 
+def _reference_aggregate(batch: list[tuple[Any, ...]]) -> tuple[list[Any], list[Any]]:
+    """Totals and histogram counts the plain way: one row at a time, column by column."""
+    idx = {name: i for i, name in enumerate(tables.REQUEST_COLUMNS)}
+    bounds = (*tables.BUCKETS, tables.INF)
+
+    def le(ms: float) -> float:
+        return next(b for b in bounds if ms / 1000.0 <= b)
+
+    totals: dict[tuple[Any, ...], list[Any]] = {}
+    buckets: dict[tuple[Any, ...], int] = {}
+    for r in batch:
+        dep = r[idx["deployment"]] or ""
+        key = (r[idx["instance"]], dep, r[idx["alias"]], r[idx["status"]], r[idx["error_kind"]] or "")
+        t = totals.setdefault(key, [0] * 7 + [0.0] * 4 + [0])
+        t[0] += 1
+        for j, name in enumerate(tables.TOKEN_COLUMNS, 1):
+            t[j] += r[idx[name]] or 0
+        t[7] += r[idx["cost_usd"]] or 0.0
+        t[8] += r[idx["saved_usd"]] or 0.0
+        lat = r[idx["latency_ms"]] or 0.0
+        t[9] += lat
+        b = (r[idx["instance"]], "latency", dep, r[idx["alias"]], le(lat))
+        buckets[b] = buckets.get(b, 0) + 1
+        ttft = r[idx["ttft_ms"]]
+        if ttft is not None:
+            t[10] += ttft
+            t[11] += 1
+            b = (r[idx["instance"]], "ttft", dep, r[idx["alias"]], le(ttft))
+            buckets[b] = buckets.get(b, 0) + 1
+    return [(*k, *v) for k, v in totals.items()], [(*k, n) for k, n in buckets.items()]
+
+
+def test_the_batch_totals_equal_a_row_by_row_sum() -> None:
+    """Random rows (NULL and empty deployments and error kinds, NULL tokens, costs and first-token
+    times, latencies on and between the bucket bounds): the grouped, column-wise totals equal a
+    plain row-by-row sum, key for key."""
+    import random
+
+    rng = random.Random(7)
+    edges = [b * 1000.0 for b in tables.BUCKETS]
+    batch = []
+    for i in range(2000):
+        lat = rng.choice([rng.uniform(0, 70_000), rng.choice(edges), 0.0])
+        batch.append(
+            request_row(
+                i,
+                instance=rng.choice(["h:1", "h:2"]),
+                deployment=rng.choice(["claude", "gpt", None, ""]),
+                alias=rng.choice(["smart", "fast"]),
+                status=rng.choice([200, 429, 500]),
+                error_kind=rng.choice([None, "", "rate_limited"]),
+                latency_ms=lat,
+                ttft_ms=rng.choice([None, rng.uniform(0, 2_000), rng.choice(edges)]),
+                input_tokens=rng.choice([None, 0, rng.randint(1, 10_000)]),
+                output_tokens=rng.choice([None, rng.randint(1, 4_000)]),
+                cost_usd=rng.choice([None, rng.uniform(0, 0.1)]),
+                saved_usd=rng.choice([None, 0.0, rng.uniform(0, 0.01)]),
+            )
+        )
+    totals, buckets = aggregate(batch)
+    want_totals, want_buckets = _reference_aggregate(batch)
+    assert len(totals) == len(want_totals) and len(buckets) == len(want_buckets)
+    got = {t[:5]: t[5:] for t in totals}
+    for t in want_totals:
+        g = got[t[:5]]
+        assert g[:7] == t[5:12] and g[-1] == t[-1]  # counts and tokens exactly
+        assert g[7:11] == pytest.approx(t[12:16], rel=1e-9, abs=1e-12)  # float sums, any order
+    assert sorted(buckets) == sorted(want_buckets)
+
+
 def test_two_writers_on_one_database_add_up(db_url: str) -> None:
     engines = [make_engine(db_url) for _ in range(2)]
     migrate.upgrade(engines[0])

@@ -11,7 +11,9 @@ from __future__ import annotations
 import bisect
 import contextlib
 import itertools
+import operator
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -86,37 +88,55 @@ def _insert_rows(cur: Any, multi: tuple[int, str], single: str, rows: Sequence[R
         cur.executemany(single, rows[full:])
 
 
-def _bucket(seconds: float) -> float:
-    return _BOUNDS[bisect.bisect_left(BUCKETS, seconds)]
+_KEY = operator.itemgetter(_INSTANCE, _DEPLOYMENT, _ALIAS, _STATUS, _ERROR)
+_SUMS = operator.itemgetter(*_TOKENS, _COST, _SAVED, _LATENCY)
+_TTFT_OF = operator.itemgetter(_TTFT)
+
+
+def _bucket_counts(ms: Iterable[float]) -> Counter[int]:
+    """How many of these milliseconds fall in each histogram bucket (by index into the bounds)."""
+    seconds = map(operator.truediv, ms, itertools.repeat(1000.0))
+    return Counter(map(bisect.bisect_left, itertools.repeat(BUCKETS), seconds))
 
 
 def aggregate(rows: Iterable[Row]) -> tuple[list[Row], list[Row]]:
-    """The totals and histogram increments a batch of request rows adds (one row per key)."""
+    """The totals and histogram increments a batch of request rows adds (one row per key).
+
+    Rows are grouped by their totals key first, then each group's columns are summed and its
+    latencies bucketed by C-level iteration (``zip``, ``sum``, ``map``, ``Counter``): about a
+    tenth of the instructions of a Python loop over every row and column."""
+    groups: dict[tuple[Any, ...], list[Row]] = {}
+    for r in rows:
+        k = _KEY(r)
+        g = groups.get(k)
+        if g is None:
+            groups[k] = [r]
+        else:
+            g.append(r)
     totals: dict[tuple[Any, ...], list[Any]] = {}
     buckets: dict[tuple[Any, ...], int] = {}
-    width = len(_TOTAL_SUMS)
-    for r in rows:
-        instance, deployment, alias = r[_INSTANCE], r[_DEPLOYMENT] or "", r[_ALIAS]
-        key = (instance, deployment, alias, r[_STATUS], r[_ERROR] or "")
+    n_tokens = len(_TOKENS)
+    for (instance, deployment, alias, status, error), g in groups.items():
+        deployment = deployment or ""
+        key = (instance, deployment, alias, status, error or "")
+        cols = list(zip(*map(_SUMS, g), strict=True))
+        # None and 0 add nothing: both left out of the sums
+        sums: list[Any] = [sum(filter(None, c)) for c in cols[:n_tokens]]
+        cost, saved = float(sum(filter(None, cols[n_tokens]))), float(sum(filter(None, cols[n_tokens + 1])))
+        latencies = cols[n_tokens + 2]
+        if None in latencies:
+            latencies = tuple(x or 0.0 for x in latencies)
+        ttfts = [t for t in map(_TTFT_OF, g) if t is not None]
+        row = [len(g), *sums, cost, saved, float(sum(latencies)), float(sum(ttfts)), len(ttfts)]
         t = totals.get(key)
         if t is None:
-            t = totals[key] = [0] * width
-            t[-5] = t[-4] = 0.0
-        t[0] += 1
-        for j, i in enumerate(_TOKENS, 1):
-            t[j] += r[i] or 0
-        t[-5] += r[_COST] or 0.0
-        t[-4] += r[_SAVED] or 0.0
-        latency = r[_LATENCY] or 0.0
-        t[-3] += latency
-        bkey = (instance, "latency", deployment, alias, _bucket(latency / 1000.0))
-        buckets[bkey] = buckets.get(bkey, 0) + 1
-        ttft = r[_TTFT]
-        if ttft is not None:
-            t[-2] += ttft
-            t[-1] += 1
-            bkey = (instance, "ttft", deployment, alias, _bucket(ttft / 1000.0))
-            buckets[bkey] = buckets.get(bkey, 0) + 1
+            totals[key] = row
+        else:  # a NULL deployment or error kind and an empty one are the same key
+            totals[key] = [a + b for a, b in zip(t, row, strict=True)]
+        for metric, values in (("latency", latencies), ("ttft", ttfts)):
+            for i, n in _bucket_counts(values).items():
+                bkey = (instance, metric, deployment, alias, _BOUNDS[i])
+                buckets[bkey] = buckets.get(bkey, 0) + n
     return [(*k, *v) for k, v in totals.items()], [(*k, n) for k, n in buckets.items()]
 
 
