@@ -22,12 +22,8 @@ class RespError(Exception):
 
 
 def encode(args: tuple[bytes, ...]) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        out.append(b"$%d\r\n" % len(a))
-        out.append(a)
-        out.append(b"\r\n")
-    return b"".join(out)
+    """A command as RESP: an array of bulk strings."""
+    return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%b\r\n" % (len(a), a) for a in args])
 
 
 class _Protocol(asyncio.Protocol):
