@@ -141,6 +141,25 @@ def test_max_parallel_refuses_without_a_queue(
         assert [r.status_code for r in out] == [200, 200]
 
 
+def test_requests_sharing_an_x_request_id_hold_a_slot_each(
+    sim: str, tmp_path: Path, backend: dict[str, Any] | None
+) -> None:
+    """A client's x-request-id is not what a slot is held by: three requests sent with the same
+    one are three requests in flight, and a key's max_parallel of 2 refuses the third."""
+    with gateway(doc(sim, tmp_path, backend, queue={"max_wait_s": 0})) as (url, _, _):
+        secret, _ = make_key(url, limits={"max_parallel": 2, "rpm": 10})
+        slow = openai_body("[[sim latency_ms=600]] hi")
+        same = {**bearer(secret), "x-request-id": "req-shared-by-three"}
+        out = asyncio.run(_concurrent(url, [(slow, same)] * 3))
+        assert sorted(r.status_code for r in out) == [200, 200, 429]
+        refused = next(r for r in out if r.status_code == 429)
+        assert refused.json()["error"]["code"] == "too_many_parallel_requests"
+        # the refused one took nothing from the window: with this one, 3 of 10
+        r = httpx.post(f"{url}/v1/chat/completions", json=openai_body(), headers=same, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.headers["x-ratelimit-remaining-requests"] == "7"
+
+
 def test_a_deployment_at_its_limit_moves_routing_to_the_next_candidate(
     sim: str, tmp_path: Path, backend: dict[str, Any] | None
 ) -> None:
