@@ -62,7 +62,7 @@ def test_rpm_refuses_embeddings_with_retry_after_and_headers(
         assert r.status_code == 429
         err = r.json()["error"]
         assert err["type"] == "rate_limit_error" and err["code"] == "rate_limit_exceeded"
-        assert 55 <= int(r.headers["retry-after"]) <= 60
+        assert 55 <= int(r.headers["retry-after"]) <= 61  # memory: the window's 0.1 s buckets
         # the window is shared with chat: the key's chat requests are refused too
         chat = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
         assert c.post("/v1/chat/completions", json=chat, headers=bearer(secret)).status_code == 429

@@ -61,7 +61,7 @@ def test_rpm_in_both_dialects_with_retry_after_and_headers(
         assert err["type"] == "rate_limit_error"
         assert err["code"] == "rate_limit_exceeded"
         assert "3 requests per minute" in err["message"]
-        assert 55 <= int(r.headers["retry-after"]) <= 60
+        assert 55 <= int(r.headers["retry-after"]) <= 61  # memory: the window's 0.1 s buckets
         assert r.headers["x-ratelimit-remaining-requests"] == "0"
 
         r = c.post("/v1/messages", json=anthropic_body(), headers=anthropic_headers(secret))

@@ -24,6 +24,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,6 +39,11 @@ log = logging.getLogger("switchpoint.governance")
 #: A slot not given back within this many seconds is freed (its holder died).
 SLOT_LEASE_S = 900.0
 WINDOW_S = 60.0
+#: The memory state's window entries are kept per this many seconds: a request comes back at
+#: most this much after its 60 s (never sooner, so a window never admits more than its limit).
+BUCKET_S = 0.1
+#: A window's token index is swept of stale tokens when it reaches this size (then twice the rest).
+_SWEEP_AT = 4096
 #: Budget and latch keys outlive their period by this much (then Redis drops them).
 KEEP_AFTER_PERIOD_S = 86400.0
 _EPS = 1e-9
@@ -114,45 +120,66 @@ class State(Protocol):
 # --- this process ------------------------------------------------------------------------------
 
 
+def _bucket(t: float) -> float:
+    """``t`` rounded up to the next :data:`BUCKET_S` boundary."""
+    return math.ceil(t / BUCKET_S) * BUCKET_S
+
+
 class _Window:
-    __slots__ = ("entries", "fix", "live", "sum")
+    __slots__ = ("buckets", "entries", "live", "sum", "sweep_at")
 
     def __init__(self) -> None:
-        #: (expiry, amount, token) oldest first: tuples of plain values, which the garbage
-        #: collector stops tracking (a window at a high request rate holds tens of thousands).
-        self.entries: deque[tuple[float, float, str]] = deque()
-        #: token → expiry of an entry its settle may still correct (TPM).
+        #: [expiry, amount] oldest first: the requests admitted within one :data:`BUCKET_S`
+        #: share one, and come back together at its end (at most that much after their 60 s),
+        #: so a window holds a few hundred of them at any rate.
+        self.entries: deque[list[float]] = deque()
+        #: expiry → its entry (a settle corrects the entry its request went into).
+        self.buckets: dict[float, list[float]] = {}
+        #: token → the expiry of its entry, while its settle may still correct it (TPM).
         self.live: dict[str, float] = {}
-        #: token → the correction its settle made, taken off with the entry when it leaves.
-        self.fix: dict[str, float] = {}
         self.sum = 0.0
+        self.sweep_at = _SWEEP_AT
+
+    def take(self, expiry: float, amount: float) -> None:
+        """Add ``amount`` to the entry that ends at ``expiry`` (a bucket boundary)."""
+        entries = self.entries
+        if entries and entries[-1][0] == expiry:
+            entries[-1][1] += amount
+        else:
+            entry = [expiry, amount]
+            entries.append(entry)
+            self.buckets[expiry] = entry
+        self.sum += amount
 
     def expire(self, now: float) -> None:
-        entries, fix, live = self.entries, self.fix, self.live
+        entries, buckets = self.entries, self.buckets
         total = self.sum
         while entries and entries[0][0] <= now:
-            _, amount, token = entries.popleft()
+            exp, amount = entries.popleft()
             total -= amount
-            if fix:
-                total -= fix.pop(token, 0.0)
-            if live:
-                live.pop(token, None)
+            buckets.pop(exp, None)
         self.sum = total if entries else 0.0
+        live = self.live
+        if len(live) >= self.sweep_at:  # tokens whose entry left before their settle came
+            for token in [t for t, exp in live.items() if exp <= now]:
+                del live[token]
+            self.sweep_at = max(_SWEEP_AT, 2 * len(live))
 
     def correct(self, token: str, delta: float, now: float) -> None:
         """Correct the entry of ``token`` by ``delta`` (real minus reserved) while it is in
         the window; once only."""
         exp = self.live.pop(token, None)
         if exp is not None and exp > now:
-            self.sum += delta
-            self.fix[token] = delta
+            entry = self.buckets.get(exp)
+            if entry is not None:
+                entry[1] += delta
+                self.sum += delta
 
     def wait_for(self, room: float, now: float) -> float:
         """Seconds until ``room`` more fits under the current sum."""
         freed = 0.0
-        fix = self.fix
-        for exp, amount, token in self.entries:
-            freed += amount + fix.get(token, 0.0)
+        for exp, amount in self.entries:
+            freed += amount
             if self.sum - freed <= room + _EPS:
                 return max(0.0, float(exp) - now)
         return WINDOW_S
@@ -236,10 +263,9 @@ class MemoryState:
             amount = c.amount
             if kind == "window":
                 w = found[i]
-                exp = now + WINDOW_S
-                w.entries.append((exp, amount, rid))
+                exp = _bucket(now + WINDOW_S)
+                w.take(exp, amount)
                 w.live[rid] = exp
-                w.sum += amount
                 if reset[i] <= 0.0:
                     reset[i] = WINDOW_S
             elif kind == "slot":
@@ -299,8 +325,7 @@ class MemoryState:
         used: list[float] = []
         reset: list[float] = []
         budgets = self._budgets
-        expiry = now + WINDOW_S
-        entry = (expiry, tokens, rid)
+        expiry = math.ceil((now + WINDOW_S) / BUCKET_S) * BUCKET_S
         for code, obj, limit, key, until in items:
             if code < 2:
                 entries = obj.entries
@@ -315,12 +340,20 @@ class MemoryState:
                 if code == 0:
                     if level + 1.0 > limit + _EPS and level > _EPS:
                         return self._put_back(rid, items, len(used), tokens, cost, used, reset, level, now)
-                    entries.append((expiry, 1.0, rid))
+                    if entries and entries[-1][0] == expiry:
+                        entries[-1][1] += 1.0
+                    else:
+                        obj.take(expiry, 0.0)
+                        entries[-1][1] = 1.0
                     obj.sum = level = level + 1.0
                 else:
                     if level + tokens > limit + _EPS and level > _EPS:
                         return self._put_back(rid, items, len(used), tokens, cost, used, reset, level, now)
-                    entries.append(entry)
+                    if entries and entries[-1][0] == expiry:
+                        entries[-1][1] += tokens
+                    else:
+                        obj.take(expiry, 0.0)
+                        entries[-1][1] = tokens
                     obj.live[rid] = expiry
                     obj.sum = level = level + tokens
                 reset.append(oldest - now)
@@ -362,7 +395,9 @@ class MemoryState:
         budgets = self._budgets
         for code, obj, _, key, until in items[:refused]:
             if code < 2:
-                obj.sum -= obj.entries.pop()[1]
+                amount = 1.0 if code == 0 else tokens
+                obj.entries[-1][1] -= amount  # the entry this admission added to, just now
+                obj.sum -= amount
                 if code == 1:
                     obj.live.pop(rid, None)
             elif code == 2:
@@ -392,10 +427,7 @@ class MemoryState:
         budgets = self._budgets
         for code, obj, _, key, until in items:
             if code == 1:
-                exp = obj.live.pop(rid, None)
-                if exp is not None and exp > now:
-                    obj.sum += tokens
-                    obj.fix[rid] = tokens
+                obj.correct(rid, tokens, now)
             elif code == 2:
                 obj.pop(rid, None)
             elif code == 3:
