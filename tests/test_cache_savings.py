@@ -6,6 +6,7 @@ printed side by side."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,17 @@ def _run(sim: str, tmp_path: Path, name: str, cache: dict[str, Any] | None) -> d
         out["key_id"] = key["id"]
         for model, _dep, _family in FAMILIES:
             out[model] = _conversation(url, model, f"{name}-{model}", bearer(secret))
+        # the ledger writes every flush window: read once every request is in it
+        deadline = time.monotonic() + 20
+        while True:
+            admin = httpx.get(
+                f"{url}/admin/usage", params={"group_by": "deployment"}, headers=AUTH, timeout=10
+            )
+            assert admin.status_code == 200, admin.text
+            if sum(g["requests"] for g in admin.json()["data"]) == len(FAMILIES) * TURNS:
+                break
+            assert time.monotonic() < deadline, admin.json()
+            time.sleep(0.05)
         for group in ("deployment", "session", "task,deployment", "key"):
             admin = httpx.get(f"{url}/admin/usage", params={"group_by": group}, headers=AUTH, timeout=10)
             assert admin.status_code == 200, admin.text

@@ -250,9 +250,12 @@ async def test_gateway_path_classifies_off_the_event_loop(monkeypatch: pytest.Mo
     router = Router(load(EXAMPLE, env=ENV))
     threads: list[str] = []
     real = asyncio.to_thread
+    loop = asyncio.get_running_loop()
 
     async def spy(fn: object, *args: object) -> object:
-        threads.append(getattr(fn, "__name__", "?"))
+        # only this test's loop: a gateway another test serves in a thread polls its keys too
+        if asyncio.get_running_loop() is loop:
+            threads.append(getattr(fn, "__name__", "?"))
         return await real(fn, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(asyncio, "to_thread", spy)
