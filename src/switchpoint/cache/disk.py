@@ -59,6 +59,21 @@ def _connect(path: str, busy_ms: int) -> sqlite3.Connection:
     return conn
 
 
+def _make_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL. Two processes opening a new file at once: the switch needs the
+    file to itself and SQLite answers "locked" at once rather than through the busy handler, so
+    it is tried again until the busy timeout has passed (a file already in WAL never waits)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _open(path: str) -> sqlite3.Connection:
     """The writer's connection, the file made WAL and its tables there (refused clearly when the
     file cannot be used)."""
@@ -66,7 +81,7 @@ def _open(path: str) -> sqlite3.Connection:
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         writer = _connect(path, BUSY_TIMEOUT_MS)
-        writer.execute("PRAGMA journal_mode = WAL")
+        _make_wal(writer)
         writer.execute("PRAGMA synchronous = NORMAL")
         writer.execute("BEGIN IMMEDIATE")
         try:
