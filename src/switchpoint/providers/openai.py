@@ -16,11 +16,8 @@ from __future__ import annotations
 import array
 import base64
 import binascii
-import email.utils
-import math
 import re
 import sys
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -68,6 +65,7 @@ from switchpoint.providers.openai_responses import (
     parse_response,
     responses_body,
 )
+from switchpoint.providers.retry_after import retry_after
 from switchpoint.streaming import Marks, SSEFrame
 
 _encode = msgspec.json.encode
@@ -416,8 +414,6 @@ _CONTEXT_RE = re.compile(
 _FILTER_CODES = frozenset(
     {"content_filter", "content_policy_violation", "responsibleaipolicyviolation", "invalid_prompt"}
 )
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _STATUS_KIND = {
     401: "authentication",
     402: "rate_limited",
@@ -446,54 +442,6 @@ _TYPE_STATUS = {
     "overloaded_error": 503,
     "service_unavailable_error": 503,
 }
-
-
-def _seconds(value: str, scale: float = 1.0) -> float | None:
-    """A finite, non-negative number of seconds, or ``None``."""
-    try:
-        seconds = float(value) * scale
-    except ValueError:
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def _duration(value: str) -> float | None:
-    """``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"`` or plain seconds, as seconds."""
-    seconds = _seconds(value)
-    if seconds is not None:
-        return seconds
-    parts = _DURATION_RE.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value.strip():
-        return None
-    return sum(float(n) * _UNIT[u] for n, u in parts)
-
-
-def _http_date(value: str) -> float | None:
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time()) if when.tzinfo is not None else None
-
-
-def _retry_after(headers: Any) -> float | None:
-    ms = headers.get("retry-after-ms")
-    seconds = _seconds(ms, 0.001) if ms else None
-    value = headers.get("retry-after")
-    if seconds is None and value:
-        seconds = _seconds(value)
-        if seconds is None:
-            seconds = _http_date(value)
-    if seconds is not None:
-        return seconds
-    resets = []
-    for kind in ("requests", "tokens"):
-        reset = headers.get(f"x-ratelimit-reset-{kind}")
-        after = _duration(reset) if reset else None
-        if after is not None:
-            exhausted = headers.get(f"x-ratelimit-remaining-{kind}") == "0"
-            resets.append((not exhausted, after))
-    return min(resets)[1] if resets else None
 
 
 def _error_fields(body: bytes) -> tuple[str, str, str, str | None]:
@@ -550,7 +498,7 @@ def _provider_error(
         _kind(status, message, etype, code),
         message,
         upstream_status=status if headers is not None else None,
-        retry_after=_retry_after(headers) if headers is not None else None,
+        retry_after=retry_after(headers) if headers is not None else None,
         deployment=deployment.name,
         param=param,
         code=code or None,
