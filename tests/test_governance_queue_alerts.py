@@ -51,10 +51,13 @@ async def _staggered(
 def test_waiters_are_served_by_priority(sim: str, tmp_path: Path, backend: dict[str, Any] | None) -> None:
     with gateway(doc(sim, tmp_path, backend, queue={"max_wait_s": 20})) as (url, _, _):
         secret, _ = make_key(url, limits={"max_parallel": 1}, priority="low")
-        slow = openai_body("[[sim latency_ms=400]] x")
+        # the holder keeps the slot long enough for all three waiters to be queued before it
+        # comes back, even on a loaded machine: the order is then the queue's alone
+        hold = openai_body("[[sim latency_ms=1500]] x")
+        slow = openai_body("[[sim latency_ms=300]] x")
         h = bearer(secret)
         calls = [
-            (slow, h),  # holds the slot
+            (hold, h),  # holds the slot
             (slow, h),  # the key's default priority: low
             (slow, {**h, "x-switchpoint-priority": "normal"}),
             (slow, {**h, "x-switchpoint-priority": "high"}),

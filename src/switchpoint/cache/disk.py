@@ -59,19 +59,29 @@ def _connect(path: str, busy_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def _make_wal(conn: sqlite3.Connection) -> None:
-    """Switch the file to WAL. Two processes opening a new file at once: the switch needs the
-    file to itself and SQLite answers "locked" at once rather than through the busy handler, so
-    it is tried again until the busy timeout has passed (a file already in WAL never waits)."""
+def _transient(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+def _until_busy_timeout(work: Callable[[], None]) -> None:
+    """``work`` tried again while SQLite answers "locked"/"busy", until the busy timeout has
+    passed. Some of those answers come at once rather than through the busy handler (a new
+    file's switch to WAL, another process's WAL recovery or checkpoint at that moment)."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            work()
             return
         except sqlite3.OperationalError as exc:
-            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+            if not _transient(exc) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.01)
+
+
+def _make_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL (a file already in WAL never waits)."""
+    _until_busy_timeout(lambda: conn.execute("PRAGMA journal_mode = WAL"))
 
 
 def _open(path: str) -> sqlite3.Connection:
@@ -185,7 +195,7 @@ class SqliteBackend:
         writes = [op for op in ops if isinstance(op, tuple)]
         if writes:
             try:
-                self._transaction(writes)
+                _until_busy_timeout(lambda: self._transaction(writes))
             except sqlite3.Error as exc:
                 self._failed(exc)
         for event in events:
