@@ -58,7 +58,11 @@ def sim() -> Iterator[str]:
 
 
 def _doc(sim: str, db: str, cache: dict[str, Any] | None) -> dict[str, Any]:
-    extra: dict[str, Any] = {"storage": {"url": db, "flush_interval_ms": 20}}
+    # the task the conversation names is one the config knows: /metrics shows it by name
+    extra: dict[str, Any] = {
+        "storage": {"url": db, "flush_interval_ms": 20},
+        "routing": {"classifier": {"default_task": "agent"}},
+    }
     if cache is not None:
         extra["cache"] = cache
     return document(
@@ -228,6 +232,34 @@ def test_prompt_caching_off_and_on_match_a_hand_computation(sim: str, tmp_path: 
         if line.startswith("switchpoint_cache_saved_usd_total{") and 'deployment="d-claude"' in line
     )
     assert float(saved_line.rsplit(" ", 1)[1]) == pytest.approx(claude_on.saved_usd, rel=1e-6)
+    # per task too (a bounded label: the tasks the config names), with the cache-read ratio's parts
+    samples = _samples(on["metrics"])
+    deps = on["by_deployment"].values()
+    by_task = [v for k, v in samples.items() if k[0] == "switchpoint_cache_saved_usd_total"]
+    assert all(dict(k[1])["task"] == "agent" for k in samples if k[0] == "switchpoint_cache_saved_usd_total")
+    assert sum(by_task) == pytest.approx(sum(d.saved_usd for d in deps), rel=1e-6)
+    inputs = {
+        dict(k[1])["class"]: v
+        for k, v in samples.items()
+        if k[0] == "switchpoint_task_input_tokens_total" and dict(k[1])["task"] == "agent"
+    }
+    assert inputs["cached_input"] == sum(d.cached_input_tokens for d in deps) > 0
+    assert sum(inputs.values()) == sum(d.input_tokens for d in deps)
+    ratio = inputs["cached_input"] / sum(inputs.values())
+    assert ratio == pytest.approx(
+        sum(d.cached_input_tokens for d in deps) / sum(d.input_tokens for d in deps)
+    )
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples of a Prometheus text exposition, by (name, sorted labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
 
 
 def test_an_anthropic_clients_conversation_is_cached_in_passthrough(sim: str, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from switchpoint.pricing import Cost
 from switchpoint.records import Attempt, RequestRecord
 from switchpoint.store.tables import BUCKETS, INF
 
-LABELS = Labels(aliases=("smart",), deployments=("d-a", "d-b"))
+LABELS = Labels(aliases=("smart",), deployments=("d-a", "d-b"), tasks=("code",))
 
 
 def booked(
@@ -40,6 +40,8 @@ def booked(
     latency_ms: float = 120.0,
     ttft_ms: float | None = None,
     cost: float = 0.0,
+    task: str | None = None,
+    saved: float = 0.0,
 ) -> Booked:
     attempt = Attempt(deployment=deployment or "d-a", provider="p", family="openai", status=status)
     rec = RequestRecord(
@@ -57,9 +59,10 @@ def booked(
         attempts=(attempt,),
         key_id="key-secret-id",
         session="sess-1",
+        task=task,
     )
     c = Cost(input=cost)
-    return Booked(record=rec, cost=c, attempt_costs=(c,), price_version="test")
+    return Booked(record=rec, cost=c, attempt_costs=(c,), price_version="test", saved_usd=saved)
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -142,6 +145,43 @@ async def test_requests_tokens_cost_and_errors_by_bounded_labels() -> None:
     text = (await GatewayMetrics(LABELS, sink).render()).decode()
     for secret in ("key-secret-id", "sess-1", "r1", "gpt-made-up"):
         assert secret not in text
+
+
+async def test_caching_savings_and_input_classes_by_task() -> None:
+    """Savings per deployment, alias and task, and each task's input classes (its cache-read
+    ratio): a task the config names by name, any other "other", none "none"; the sink keeps one
+    row for every task it was never told about, however many a client invents."""
+    sink = MetricsSink(LABELS)
+    sink.write(
+        [
+            booked("r1", usage=USAGE, task="code", saved=0.25),
+            booked("r2", usage=USAGE, task="code", saved=0.5),
+            booked("r3", usage=USAGE, saved=0.125),
+            *(booked(f"x{i}", usage=USAGE, task=f"invented-{i}", saved=0.001) for i in range(50)),
+        ]
+    )
+    fams = await render(sink)
+    saved, inputs = "switchpoint_cache_saved_usd", "switchpoint_task_input_tokens"
+    at = {"deployment": "d-a", "alias": "smart"}
+    assert sample(fams, saved, f"{saved}_total", **at, task="code") == 0.75
+    assert sample(fams, saved, f"{saved}_total", **at, task="none") == 0.125
+    assert sample(fams, saved, f"{saved}_total", **at, task="other") == pytest.approx(0.05)
+    code = {
+        dict(k[1])["class"]: v
+        for k, v in fams[inputs].items()
+        if k != "__type__" and ("task", "code") in k[1]
+    }
+    assert code == {
+        "input": 2 * 500,
+        "cached_input": 2 * 300,
+        "cache_write_5m": 2 * 150,
+        "cache_write_1h": 2 * 50,
+    }
+    assert code["cached_input"] / sum(code.values()) == USAGE.cached_input_tokens / USAGE.input_tokens
+    assert sample(fams, inputs, f"{inputs}_total", task="other", **{"class": "cached_input"}) == 50 * 300
+    assert len(sink._rows) == 3  # code, none, other
+    text = (await GatewayMetrics(LABELS, sink).render()).decode()
+    assert "invented-" not in text
 
 
 async def test_latency_and_ttft_histograms() -> None:
@@ -346,6 +386,8 @@ async def test_ledger_totals_render_exactly_as_the_in_process_totals(ledger_db: 
         booked("r4", model="gpt-made-up", deployment=None, status=404, error="model_not_found"),
         booked("r5", model="also-unknown", deployment=None, status=404, error="model_not_found"),
         booked("r6", latency_ms=90_000.0, ttft_ms=61_000.0),
+        booked("r7", usage=USAGE, task="code", saved=0.125),
+        booked("r8", usage=USAGE, task="made-up-task", saved=0.5),
     ]
     storage = Storage(spill_path=str(tmp_path / "spill.jsonl"))
     ledger = Ledger(storage, ledger_db, instance="metrics-test")

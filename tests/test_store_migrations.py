@@ -116,3 +116,40 @@ def test_switchpoint_db_upgrade_migrates_the_configured_database(
     down = runner.invoke(cli, ["db", "upgrade", "--database", "postgresql://postgres:pw@127.0.0.1:1/none"])
     assert down.exit_code == 1
     assert "cannot migrate" in down.output and "pw" not in down.output
+
+
+def test_the_totals_by_task_keep_older_totals_and_merge_back_on_downgrade(db_url: str) -> None:
+    """0010 keys usage_totals by task too: the totals written before it stay, under no task; a
+    downgrade sums each key's tasks back into one row."""
+    from alembic import command
+
+    from switchpoint.store.migrate import _config
+
+    engine = make_engine(db_url)
+    key = "'h:1', 'd-a', 'smart', 200, ''"
+    sums = "requests, input_tokens, cached_input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens, cost_usd, saved_usd, latency_ms_sum, ttft_ms_sum, ttft_count"
+    cols = f"instance, deployment, alias, status, error_kind, {sums}"
+    try:
+        assert migrate.upgrade(engine, "0009_batch_forward") == "0009_batch_forward"
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                f"INSERT INTO usage_totals ({cols}) VALUES ({key}, 2, 100, 40, 0, 0, 10, 0, 0.5, 0.25, 30.0, 0, 0)"
+            )
+        assert migrate.upgrade(engine) == migrate.head()
+        with engine.begin() as conn:
+            assert conn.exec_driver_sql("SELECT task, requests FROM usage_totals").all() == [("", 2)]
+            conn.exec_driver_sql(
+                f"INSERT INTO usage_totals ({cols}, task) VALUES ({key}, 3, 200, 60, 0, 0, 20, 0, 1.0, 0.5, 60.0, 0, 0, 'code')"
+            )
+        with engine.begin() as conn:
+            command.downgrade(_config(conn), "0009_batch_forward")
+        with engine.connect() as conn:
+            assert migrate.current(conn) == "0009_batch_forward"
+            rows = conn.exec_driver_sql(
+                "SELECT requests, input_tokens, cached_input_tokens, cost_usd, saved_usd FROM usage_totals"
+            ).all()
+        assert [tuple(r) for r in rows] == [(5, 300, 100, 1.5, 0.75)]
+        assert "task" not in {c["name"] for c in inspect(engine).get_columns("usage_totals")}
+        assert migrate.upgrade(engine) == migrate.head()
+    finally:
+        engine.dispose()

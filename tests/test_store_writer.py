@@ -177,7 +177,14 @@ def _reference_aggregate(batch: list[tuple[Any, ...]]) -> tuple[list[Any], list[
     buckets: dict[tuple[Any, ...], int] = {}
     for r in batch:
         dep = r[idx["deployment"]] or ""
-        key = (r[idx["instance"]], dep, r[idx["alias"]], r[idx["status"]], r[idx["error_kind"]] or "")
+        key = (
+            r[idx["instance"]],
+            dep,
+            r[idx["alias"]],
+            r[idx["status"]],
+            r[idx["error_kind"]] or "",
+            r[idx["task"]] or "",
+        )
         t = totals.setdefault(key, [0] * 7 + [0.0] * 4 + [0])
         t[0] += 1
         for j, name in enumerate(tables.TOKEN_COLUMNS, 1):
@@ -216,6 +223,7 @@ def test_the_batch_totals_equal_a_row_by_row_sum() -> None:
                 alias=rng.choice(["smart", "fast"]),
                 status=rng.choice([200, 429, 500]),
                 error_kind=rng.choice([None, "", "rate_limited"]),
+                task=rng.choice([None, "", "code", "chat"]),
                 latency_ms=lat,
                 ttft_ms=rng.choice([None, rng.uniform(0, 2_000), rng.choice(edges)]),
                 input_tokens=rng.choice([None, 0, rng.randint(1, 10_000)]),
@@ -227,11 +235,11 @@ def test_the_batch_totals_equal_a_row_by_row_sum() -> None:
     totals, buckets = aggregate(batch)
     want_totals, want_buckets = _reference_aggregate(batch)
     assert len(totals) == len(want_totals) and len(buckets) == len(want_buckets)
-    got = {t[:5]: t[5:] for t in totals}
+    got = {t[:6]: t[6:] for t in totals}
     for t in want_totals:
-        g = got[t[:5]]
-        assert g[:7] == t[5:12] and g[-1] == t[-1]  # counts and tokens exactly
-        assert g[7:11] == pytest.approx(t[12:16], rel=1e-9, abs=1e-12)  # float sums, any order
+        g = got[t[:6]]
+        assert g[:7] == t[6:13] and g[-1] == t[-1]  # counts and tokens exactly
+        assert g[7:11] == pytest.approx(t[13:17], rel=1e-9, abs=1e-12)  # float sums, any order
     assert sorted(buckets) == sorted(want_buckets)
 
 

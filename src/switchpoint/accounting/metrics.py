@@ -11,8 +11,9 @@ Two sources, one shape (:class:`Totals`, the rows of the ledger's ``usage_totals
 
 :class:`UsageCollector` turns a :class:`Totals` into metric families on a registry the gateway
 owns (never prometheus-client's global one). Label sets are bounded: deployment, alias, status
-class, error kind, token class. An alias the config does not name (a client may send any
-model name) is ``other``; a request no deployment answered has ``deployment="none"``. Never a
+class, error kind, token class, task. An alias the config does not name (a client may send any
+model name) is ``other``; a request no deployment answered has ``deployment="none"``; a task the
+config does not name (routing rules, the classifier) is ``other``, no task ``none``. Never a
 key, a session or a request id.
 """
 
@@ -49,7 +50,8 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 
-Key = tuple[str, str, int, str]  # deployment ('' = none), alias, status, error kind ('' = none)
+#: deployment ('' = none), alias, status, error kind ('' = none), task ('' = none)
+Key = tuple[str, str, int, str, str]
 HistKey = tuple[str, str]  # deployment, alias
 
 
@@ -109,13 +111,25 @@ def bucket_index(le: float) -> int:
 
 
 class Labels:
-    """Bounded label values: the aliases and deployments the config names, and ``auto``."""
+    """Bounded label values: the aliases and deployments the config names, and ``auto``; the
+    tasks it names."""
 
-    __slots__ = ("aliases", "deployments")
+    __slots__ = ("aliases", "deployments", "tasks")
 
-    def __init__(self, aliases: Collection[str] = (), deployments: Collection[str] = ()) -> None:
+    def __init__(
+        self,
+        aliases: Collection[str] = (),
+        deployments: Collection[str] = (),
+        tasks: Collection[str] = (),
+    ) -> None:
         self.deployments = frozenset(deployments)
         self.aliases = frozenset(aliases) | self.deployments | {"auto"}
+        self.tasks = frozenset(tasks)
+
+    def task(self, name: str | None) -> str:
+        if not name:
+            return "none"
+        return name if name in self.tasks else "other"
 
     def alias(self, name: str) -> str:
         return name if name in self.aliases else "other"
@@ -150,18 +164,25 @@ class MetricsSink:
 
     def __init__(self, labels: Labels) -> None:
         self.labels = labels
-        self._rows: dict[tuple[str | None, str, int, str | None], _SinkRow] = {}
+        self._rows: dict[tuple[str | None, str, int, str | None, str], _SinkRow] = {}
 
     def use_labels(self, labels: Labels) -> None:
         self.labels = labels
 
     def write(self, batch: Sequence[Booked]) -> None:
         rows = self._rows
-        aliases = self.labels.aliases
+        aliases, tasks = self.labels.aliases, self.labels.tasks
         for booked in batch:
             rec = booked.record
-            model = rec.model
-            key = (rec.deployment, model if model in aliases else "other", rec.status, rec.error)
+            model, task = rec.model, rec.task
+            # bounded here already: a client may name any task, the sink's memory stays bounded
+            key = (
+                rec.deployment,
+                model if model in aliases else "other",
+                rec.status,
+                rec.error,
+                "" if not task else task if task in tasks else "other",
+            )
             row = rows.get(key)
             if row is None:
                 row = rows[key] = _SinkRow()
@@ -189,8 +210,8 @@ class MetricsSink:
     def totals(self) -> Totals:
         """The rows as :class:`Totals` (keys as the ledger's: '' for no deployment or error)."""
         out = Totals()
-        for (dep, alias, status, kind), row in self._rows.items():
-            out.rows[(dep or "", alias, status, kind or "")] = row
+        for (dep, alias, status, kind, task), row in self._rows.items():
+            out.rows[(dep or "", alias, status, kind or "", task)] = row
             hist = (dep or "", alias)
             for target, counts in ((out.latency, row.latency), (out.ttft, row.ttft)):
                 if counts is row.ttft and not row.ttft_count:
@@ -259,7 +280,13 @@ def read_ledger(engine: Any, instance: str) -> Totals:
                 value = r[name]
                 if value is not None:
                     setattr(row, name, value)
-            key = (r["deployment"] or "", r["alias"] or "", int(r["status"]), r["error_kind"] or "")
+            key = (
+                r["deployment"] or "",
+                r["alias"] or "",
+                int(r["status"]),
+                r["error_kind"] or "",
+                r["task"] or "",
+            )
             have = totals.rows.get(key)
             if have is None:
                 totals.rows[key] = row
@@ -300,11 +327,12 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
     errors: dict[tuple[str, str, str], int] = {}
     tokens: dict[tuple[str, str], list[int]] = {}
     cost: dict[tuple[str, str], float] = {}
-    saved: dict[tuple[str, str], float] = {}
+    saved: dict[tuple[str, str, str], float] = {}
+    task_inputs: dict[tuple[str], list[int]] = {}
     lat_sum: dict[tuple[str, str], float] = {}
     ttft_sum: dict[tuple[str, str], float] = {}
-    for (dep, alias, status, kind), row in totals.rows.items():
-        d, a = labels.deployment(dep), labels.alias(alias)
+    for (dep, alias, status, kind, task), row in totals.rows.items():
+        d, a, t = labels.deployment(dep), labels.alias(alias), labels.task(task)
         cls = f"{status // 100}xx" if 100 <= status < 600 else "other"
         requests[(d, a, cls)] = requests.get((d, a, cls), 0) + row.requests
         if kind:
@@ -320,8 +348,9 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
             row.reasoning_tokens,
         )
         _add_counts(tokens, (d, a), parts)
+        _add_counts(task_inputs, (t,), parts[:4])
         cost[(d, a)] = cost.get((d, a), 0.0) + row.cost_usd
-        saved[(d, a)] = saved.get((d, a), 0.0) + row.saved_usd
+        saved[(d, a, t)] = saved.get((d, a, t), 0.0) + row.saved_usd
         lat_sum[(d, a)] = lat_sum.get((d, a), 0.0) + row.latency_ms_sum
         ttft_sum[(d, a)] = ttft_sum.get((d, a), 0.0) + row.ttft_ms_sum
 
@@ -333,6 +362,15 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
     for (d, a), counts in sorted(tokens.items()):
         for cls_name, n in zip(TOKEN_CLASSES, counts, strict=True):
             by_class.add_metric((d, a, cls_name), max(0, n))
+    inputs_by_task = CounterMetricFamily(
+        "switchpoint_task_input_tokens",
+        "Input tokens by task and class (the cache-read ratio of a task is class=cached_input "
+        "over the sum of its classes).",
+        labels=("task", "class"),
+    )
+    for (t,), counts in sorted(task_inputs.items()):
+        for cls_name, n in zip(TOKEN_CLASSES[:4], counts, strict=True):
+            inputs_by_task.add_metric((t, cls_name), max(0, n))
     return [
         _counter(
             "switchpoint_requests",
@@ -354,9 +392,10 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
             "switchpoint_cache_saved_usd",
             "USD caching saved: prompt-cache reads less write surcharges, and response-cache hits "
             "(the cache-read ratio is switchpoint_tokens{class=cached_input} over all input classes).",
-            ("deployment", "alias"),
+            ("deployment", "alias", "task"),
             saved,
         ),
+        inputs_by_task,
         _histogram(
             "switchpoint_request_duration_seconds",
             "Request latency, from the request's arrival to its last byte.",
@@ -374,7 +413,10 @@ def families(totals: Totals, labels: Labels) -> list[Metric]:
     ]
 
 
-def _add_counts(into: dict[HistKey, list[int]], key: HistKey, counts: Sequence[int]) -> None:
+_K = TypeVar("_K", bound=tuple[str, ...])
+
+
+def _add_counts(into: dict[_K, list[int]], key: _K, counts: Sequence[int]) -> None:
     """Add ``counts`` element by element into ``into[key]`` (a copy of them when it is new)."""
     have = into.get(key)
     if have is None:
@@ -462,7 +504,27 @@ class GatewayMetrics:
 
 def labels_of(config: Config) -> Labels:
     """The bounded label values a config allows."""
-    return Labels(config.aliases, config.deployments)
+    return Labels(config.aliases, config.deployments, tasks_of(config))
+
+
+def tasks_of(config: Config) -> set[str]:
+    """The tasks a config names: its routing rules' ``match.task``, the classifier's default
+    task, rules and example sets."""
+    routing = config.routing
+    if routing is None:
+        return set()
+    names: set[str] = set()
+    for rule in [*routing.rules, *([routing.default] if routing.default is not None else [])]:
+        task = rule.match.task
+        if task is not None:
+            names.update([task] if isinstance(task, str) else task)
+    classifier = routing.classifier
+    if classifier.default_task is not None:
+        names.add(classifier.default_task)
+    names.update(r.task for r in classifier.rules)
+    if classifier.semantic is not None:
+        names.update(classifier.semantic.examples)
+    return names
 
 
 def gateway_metrics(

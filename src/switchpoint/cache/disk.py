@@ -64,7 +64,7 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _until_busy_timeout(work: Callable[[], None]) -> None:
+def _until_busy_timeout(work: Callable[[], object]) -> None:
     """``work`` tried again while SQLite answers "locked"/"busy", until the busy timeout has
     passed. Some of those answers come at once rather than through the busy handler (a new
     file's switch to WAL, another process's WAL recovery or checkpoint at that moment)."""

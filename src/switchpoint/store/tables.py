@@ -165,7 +165,11 @@ usage_totals = Table(
     Column("latency_ms_sum", Double, nullable=False),
     Column("ttft_ms_sum", Double, nullable=False),
     Column("ttft_count", Integer, nullable=False),
-    PrimaryKeyConstraint("instance", "deployment", "alias", "status", "error_kind", name="pk_usage_totals"),
+    #: The request's task ('' for none): savings and the cache-read ratio per task (0010).
+    Column("task", Text, nullable=False, server_default=""),
+    PrimaryKeyConstraint(
+        "instance", "deployment", "alias", "status", "error_kind", "task", name="pk_usage_totals"
+    ),
 )
 
 latency_buckets = Table(

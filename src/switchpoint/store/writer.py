@@ -24,18 +24,19 @@ from switchpoint.store.tables import ATTEMPT_COLUMNS, BUCKETS, INF, REQUEST_COLU
 Row = tuple[Any, ...]
 
 _R = {name: i for i, name in enumerate(REQUEST_COLUMNS)}
-_INSTANCE, _DEPLOYMENT, _ALIAS, _STATUS, _ERROR = (
+_INSTANCE, _DEPLOYMENT, _ALIAS, _STATUS, _ERROR, _TASK = (
     _R["instance"],
     _R["deployment"],
     _R["alias"],
     _R["status"],
     _R["error_kind"],
+    _R["task"],
 )
 _LATENCY, _TTFT, _COST, _SAVED = _R["latency_ms"], _R["ttft_ms"], _R["cost_usd"], _R["saved_usd"]
 _TOKENS = tuple(_R[name] for name in TOKEN_COLUMNS)
 _REQUEST_ID, _STARTED_AT = _R["request_id"], _R["started_at"]
 
-_TOTAL_KEYS = ("instance", "deployment", "alias", "status", "error_kind")
+_TOTAL_KEYS = ("instance", "deployment", "alias", "status", "error_kind", "task")
 _TOTAL_SUMS = (
     "requests",
     *TOKEN_COLUMNS,
@@ -88,7 +89,7 @@ def _insert_rows(cur: Any, multi: tuple[int, str], single: str, rows: Sequence[R
         cur.executemany(single, rows[full:])
 
 
-_KEY = operator.itemgetter(_INSTANCE, _DEPLOYMENT, _ALIAS, _STATUS, _ERROR)
+_KEY = operator.itemgetter(_INSTANCE, _DEPLOYMENT, _ALIAS, _STATUS, _ERROR, _TASK)
 _SUMS = operator.itemgetter(*_TOKENS, _COST, _SAVED, _LATENCY)
 _TTFT_OF = operator.itemgetter(_TTFT)
 
@@ -116,9 +117,9 @@ def aggregate(rows: Iterable[Row]) -> tuple[list[Row], list[Row]]:
     totals: dict[tuple[Any, ...], list[Any]] = {}
     buckets: dict[tuple[Any, ...], int] = {}
     n_tokens = len(_TOKENS)
-    for (instance, deployment, alias, status, error), g in groups.items():
+    for (instance, deployment, alias, status, error, task), g in groups.items():
         deployment = deployment or ""
-        key = (instance, deployment, alias, status, error or "")
+        key = (instance, deployment, alias, status, error or "", task or "")
         cols = list(zip(*map(_SUMS, g), strict=True))
         # None and 0 add nothing: both left out of the sums
         sums: list[Any] = [sum(filter(None, c)) for c in cols[:n_tokens]]
@@ -131,7 +132,7 @@ def aggregate(rows: Iterable[Row]) -> tuple[list[Row], list[Row]]:
         t = totals.get(key)
         if t is None:
             totals[key] = row
-        else:  # a NULL deployment or error kind and an empty one are the same key
+        else:  # a NULL deployment, error kind or task and an empty one are the same key
             totals[key] = [a + b for a, b in zip(t, row, strict=True)]
         for metric, values in (("latency", latencies), ("ttft", ttfts)):
             for i, n in _bucket_counts(values).items():
