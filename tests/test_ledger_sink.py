@@ -260,6 +260,41 @@ async def test_batches_are_written_every_flush_interval_without_close(db_url: st
         engine.dispose()
 
 
+async def test_records_that_arrive_during_a_write_wait_for_a_full_batch_or_the_interval(
+    tmp_path: Path,
+) -> None:
+    """A full batch is written at once; what arrives while it is written is not chased with
+    small batches (each a commit and slower inserts) but goes in one batch at the interval's
+    end, so no record waits longer than one flush interval."""
+    lg = ledger(f"sqlite:///{tmp_path / 'l.db'}", tmp_path, flush_interval_ms=600, flush_rows=100)
+    sizes: list[tuple[int, float]] = []
+    write = lg._writer.write
+
+    def slow_write(requests: Any, attempts: Any) -> None:
+        sizes.append((len(requests), time.monotonic()))
+        time.sleep(0.05)
+        write(requests, attempts)
+
+    lg._writer.write = slow_write  # type: ignore[method-assign]
+    lg.start()
+    try:
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        lg.write([booked(i) for i in range(100)])  # a full batch: written now
+        for i in range(100, 130):  # trickling in while it is written
+            await asyncio.sleep(0.005)
+            lg.write([booked(i)])
+        deadline = time.monotonic() + 5
+        while lg.stats()["written"] < 130:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert [n for n, _ in sizes] == [100, 30]
+        assert sizes[0][1] - t0 < 0.3  # the full batch did not wait for the interval
+        assert sizes[1][1] - t0 < 0.6 + 0.3  # the rest waited one interval at most
+    finally:
+        await lg.close()
+
+
 async def test_a_full_buffer_spills_to_the_file_which_is_replayed_on_start(
     db_url: str, tmp_path: Path
 ) -> None:

@@ -244,12 +244,21 @@ class Ledger:
     def _run(self) -> None:
         if self._db_ok:
             self._replay()
+        due = time.monotonic() + self._interval
         while True:
-            self._wake.wait(self._interval)
+            self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
             stopping = self._stopping
+            now = time.monotonic()
+            # Between two intervals only full batches go (woken by ``flush_rows`` waiting);
+            # what is left waits for the interval's end. Draining everything at once instead
+            # chased the records that arrive during a write with small batches, each paying a
+            # commit and the slower one-row inserts (114 rows a batch on average at 5.8 k req/s).
+            whole = stopping or now >= due
+            if whole:
+                due = now + self._interval
             try:
-                self._flush()
+                self._flush(whole)
                 if (
                     not self._db_ok
                     and time.monotonic() >= self._retry_at
@@ -263,11 +272,17 @@ class Ledger:
             if stopping and not self._buffer:
                 return
 
-    def _flush(self) -> None:
+    def _flush(self, whole: bool = True) -> None:
+        """Write the buffer in batches of ``flush_rows``; the last, smaller batch too when
+        ``whole`` (the flush interval has passed, or the ledger is closing)."""
         buffer, n = self._buffer, self._flush_rows
         popleft = buffer.popleft
-        while buffer:
+        # what was waiting when a whole flush began; records arriving meanwhile wait for a
+        # full batch or the next interval (no chase of the tail)
+        left = len(buffer) if whole else 0
+        while len(buffer) >= n or left > 0:
             chunk = [popleft() for _ in range(min(n, len(buffer)))]
+            left -= len(chunk)
             requests, attempts = self._rows(chunk)
             if not self._db_ok and time.monotonic() < self._retry_at:
                 self._spill(requests, attempts)
