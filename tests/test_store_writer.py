@@ -326,3 +326,67 @@ def test_a_batch_larger_than_one_multi_row_insert_writes_every_row_once_in_order
     ]
     assert scalar(writer.engine, "SELECT COUNT(*) FROM attempts") == 2 * n  # req-5: seq 0 kept, seq 1 added
     assert scalar(writer.engine, "SELECT SUM(requests) FROM usage_totals") == n + 1
+
+
+def test_rows_with_different_nulls_in_one_batch_read_back_exactly_as_written(writer: Writer) -> None:
+    # SQLite names only the columns some row of the batch sets (the others take their DEFAULT,
+    # NULL): a column NULL in every row, in some rows, in none, across full multi-row chunks and
+    # the remainder, and a batch where every column is set; all read back as written
+    import json
+
+    from switchpoint.store.writer import MULTI_ROWS
+
+    def req(i: int) -> tuple[Any, ...]:
+        over: dict[str, Any] = {"request_body": None, "response_body": None, "tags": None}  # all rows
+        if i % 2:
+            over["ttft_ms"] = None
+        if i % 3 == 0:
+            over.update(key_id=None, team=None, route=None)
+        if i % 7 == 0:
+            over.update(
+                status=529, error_kind="overloaded", deployment=None, provider=None, input_tokens=None
+            )
+        if i == 11:
+            over.update(audio_seconds=2.5)  # set in one row only
+        return request_row(i, **over)
+
+    def att(i: int, seq: int) -> tuple[Any, ...]:
+        return attempt_row(i, seq, **({"provider": None, "family": None} if i % 5 == 0 else {}))
+
+    n = 2 * MULTI_ROWS + 37
+    reqs = [req(i) for i in range(n)]
+    atts = [att(i, seq) for i in range(n) for seq in (0, 1)]
+    writer.write(reqs, atts)
+    every = [request_row(i, audio_seconds=1.0, characters=2, images=3, error_kind="x") for i in (n, n + 1)]
+    writer.write(every, [attempt_row(n, 0, error_kind="x", error_message="m", ttft_ms=1.0, input_tokens=1)])
+    few = [req(i) for i in range(n + 2, n + 9)]  # fewer rows than one multi-row INSERT
+    writer.write(few, [att(i, 0) for i in range(n + 2, n + 9)])
+
+    def want(row: tuple[Any, ...]) -> dict[str, Any]:
+        d = dict(zip(tables.REQUEST_COLUMNS, row, strict=True))
+        d["route"] = None if d["route"] is None else json.loads(d["route"])
+        return d
+
+    with writer.engine.connect() as conn:
+        got = conn.execute(select(tables.requests).order_by(tables.requests.c.started_at)).mappings().all()
+        got_atts = (
+            conn.execute(
+                select(tables.attempts).order_by(tables.attempts.c.request_id, tables.attempts.c.seq)
+            )
+            .mappings()
+            .all()
+        )
+    assert [dict(g) for g in got] == [want(r) for r in [*reqs, *every, *few]]
+    all_atts = [*atts, attempt_row(n, 0, error_kind="x", error_message="m", ttft_ms=1.0, input_tokens=1)]
+    all_atts += [att(i, 0) for i in range(n + 2, n + 9)]
+    assert [dict(a) for a in got_atts] == sorted(
+        (dict(zip(tables.ATTEMPT_COLUMNS, a, strict=True)) for a in all_atts),
+        key=lambda a: (a["request_id"], a["seq"]),
+    )
+    # NULL in the database, not an empty value
+    total = n + 9
+    assert scalar(writer.engine, "SELECT COUNT(*) FROM requests WHERE request_body IS NULL") == total - 2
+    assert scalar(writer.engine, "SELECT COUNT(*) FROM requests WHERE ttft_ms IS NULL") == sum(
+        1 for r in [*reqs, *every, *few] if r[tables.REQUEST_COLUMNS.index("ttft_ms")] is None
+    )
+    assert scalar(writer.engine, "SELECT COUNT(*) FROM requests WHERE audio_seconds IS NOT NULL") == 3

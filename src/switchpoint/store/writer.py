@@ -19,7 +19,15 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from switchpoint.store.tables import ATTEMPT_COLUMNS, BUCKETS, INF, REQUEST_COLUMNS, TOKEN_COLUMNS
+from switchpoint.store.tables import (
+    ATTEMPT_COLUMNS,
+    BUCKETS,
+    INF,
+    REQUEST_COLUMNS,
+    TOKEN_COLUMNS,
+)
+from switchpoint.store.tables import attempts as attempts_table
+from switchpoint.store.tables import requests as requests_table
 
 Row = tuple[Any, ...]
 
@@ -78,15 +86,65 @@ def _values(table: str, columns: Sequence[str], ph: str) -> tuple[int, str]:
     return n, f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} ON CONFLICT DO NOTHING"
 
 
-def _insert_rows(cur: Any, multi: tuple[int, str], single: str, rows: Sequence[Row]) -> None:
-    """Rows inserted ``n`` at a time by one statement; the remainder one by one."""
-    n, sql = multi
-    full = len(rows) - len(rows) % n
-    chain = itertools.chain.from_iterable
-    for i in range(0, full, n):
-        cur.execute(sql, tuple(chain(rows[i : i + n])))
-    if full < len(rows):
-        cur.executemany(single, rows[full:])
+#: Column sets (by the columns a batch leaves all NULL) whose statements a table keeps; past
+#: that the cache starts again.
+_MAX_SHAPES = 256
+
+
+class _Inserts:
+    """SQLite: one table's rows inserted by a statement that names only the columns some row of
+    the batch sets; a column NULL in every row is left out and takes its DEFAULT, NULL.
+
+    Python's sqlite3 (3.11) binds exact int, float and str directly but looks every other value,
+    ``None`` too, up as an adapter (``pysqlite_microprotocols_adapt``: about 1.1 k instructions a
+    NULL even with ``engine._bind_none_fast``'s adapter), and a request row has a dozen and more
+    NULLs, most of them in columns NULL across the whole batch (team, task, session, tags, bodies,
+    media units, ...). Which columns those are is found by C-level iteration: the batch is
+    transposed (``zip``) and each column compared with a tuple of NULLs (a tuple comparison stops
+    at its first difference); the kept columns are zipped back into rows. Rows keep their
+    order. Columns that are NOT NULL, keys or have a default are always named (a NULL there still
+    fails as it did). Full chunks go in ``MULTI_ROWS`` rows per statement (bounded by the
+    parameter limit), the remainder through ``executemany``.
+    """
+
+    def __init__(self, table: Any, ph: str) -> None:
+        self.name: str = table.name
+        self.columns: tuple[str, ...] = tuple(c.name for c in table.columns)
+        self._always = tuple(
+            not c.nullable or c.primary_key or c.server_default is not None or c.default is not None
+            for c in table.columns
+        )
+        self._ph = ph
+        #: every column: (rows per multi-row INSERT, that INSERT, the one-row INSERT)
+        self._full = (*_values(self.name, self.columns, ph), _insert(self.name, self.columns, ph))
+        #: the columns kept -> (rows per multi-row INSERT, that INSERT, the one-row INSERT)
+        self._sql: dict[tuple[bool, ...], tuple[int, str, str]] = {}
+
+    def _statements(self, keep: tuple[bool, ...]) -> tuple[int, str, str]:
+        s = self._sql.get(keep)
+        if s is None:
+            if len(self._sql) >= _MAX_SHAPES:
+                self._sql.clear()
+            cols = tuple(itertools.compress(self.columns, keep))
+            s = self._sql[keep] = (*_values(self.name, cols, self._ph), _insert(self.name, cols, self._ph))
+        return s
+
+    def insert(self, cur: Any, rows: Sequence[Row]) -> None:
+        # the batch by column; one is kept when some row sets it (differs from a tuple of NULLs)
+        columns = list(zip(*rows, strict=True))
+        nulls = (None,) * len(rows)
+        keep = tuple(map(operator.or_, self._always, map(operator.ne, columns, itertools.repeat(nulls))))
+        if all(keep):
+            n, multi, single = self._full
+        else:
+            n, multi, single = self._statements(keep)
+            rows = list(zip(*itertools.compress(columns, keep), strict=True))
+        chain = itertools.chain.from_iterable
+        full = len(rows) - len(rows) % n
+        for i in range(0, full, n):
+            cur.execute(multi, tuple(chain(rows[i : i + n])))
+        if full < len(rows):
+            cur.executemany(single, rows[full:])
 
 
 _KEY = operator.itemgetter(_INSTANCE, _DEPLOYMENT, _ALIAS, _STATUS, _ERROR, _TASK)
@@ -155,13 +213,10 @@ class Writer:
         self._attempts = _insert("attempts", ATTEMPT_COLUMNS, ph)
         self._totals = _upsert("usage_totals", _TOTAL_KEYS, _TOTAL_SUMS, ph)
         self._buckets = _upsert("latency_buckets", _BUCKET_KEYS, ("count",), ph)
-        #: SQLite: (rows per statement, the multi-row INSERT) per table (None elsewhere).
-        self._multi: tuple[tuple[int, str], tuple[int, str]] | None = None
+        #: SQLite: each table's rows inserted by their NULL pattern (None elsewhere).
+        self._sqlite: tuple[_Inserts, _Inserts] | None = None
         if engine.dialect.name == "sqlite":
-            self._multi = (
-                _values("requests", REQUEST_COLUMNS, ph),
-                _values("attempts", ATTEMPT_COLUMNS, ph),
-            )
+            self._sqlite = (_Inserts(requests_table, ph), _Inserts(attempts_table, ph))
         #: PostgreSQL: rows go in with COPY (about 50 k instructions a request fewer than
         #: psycopg's executemany); a batch COPY refuses (a request id already there) is written
         #: again the ordinary way, which skips that row.
@@ -235,20 +290,20 @@ class Writer:
             conn.close()  # back to the pool
 
     def _write(self, cur: Any, requests: Sequence[Row], attempts: Sequence[Row]) -> None:
-        multi = self._multi
+        lite = self._sqlite
         if requests:
-            if multi is None:
+            if lite is None:
                 cur.executemany(self._requests, requests)
             else:
-                _insert_rows(cur, multi[0], self._requests, requests)
+                lite[0].insert(cur, requests)
             totals, buckets = aggregate(requests)
             cur.executemany(self._totals, totals)
             cur.executemany(self._buckets, buckets)
         if attempts:
-            if multi is None:
+            if lite is None:
                 cur.executemany(self._attempts, attempts)
             else:
-                _insert_rows(cur, multi[1], self._attempts, attempts)
+                lite[1].insert(cur, attempts)
 
     def _existing(self, cur: Any, ids: Sequence[str]) -> set[str]:
         have: set[str] = set()
