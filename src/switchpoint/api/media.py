@@ -8,6 +8,13 @@ a :class:`~switchpoint.canonical.MediaRequest` (checked enough to answer a bad o
 here), forwarded with the deployment's own model id, and the upstream's answer is passed back
 as it came. The request's record carries its units (seconds, characters, images), which the
 ledger prices (docs/providers.md).
+
+The key's limits and budgets hold as on chat and embeddings (docs/governance.md): admitted
+before the upstream call (RPM counts it, max_parallel holds a slot until it ends, TPM takes the
+text's estimate), its budgets reserve what it can cost when that is known up front — a
+speech's characters, the images asked for, a WAV's seconds — at the deployment's per-unit
+price, and it is settled once, however it ends, to its units at the answering deployment's
+price (what the ledger books).
 """
 
 from __future__ import annotations
@@ -27,8 +34,11 @@ from switchpoint.config import Deployment, TimeoutLimits
 from switchpoint.errors import BadRequest, SwitchpointError
 from switchpoint.executor import RequestContext
 from switchpoint.governance.access import check_alias
+from switchpoint.governance.budgets import units_real_cost
+from switchpoint.governance.limits import text_tokens
 from switchpoint.governance.principal import Principal
 from switchpoint.multipart import MultipartError, boundary_of, parse
+from switchpoint.providers.openai_media import wav_seconds
 from switchpoint.records import RequestRecord
 
 if TYPE_CHECKING:
@@ -116,6 +126,29 @@ async def forward(
     return result
 
 
+def reservation(request: MediaRequest) -> tuple[int, MediaUnits]:
+    """What admission reserves for ``request``: (its text's token estimate, for TPM; the units
+    its budgets reserve). Speech: its input's characters; images: the ``n`` asked for (1 by
+    default); a transcription or translation: the seconds of a WAV file, else 0 (its length
+    is known only from the answer — the budget then holds it only once it is settled)."""
+    fields, op = request.fields, request.operation
+    if op == "audio/speech":
+        text = fields.get("input")
+        chars = len(text) if isinstance(text, str) else 0
+        return text_tokens([text] if isinstance(text, str) else []), MediaUnits(
+            unit="characters", quantity=chars
+        )
+    if op == "images/generations":
+        prompt = fields.get("prompt")
+        n = fields.get("n", 1)
+        count = float(n) if isinstance(n, int | float) and not isinstance(n, bool) and n > 0 else 1.0
+        tokens = text_tokens([prompt] if isinstance(prompt, str) else [])
+        return tokens, MediaUnits(unit="images", quantity=count)
+    prompt = fields.get("prompt")
+    tokens = text_tokens([prompt]) if isinstance(prompt, str) else 0
+    return tokens, MediaUnits(unit="seconds", quantity=wav_seconds(request) or 0.0)
+
+
 def _handler(
     gw: Gateway, dialect: Dialect, path: str, read_body: BodyReader
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -135,8 +168,31 @@ def _handler(
             mreq = decode(path, body, request.headers.get("content-type", ""))
             model, end_user = mreq.model, mreq.user
             check_alias(principal, model)
-            result = await forward(gw, mreq, gw.router.deployments_for(model, kind), ctx)
-            units = result.units
+            deployments = gw.router.deployments_for(model, kind)
+            tokens, reserve = reservation(mreq)
+            admission = await gw.gate.admit(  # limits and budgets, as for chat, priced by units
+                principal,
+                deployments,
+                rid=rid,
+                prompt_tokens=tokens,
+                exact=False,
+                max_tokens=0,
+                request_headers=request.headers,
+                headers=headers,
+                units=reserve,
+            )
+            if admission is not None and admission.deployments is not None:
+                deployments = admission.deployments
+            try:
+                result = await forward(gw, mreq, deployments, ctx)
+                units = result.units
+            finally:  # answered, failed or cancelled: settled once, as the ledger prices it
+                if admission is not None:
+                    admission.settle(
+                        ctx.attempts,
+                        cost=units_real_cost(ctx.attempts, gw.gate.deployments, units),
+                        tokens=admission.reserved_tokens,
+                    )
             headers["x-switchpoint-deployment"] = ctx.deployment or ""
             return Response(result.body, headers=headers, media_type=result.content_type)
         except Exception as exc:

@@ -5,6 +5,8 @@ at the deployment's price) against every budget it falls under — its key's and
 the same atomic step as its rate limits; when it ends (answered, failed, cancelled, the client
 gone) the reservation is corrected to what it really cost. So the spent-plus-reserved figure
 never passes the budget, and spend can exceed it only by what a request's estimate missed.
+An audio or image request, priced by its units, reserves the units known up front at the
+deployment's per-unit price and is settled to its answer's units (:func:`units_real_cost`).
 
 Spend survives a restart: the first time a process uses a budget (per period), its spent-so-far
 is read from the ledger (the requests of the key or team since the period began) and seeded into
@@ -21,12 +23,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from switchpoint.canonical import Usage
+from switchpoint.canonical import MediaUnits, Usage
 from switchpoint.config import Deployment, Price
 from switchpoint.governance.limits import INPUT_MARGIN, family_factor
 from switchpoint.governance.principal import Budgets, Principal
 from switchpoint.governance.state import Check, State
-from switchpoint.pricing import cost_usd
+from switchpoint.pricing import cost_usd, units_cost
 
 log = logging.getLogger("switchpoint.governance")
 
@@ -182,6 +184,26 @@ def real_cost(attempts: Any, deployments: Any) -> float:
             continue
         dep: Deployment | None = deployments.get(a.deployment)
         total += cost_usd(usage, dep.price if dep is not None else None)
+    return total
+
+
+def units_reserve(units: MediaUnits, price: Price | None) -> float:
+    """What an audio or image request reserves: its units known up front (a speech's
+    characters, the images asked for) at the deployment's per-unit price (0 unpriced)."""
+    return units_cost(units, price).total
+
+
+def units_real_cost(attempts: Any, deployments: Any, units: MediaUnits | None) -> float:
+    """What an audio or image request cost, as the ledger prices it: its units (from the
+    answer; None when it failed) at the price of every attempt that answered."""
+    if units is None:
+        return 0.0
+    total = 0.0
+    for a in attempts:
+        if a.error is not None:
+            continue
+        dep: Deployment | None = deployments.get(a.deployment)
+        total += units_cost(units, dep.price if dep is not None else None).total
     return total
 
 

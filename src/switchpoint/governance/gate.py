@@ -25,10 +25,19 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from switchpoint.canonical import MediaUnits
 from switchpoint.config import Config, Deployment
 from switchpoint.errors import BudgetExceeded, RateLimited, StateNotShared, StateUnavailable
 from switchpoint.governance.alerts import Alerter
-from switchpoint.governance.budgets import Budget, Reserve, Seeder, caller_budgets, next_change, real_cost
+from switchpoint.governance.budgets import (
+    Budget,
+    Reserve,
+    Seeder,
+    caller_budgets,
+    next_change,
+    real_cost,
+    units_reserve,
+)
 from switchpoint.governance.limits import (
     WHOLE_SECONDS,
     Limit,
@@ -170,9 +179,15 @@ class Admission:
     def settled(self) -> bool:
         return self._done
 
-    def settle(self, attempts: Sequence[Any]) -> None:
+    def settle(
+        self, attempts: Sequence[Any], *, cost: float | None = None, tokens: int | None = None
+    ) -> None:
         """The request ended (any way): correct its reservations to its attempts' real usage
-        and cost, and give its slots back. Idempotent; never blocks."""
+        and cost, and give its slots back. Idempotent; never blocks.
+
+        ``cost`` and ``tokens``, when given, are what the request really cost and used, in
+        place of its attempts' token usage priced by the deployment (a request priced by its
+        units — audio, images — whose attempts carry no token usage)."""
         if self._done:
             return
         self._done = True
@@ -180,14 +195,22 @@ class Admission:
         prepared = self.prepared
         if prepared is not None:  # admitted by the memory state's prepared path
             used = 0
-            for a in attempts:
-                u = a.usage
-                if u is not None:
-                    used += u.input_tokens + u.output_tokens
+            if tokens is not None:
+                used = tokens
+            else:
+                for a in attempts:
+                    u = a.usage
+                    if u is not None:
+                        used += u.input_tokens + u.output_tokens
             budgets = self.budgets
-            cost = real_cost(attempts, gate.deployments) - self.reserved_cost if budgets else 0.0
+            delta = 0.0
+            if budgets:
+                real = cost if cost is not None else real_cost(attempts, gate.deployments)
+                delta = real - self.reserved_cost
             assert gate.memory is not None
-            levels = gate.memory.settle_prepared(self.rid, prepared, float(used - self.reserved_tokens), cost)
+            levels = gate.memory.settle_prepared(
+                self.rid, prepared, float(used - self.reserved_tokens), delta
+            )
             if self.slots:
                 for lane in self.slots:
                     gate.queue.released(lane)
@@ -199,14 +222,18 @@ class Admission:
         adjusts: list[Adjust] = [Adjust("slot", k) for k in self.slots]
         if self.windows:
             used = 0
-            for a in attempts:
-                if a.usage is not None:
-                    used += a.usage.input_tokens + a.usage.output_tokens
+            if tokens is not None:
+                used = tokens
+            else:
+                for a in attempts:
+                    if a.usage is not None:
+                        used += a.usage.input_tokens + a.usage.output_tokens
             delta = float(used - self.reserved_tokens)
             adjusts += [Adjust("window", k, delta) for k in self.windows]
         first_budget = len(adjusts)
         if self.budgets:
-            delta = real_cost(attempts, gate.deployments) - self.reserved_cost
+            real = cost if cost is not None else real_cost(attempts, gate.deployments)
+            delta = real - self.reserved_cost
             adjusts += [Adjust("budget", b.key, delta, b.until) for b in self.budgets]
         if not adjusts:
             return
@@ -284,10 +311,15 @@ class Gate:
         max_tokens: int | None,
         request_headers: Mapping[str, str],
         headers: dict[str, str],
+        units: MediaUnits | None = None,
     ) -> Admission | None:
         """Reserve what the request needs (see the module's docstring); None: it falls under
         nothing. Sets the ``x-ratelimit-*`` headers in ``headers``; raises
-        :class:`RateLimited` or :class:`BudgetExceeded`."""
+        :class:`RateLimited` or :class:`BudgetExceeded`.
+
+        ``units``: the request is priced by its units (audio, images), not by tokens; its
+        budgets reserve these units at each deployment's per-unit price (settle it with
+        ``cost=``)."""
         limited = self.limited
         if principal.key_id is None and not limited:
             return None
@@ -304,7 +336,9 @@ class Gate:
             await self.seeder.ensure(plan.budgets)
             plan.seeded = True
         if self.memory is not None and not limited:
-            fast = self.admit_now(principal, deployments[0], rid, prompt_tokens, exact, max_tokens, headers)
+            fast = self.admit_now(
+                principal, deployments[0], rid, prompt_tokens, exact, max_tokens, headers, units
+            )
             if not isinstance(fast, Slow):
                 return fast
         rid = f"{self._tag}{next(self._seq):x}"
@@ -313,7 +347,9 @@ class Gate:
         waiter = None
         try:
             while True:
-                found = await self._try(plan, deployments, rid, prompt_tokens, exact, max_tokens, headers)
+                found = await self._try(
+                    plan, deployments, rid, prompt_tokens, exact, max_tokens, headers, units
+                )
                 if isinstance(found, Admission):
                     if waiter is not None:
                         self.queue.served += 1
@@ -362,6 +398,7 @@ class Gate:
         exact: bool,
         max_tokens: int | None,
         headers: dict[str, str],
+        units: MediaUnits | None = None,
     ) -> Admission | Slow | None:
         """The usual request in one synchronous step (memory state, no deployment limits, the
         caller's budgets already read from the ledger, everything fits): its admission, None
@@ -384,6 +421,8 @@ class Gate:
         if reserve is None or reserve.dep is not dep:
             reserve = self._reserves[dep.name] = Reserve(dep, self.default_output)
         tokens, cost = reserve.amounts(prompt_tokens, exact, max_tokens, bool(plan.budgets))
+        if units is not None and plan.budgets:
+            cost = units_reserve(units, dep.price)
         prepared = plan.prepared
         if prepared is None:
             prepared = plan.prepared = memory.prepare(plan.checks(0, 0.0))
@@ -410,6 +449,7 @@ class Gate:
         exact: bool,
         max_tokens: int | None,
         headers: dict[str, str],
+        units: MediaUnits | None = None,
     ) -> Admission | tuple[str | None, RateLimited | BudgetExceeded]:
         """One pass over the candidates: an admission, or (the slot lane to wait for, the error)."""
         lims, budgets = plan.limits, plan.budgets
@@ -423,6 +463,8 @@ class Gate:
             if reserve is None or reserve.dep is not dep:
                 reserve = self._reserves[dep.name] = Reserve(dep, self.default_output)
             tokens, cost = reserve.amounts(prompt_tokens, exact, max_tokens, bool(budgets))
+            if units is not None and budgets:
+                cost = units_reserve(units, dep.price)
             checks = plan.checks(tokens, cost)
             checks += [lim.check(tokens) for lim in dlims]
             try:

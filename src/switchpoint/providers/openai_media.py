@@ -40,7 +40,7 @@ def media_body(request: MediaRequest, model: str) -> tuple[bytes, str]:
     return encode(parts)
 
 
-def _wav_seconds(request: MediaRequest) -> float | None:
+def wav_seconds(request: MediaRequest) -> float | None:
     for f in request.files:
         if f.data[:4] == b"RIFF" and f.data[8:12] == b"WAVE":
             try:
@@ -79,7 +79,7 @@ def _units(request: MediaRequest, answer: Any) -> MediaUnits | None:
         if seconds is None:
             seconds = answer.get("duration")
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-        seconds = _wav_seconds(request)
+        seconds = wav_seconds(request)
     return MediaUnits(unit="seconds", quantity=float(seconds)) if seconds is not None else None
 
 
