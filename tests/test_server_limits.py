@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import selectors
+import statistics
 import socket
 import threading
 import time
@@ -175,6 +176,12 @@ def test_slow_loris_connections_are_closed_at_the_head_timeout_while_others_are_
     limited: Running,
 ) -> None:
     n, trickle_s = 120, 0.3  # each sends a byte every 0.3 s: more than three within its timeout
+    with httpx.Client(base_url=limited.url, timeout=10) as client:  # the usual latency, first
+        usual = []
+        for _ in range(20):
+            t = time.monotonic()
+            assert client.post("/v1/chat/completions", content=_chat_body(), headers=AUTH).status_code == 200
+            usual.append(time.monotonic() - t)
     before = dict(limited.stats.closed)
     open_before = limited.stats.open
     sel = selectors.DefaultSelector()
@@ -191,12 +198,15 @@ def test_slow_loris_connections_are_closed_at_the_head_timeout_while_others_are_
     assert _wait(lambda: limited.stats.open >= open_before + n), "every slow connection was accepted"
 
     statuses: list[int] = []
+    latencies: list[float] = []
     stop = threading.Event()
 
     def normal_traffic() -> None:
         with httpx.Client(base_url=limited.url, timeout=10) as client:
             while not stop.is_set():
+                t = time.monotonic()
                 r = client.post("/v1/chat/completions", content=_chat_body(), headers=AUTH)
+                latencies.append(time.monotonic() - t)
                 statuses.append(r.status_code)
 
     worker = threading.Thread(target=normal_traffic)
@@ -246,6 +256,13 @@ def test_slow_loris_connections_are_closed_at_the_head_timeout_while_others_are_
         _assert_408(loris.data, loris.shape, "head did not arrive within 1 s")
     assert statuses and set(statuses) == {200}, "every normal request succeeded"
     assert served_while_open > 0, "normal requests were served while the slow connections were open"
+    # ... at about their usual latency (the median; generous for a loaded machine, far below what
+    # a server blocked by the slow heads would show: a head timeout, 1 s)
+    during = statistics.median(latencies[:served_while_open])
+    print(
+        f"slow-loris: usual p50 {statistics.median(usual) * 1000:.1f} ms, while open {during * 1000:.1f} ms"
+    )
+    assert during <= 5 * statistics.median(usual) + 0.05, (during, statistics.median(usual))
     closed = limited.stats.closed
     assert closed["head_timeout"] - before["head_timeout"] == n
     assert closed["body_timeout"] == before["body_timeout"]
