@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import selectors
-import statistics
 import socket
+import statistics
 import threading
 import time
 from collections.abc import Iterator
