@@ -30,7 +30,8 @@ from servers import serve_in_thread
 # The model names the SDKs' own tests send, each an alias of a simulated deployment of the
 # same wire family, so the gateway passes those requests through as it would in production.
 SDK_MODELS = {
-    "gpt-6-astra": "sim-gpt",  # openai tests/api_resources/chat, models
+    "gpt-6-astra": "sim-gpt",  # openai tests/api_resources/chat, models (up to 3.57), responses compact
+    "gpt-6.2-astra": "sim-gpt",  # the same tests from openai 3.60 on, and responses create
     "text-embedding-3-small": "sim-embed",  # openai tests/api_resources/test_embeddings.py
     "claude-opus-5-5": "sim-claude",  # anthropic tests/api_resources/test_messages.py
     "model_id": "sim-claude",  # anthropic tests/api_resources/test_models.py (models.retrieve)
