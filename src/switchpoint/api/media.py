@@ -38,8 +38,8 @@ from switchpoint.governance.budgets import units_real_cost
 from switchpoint.governance.limits import text_tokens
 from switchpoint.governance.principal import Principal
 from switchpoint.multipart import MultipartError, boundary_of, parse
-from switchpoint.providers.openai_media import wav_seconds
 from switchpoint.records import RequestRecord
+from switchpoint.wav import wav_seconds
 
 if TYPE_CHECKING:
     from switchpoint.api.app import Gateway

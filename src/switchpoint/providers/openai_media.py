@@ -13,8 +13,6 @@ came (JSON, text, subtitles or audio bytes), with the units it is billed by:
 
 from __future__ import annotations
 
-import io
-import wave
 from typing import Any
 
 import msgspec
@@ -22,6 +20,7 @@ import msgspec
 from switchpoint.canonical import MediaRequest, MediaResponse, MediaUnits
 from switchpoint.errors import ProviderError
 from switchpoint.multipart import FormPart, encode
+from switchpoint.wav import wav_seconds
 
 _encode = msgspec.json.encode
 
@@ -38,17 +37,6 @@ def media_body(request: MediaRequest, model: str) -> tuple[bytes, str]:
     ]
     parts += [FormPart(f.field, f.data, f.filename or "file", f.content_type) for f in request.files]
     return encode(parts)
-
-
-def wav_seconds(request: MediaRequest) -> float | None:
-    for f in request.files:
-        if f.data[:4] == b"RIFF" and f.data[8:12] == b"WAVE":
-            try:
-                with wave.open(io.BytesIO(f.data)) as w:
-                    return float(w.getnframes() / w.getframerate())
-            except (wave.Error, EOFError, ZeroDivisionError):
-                return None
-    return None
 
 
 def _json(body: bytes, content_type: str) -> Any:
