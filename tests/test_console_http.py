@@ -95,3 +95,53 @@ def test_an_oversized_form_is_a_413(no_ledger: str) -> None:
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert r.status_code == 413
+
+
+UPLOT = "1.6.32"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("uPlot.iife.min.js", "text/javascript"),
+        ("uPlot.min.css", "text/css"),
+        ("LICENSE", "application/octet-stream"),  # no extension: served as it is, to download
+    ],
+)
+def test_the_vendored_uplot_is_served_with_its_type(no_ledger: str, name: str, kind: str) -> None:
+    r = httpx.get(f"{no_ledger}/ui/static/vendor/uplot/{name}")
+    assert r.status_code == 200 and r.headers["content-type"].split(";")[0] == kind, r.headers
+    if name.endswith(".js"):
+        assert r.text.startswith(f"/*! https://github.com/leeoniya/uPlot (v{UPLOT}) */")
+    if name == "LICENSE":
+        assert "The MIT License (MIT)" in r.text and "Leon Sorokin" in r.text
+
+
+def test_the_vendored_uplot_and_its_licence_are_in_the_package() -> None:
+    import tomllib
+    from importlib.resources import files
+    from pathlib import Path
+
+    vendor = files("switchpoint.console").joinpath("static", "vendor", "uplot")
+    for name in ("uPlot.iife.min.js", "uPlot.min.css", "LICENSE", "README.md"):
+        assert vendor.joinpath(name).is_file(), name
+    assert "MIT License" in vendor.joinpath("LICENSE").read_text()
+    assert f"uPlot {UPLOT}" in vendor.joinpath("README.md").read_text()
+    # A wheel carries them too: the package data names the folder (``static/*`` alone does not recurse).
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["switchpoint"]
+    assert "console/static/vendor/uplot/*" in data
+
+
+def test_a_revalidated_static_file_is_a_bodiless_304(no_ledger: str) -> None:
+    """Chromium revalidates the console's static files; a 304 carries no body (no chunked
+    terminator the next answer on the connection would be read from)."""
+    with httpx.Client(base_url=no_ledger, timeout=30) as c:
+        first = c.get("/ui/static/vendor/uplot/uPlot.min.css")
+        again = c.get(
+            "/ui/static/vendor/uplot/uPlot.min.css", headers={"if-none-match": first.headers["etag"]}
+        )
+        assert again.status_code == 304 and again.content == b""
+        assert "transfer-encoding" not in again.headers
+        # The same connection answers the next request.
+        assert c.get("/ui/static/console.js").status_code == 200

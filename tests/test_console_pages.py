@@ -6,6 +6,8 @@ edited and revoked from the keys page. Screenshots of every page go to test-arti
 
 from __future__ import annotations
 
+import calendar
+import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -196,6 +198,74 @@ def test_overview_numbers_equal_admin_usage(page: Any, site: dict[str, Any]) -> 
     text = page.locator("[data-testid=stat-spend]").inner_text()
     assert "$" in text and "EUR" in text
     assert f"{totals['cost_usd'] * 0.9:,.4f}"[:5] in text.replace(",", "")
+
+
+CHARTS = ("chart-requests", "chart-spend", "chart-latency")
+
+
+def test_overview_charts_are_drawn_by_uplot_from_the_servers_numbers(page: Any, site: dict[str, Any]) -> None:
+    url = site["url"]
+    watch = h.Watch(page)
+    page.goto(f"{url}/ui/overview?range=24h")
+    page.wait_for_function("document.querySelectorAll('figure.chart[data-drawn=uplot]').length === 3")
+    assert watch.take() == []
+    for tid in CHARTS:
+        fig = page.locator(f"[data-testid={tid}]")
+        assert fig.locator(".uplot canvas").first.is_visible(), tid
+        assert not fig.locator(".fallback svg").is_visible(), f"{tid}: the SVG fallback is hidden once drawn"
+        assert fig.locator(".fallback svg").count() == 1, f"{tid}: the SVG stays in the page"
+    got = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('figure.chart')].map(f => [
+            f.dataset.testid,
+            {doc: JSON.parse(f.querySelector('script.chart-data').textContent), data: f.uplot.data},
+        ]))"""
+    )
+    w = page.locator("[data-testid=window]")
+    since, until = float(w.get_attribute("data-since")), float(w.get_attribute("data-until"))
+    rows = h.admin(url, "/admin/usage", since=since, until=until, group_by="hour")["data"]
+    by_hour = {calendar.timegm(time.strptime(r["hour"], "%Y-%m-%dT%H:00:00Z")): r for r in rows}
+    xs = got["chart-requests"]["doc"]["x"]
+    assert len(xs) >= 24 and all(b - a == 3600 for a, b in itertools.pairwise(xs))
+    assert set(by_hour) <= set(xs) and by_hour, "every hour with requests is a bucket of the charts"
+    assert sum(r["requests"] for r in rows) == len(site["ids"])
+
+    def want(field: str, default: Any) -> list[Any]:
+        return [by_hour[x][field] if x in by_hour else default for x in xs]
+
+    answered = [a - b for a, b in zip(want("requests", 0), want("errors", 0), strict=True)]
+    failed = want("errors", 0)
+    req = got["chart-requests"]
+    assert [s["values"] for s in req["doc"]["series"]] == [answered, failed]
+    # uPlot's data: the x buckets, then the stack drawn tallest first (answered + failed, answered).
+    assert req["data"] == [xs, [a + b for a, b in zip(answered, failed, strict=True)], answered]
+    spend = got["chart-spend"]
+    assert spend["data"][0] == xs
+    for drawn, server in zip(spend["data"][1], want("cost_usd", 0.0), strict=True):
+        assert _close(drawn, server)
+    lat = got["chart-latency"]
+    assert lat["data"][0] == xs
+    for drawn, field in zip(
+        lat["data"][1:], ("latency_p50_ms", "latency_p95_ms", "ttft_p95_ms"), strict=True
+    ):
+        for d, s in zip(drawn, want(field, None), strict=True):
+            assert _close(d, s), field
+    # Units: each chart's axis and its legend's values (hovering the last bucket with requests).
+    last = max(by_hour)
+    for tid, unit in zip(CHARTS, ("requests", "USD", "ms"), strict=True):
+        assert got[tid]["doc"]["unit"] == unit
+        assert (
+            page.evaluate(
+                "([tid, x]) => { const f = document.querySelector(`[data-testid=${tid}]`);"
+                " f.uplot.setCursor({left: f.uplot.valToPos(x, 'x'), top: 5}); return f.uplot.axes[1].label; }",
+                [tid, last],
+            )
+            == unit
+        )
+        legend = page.locator(f"[data-testid={tid}] .u-legend").inner_text()
+        for s in got[tid]["doc"]["series"]:
+            assert s["name"] in legend, (tid, legend)
+        assert ("$" if unit == "USD" else unit) in legend, (tid, legend)
+    assert watch.take() == []
 
 
 def test_overview_says_what_to_do_when_empty(page: Any, site: dict[str, Any]) -> None:

@@ -646,7 +646,7 @@ class GatewayProtocol(asyncio.Protocol):
         started = False
         chunked = False
         finished = False
-        head_only = req.method == "HEAD"
+        no_body = req.method == "HEAD"  # HEAD, and 1xx, 204 and 304 answers below
 
         async def receive() -> dict[str, Any]:
             nonlocal sent_body
@@ -660,20 +660,25 @@ class GatewayProtocol(asyncio.Protocol):
             return {"type": "http.disconnect"}
 
         async def send(message: dict[str, Any]) -> None:
-            nonlocal started, chunked, finished
+            nonlocal started, chunked, finished, no_body
             kind = message["type"]
             if kind == "http.response.start":
                 if started:
                     raise RuntimeError("response already started")
                 started = True
-                parts = self._head_start(message["status"])
+                status = message["status"]
+                # 1xx, 204 and 304 answers have no body (RFC 9112 6.3): no chunked framing, or
+                # the client reads its terminator as the next answer (a 304 to a revalidation).
+                if status in (204, 304) or 100 <= status < 200:
+                    no_body = True
+                parts = self._head_start(status)
                 has_length = False
                 for name, value in message.get("headers", ()):
                     low = name.lower()
                     if low == b"content-length":
                         has_length = True
                     parts += [low, b": ", value, b"\r\n"]
-                if not has_length and not head_only:
+                if not has_length and not no_body:
                     chunked = True
                     parts.append(b"transfer-encoding: chunked\r\n")
                 head = self._head_end(parts, req)
@@ -688,7 +693,7 @@ class GatewayProtocol(asyncio.Protocol):
                 more = message.get("more_body", False)
                 if self.closed:
                     return
-                if data and not head_only:
+                if data and not no_body:
                     transport.write(_chunk(data) if chunked else data)
                 if not more:
                     finished = True

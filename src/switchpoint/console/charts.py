@@ -1,4 +1,7 @@
-"""Charts drawn on the server as inline SVG: no script, no library, readable without JavaScript.
+"""The overview's time-series charts: drawn on the server as inline SVG (readable without
+JavaScript, in screenshots and by screen readers), with the same numbers embedded beside it as
+JSON (``<script type="application/json" class="chart-data">``, data, never run) from which
+console.js draws the chart with the vendored uPlot (static/vendor/uplot/) and hides the SVG.
 
 Each chart has a title, labelled axes with units, and a ``<title>`` on every bar or point (the
 browser shows it on hover and screen readers read it).
@@ -6,6 +9,7 @@ browser shows it on hover and screen readers read it).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,8 +84,11 @@ def bars(
     unit: str,
     fmt: Callable[[float], str],
     test_id: str,
+    at: Sequence[float] = (),
+    value_format: str = "count",
 ) -> Markup:
-    """Stacked bars, one per label."""
+    """Stacked bars, one per label (``at``: each label's bucket start, Unix seconds, for uPlot;
+    ``value_format``: ``count`` or ``usd``, how uPlot writes the numbers)."""
     n = len(labels)
     totals = [sum((s.values[i] or 0.0) for s in series) for i in range(n)]
     top = _nice(max(totals, default=0.0))
@@ -105,7 +112,8 @@ def bars(
             )
             base += v
     parts += _xlabels(labels)
-    return _figure(title, unit, parts, series, test_id)
+    data = _data("bars", title, unit, labels, at, series, value_format)
+    return _figure(title, unit, parts, series, test_id, data)
 
 
 def lines(
@@ -116,8 +124,11 @@ def lines(
     unit: str,
     fmt: Callable[[float], str],
     test_id: str,
+    at: Sequence[float] = (),
+    value_format: str = "count",
 ) -> Markup:
-    """One line per series (gaps where a value is missing), a dot per point."""
+    """One line per series (gaps where a value is missing), a dot per point (``at`` and
+    ``value_format`` as for :func:`bars`)."""
     n = len(labels)
     top = _nice(max((v for s in series for v in s.values if v is not None), default=0.0))
     plot_h = H - TOP - BOTTOM
@@ -142,10 +153,37 @@ def lines(
                 parts.append(f'<polyline class="line {escape(s.css)}" points="{" ".join(run)}"/>')
         parts += points
     parts += _xlabels(labels)
-    return _figure(title, unit, parts, series, test_id)
+    data = _data("lines", title, unit, labels, at, series, value_format)
+    return _figure(title, unit, parts, series, test_id, data)
 
 
-def _figure(title: str, unit: str, parts: list[str], series: Sequence[Series], test_id: str) -> Markup:
+def _data(
+    kind: str,
+    title: str,
+    unit: str,
+    labels: Sequence[str],
+    at: Sequence[float],
+    series: Sequence[Series],
+    value_format: str,
+) -> str:
+    """The chart's numbers as JSON for uPlot, safe inside ``<script>`` (no ``<``, ``>``, ``&``)."""
+    doc = {
+        "kind": kind,
+        "title": title,
+        "unit": unit,
+        "format": value_format,
+        "labels": list(labels),
+        "x": list(at) if at else list(range(len(labels))),
+        "time": bool(at),
+        "series": [{"name": s.name, "css": s.css, "values": list(s.values)} for s in series],
+    }
+    text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _figure(
+    title: str, unit: str, parts: list[str], series: Sequence[Series], test_id: str, data: str
+) -> Markup:
     svg = (
         f'<svg viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}" preserveAspectRatio="xMidYMid meet">'
         + "".join(parts)
@@ -154,7 +192,9 @@ def _figure(title: str, unit: str, parts: list[str], series: Sequence[Series], t
     return Markup(
         f'<figure class="chart" data-testid="{escape(test_id)}"><figcaption>{escape(title)}'
         f' <span class="muted">({escape(unit)})</span></figcaption>'
-        f"{svg}{_legend(series)}</figure>"
+        f'<div class="fallback">{svg}{_legend(series)}</div>'
+        f'<div class="plot" hidden></div>'
+        f'<script type="application/json" class="chart-data">{data}</script></figure>'
     )
 
 

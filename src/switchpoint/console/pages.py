@@ -219,6 +219,7 @@ class Pages:
 def overview_charts(o: views.Overview) -> list[Any]:
     w = o.window
     labels = [views.bucket_label(b, w.step) for b, _ in o.series]
+    xs = [b for b, _ in o.series]
     rows = [r for _, r in o.series]
     per = "hour" if w.step == "hour" else "day"
     ok = [(r.requests - r.errors) if r else 0 for r in rows]
@@ -231,6 +232,8 @@ def overview_charts(o: views.Overview) -> list[Any]:
             unit="requests",
             fmt=lambda v: f"{v:,.0f}",
             test_id="chart-requests",
+            at=xs,
+            value_format="count",
         ),
         charts.bars(
             f"Spend per {per}",
@@ -239,6 +242,8 @@ def overview_charts(o: views.Overview) -> list[Any]:
             unit="USD",
             fmt=format.usd,
             test_id="chart-spend",
+            at=xs,
+            value_format="usd",
         ),
         charts.lines(
             f"Latency per {per}",
@@ -253,6 +258,8 @@ def overview_charts(o: views.Overview) -> list[Any]:
             unit="ms",
             fmt=lambda v: f"{v:,.0f}",
             test_id="chart-latency",
+            at=xs,
+            value_format="count",
         ),
     ]
 
