@@ -176,12 +176,15 @@ def test_slow_loris_connections_are_closed_at_the_head_timeout_while_others_are_
     limited: Running,
 ) -> None:
     n, trickle_s = 120, 0.3  # each sends a byte every 0.3 s: more than three within its timeout
+    open_start = limited.stats.open
     with httpx.Client(base_url=limited.url, timeout=10) as client:  # the usual latency, first
         usual = []
         for _ in range(20):
             t = time.monotonic()
             assert client.post("/v1/chat/completions", content=_chat_body(), headers=AUTH).status_code == 200
             usual.append(time.monotonic() - t)
+    # that client's connection gone from the server's count before the slow ones are counted
+    assert _wait(lambda: limited.stats.open <= open_start), "the measuring connection was let go"
     before = dict(limited.stats.closed)
     open_before = limited.stats.open
     sel = selectors.DefaultSelector()
