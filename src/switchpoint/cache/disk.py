@@ -118,6 +118,8 @@ class SqliteBackend:
         self.max_bytes = max_bytes
         self._clock = clock
         self._down = False
+        #: Reads and writes the file refused (each logged once per outage, all counted here).
+        self.failures = 0
         self._writer = _open(path)
         self._reader = _connect(path, READ_TIMEOUT_MS)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
@@ -246,6 +248,7 @@ class SqliteBackend:
     # -- health --------------------------------------------------------------------------------
 
     def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
         if not self._down:
             self._down = True
             log.warning("response cache: %s cannot be used (%s); answering without the cache", self.path, exc)
