@@ -1,6 +1,6 @@
 """The batch tables on SQLite and PostgreSQL: one migration head, the tables as store/batches.py
 declares them, one runner per batch (a lease), an answered line never answered again, files
-and batches read only by their owner, pages in order."""
+and batches read (and a batch deleted) only by their owner, pages in order."""
 
 from __future__ import annotations
 
@@ -131,3 +131,14 @@ def test_files_and_batches_are_their_owners_and_page_in_order(engine: Engine) ->
     assert batch is not None and batch.metadata == {"a": "b"}
     assert store.delete_file(engine, "file-1", "key:k1")
     assert store.get_file(engine, "file-1", "key:k1") is None
+
+
+def test_a_deleted_batch_takes_its_lines_and_only_its_owner_deletes(engine: Engine) -> None:
+    store.insert_batch(engine, _batch("b-gone"), LINES)
+    store.insert_batch(engine, _batch("b-kept"), LINES)
+    assert not store.delete_batch(engine, "b-gone", "key:k2")
+    assert store.counts(engine, "b-gone") == {store.PENDING: 3}
+    assert store.delete_batch(engine, "b-gone", "key:k1")
+    assert store.get_batch(engine, "b-gone") is None and store.counts(engine, "b-gone") == {}
+    assert store.counts(engine, "b-kept") == {store.PENDING: 3}
+    assert not store.delete_batch(engine, "b-gone", "key:k1")

@@ -1,5 +1,6 @@
 """``GET /v1/models/{id}`` in both dialects, through both official SDKs' ``models.retrieve``;
-an unknown id is a 404 in the client's dialect. Every answer is checked against the dialect's
+an unknown id is a 404 in the client's dialect; Anthropic's list in pages (``limit``,
+``after_id``, ``before_id``). Every answer is checked against the dialect's
 published OpenAPI document."""
 
 from __future__ import annotations
@@ -75,6 +76,26 @@ def test_anthropic_sdk_retrieves_every_listed_model(ant: anthropic.Anthropic, na
     assert model.created_at == listed[name].created_at
     assert model.created_at.year >= 2024
     assert model.lifecycle == "active" and model.retires_at is None  # what the SDK requires
+
+
+def test_anthropic_models_list_pages_by_limit_after_and_before(ant: anthropic.Anthropic) -> None:
+    """Anthropic's list takes ``limit`` (1-1000, default 20), ``after_id`` and ``before_id``; the
+    SDK's auto-pagination walks every name; a limit outside 1-1000 is a 400."""
+    everything = [m.id for m in ant.models.list(limit=1000).data]
+    assert len(everything) > 4
+    first = ant.models.list(limit=2)
+    assert [m.id for m in first.data] == everything[:2] and first.has_more is True
+    assert (first.first_id, first.last_id) == (everything[0], everything[1])
+    assert [m.id for m in ant.models.list(limit=2)] == everything  # page after page (after_id)
+    before = ant.models.list(limit=2, before_id=everything[3])
+    assert [m.id for m in before.data] == everything[1:3] and before.has_more is True
+    last = ant.models.list(limit=1000, after_id=everything[-2])
+    assert [m.id for m in last.data] == everything[-1:] and last.has_more is False
+    assert len(ant.models.list().data) == min(20, len(everything))
+    for limit in (0, 1001, -1):
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            ant.models.list(limit=limit)
+        assert refused.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
 
 
 def test_a_deployment_reports_its_window_an_alias_does_not(gateway: Any) -> None:

@@ -376,6 +376,13 @@ def test_retrieve_input_items_and_delete(client: openai.OpenAI, upstream: str) -
     assert newest_first.has_more is True
     rest = client.responses.input_items.list(r.id, limit=2, after=newest_first.data[-1].id)
     assert [i.id for i in rest.data] == [items.data[0].id] and rest.has_more is False
+    # limit: 0 is an empty page (has_more: there are items), above 100 is 100, negative a 400
+    none = client.responses.input_items.list(r.id, limit=0)
+    assert none.data == [] and none.has_more is True
+    assert len(client.responses.input_items.list(r.id, limit=101).data) == 3
+    with pytest.raises(openai.BadRequestError) as negative:
+        client.responses.input_items.list(r.id, limit=-1)
+    assert negative.value.body["param"] == "limit"  # type: ignore[index]
     assert {"GET /v1/responses/" + r.id, f"GET /v1/responses/{r.id}/input_items"} <= set(CHECKED)
     client.responses.delete(r.id)
     with pytest.raises(openai.NotFoundError):

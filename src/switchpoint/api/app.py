@@ -46,6 +46,7 @@ from switchpoint.api.chat import (
 from switchpoint.api.connections import connection_stats
 from switchpoint.api.dialect import Dialect
 from switchpoint.api.openai import OpenAIDialect
+from switchpoint.api.paging import anthropic_limit
 from switchpoint.api.responses import ResponsesDialect
 from switchpoint.api.responses_state import ResponseState
 from switchpoint.api.responses_state import routes as response_routes
@@ -348,6 +349,18 @@ def _model_entry(gw: Gateway, name: str, created: int, anthropic: bool) -> dict[
     return {"id": name, "object": "model", "created": created, "owned_by": "switchpoint"}
 
 
+def _models_page(names: list[str], params: Mapping[str, str]) -> tuple[list[str], bool]:
+    """Anthropic's page of the model list: ``limit`` (1-1000, default 20) names after ``after_id``
+    / before ``before_id`` (an id not in the list is no bound), and whether there are more."""
+    limit = anthropic_limit(params)
+    after, before = params.get("after_id"), params.get("before_id")
+    start = names.index(after) + 1 if after in names else 0
+    end = names.index(before) if before in names else len(names)
+    window = names[start:end]
+    page = window[-limit:] if before is not None and after is None else window[:limit]
+    return page, len(window) > len(page)
+
+
 def _models_handler(gw: Gateway) -> Handler:
     """``GET /v1/models`` and ``GET /v1/models/{id}``, in Anthropic's shape when the client
     sends ``anthropic-version``; an unknown id is a 404 in the same dialect."""
@@ -370,17 +383,20 @@ def _models_handler(gw: Gateway) -> Handler:
                 return _error_response(dialect, missing, headers)
             entry = _model_entry(gw, one, created, anthropic)
             return Response(msgspec.json.encode(entry), headers=headers, media_type=JSON)
-        data = [_model_entry(gw, n, created, anthropic) for n in names]
         doc: dict[str, Any]
         if anthropic:
+            try:
+                page, more = _models_page(names, request.query_params)
+            except SwitchpointError as err:
+                return _error_response(dialect, err, headers)
             doc = {
-                "data": data,
-                "has_more": False,
-                "first_id": names[0] if names else None,
-                "last_id": names[-1] if names else None,
+                "data": [_model_entry(gw, n, created, anthropic) for n in page],
+                "has_more": more,
+                "first_id": page[0] if page else None,
+                "last_id": page[-1] if page else None,
             }
         else:
-            doc = {"object": "list", "data": data}
+            doc = {"object": "list", "data": [_model_entry(gw, n, created, anthropic) for n in names]}
         return Response(msgspec.json.encode(doc), headers=headers, media_type=JSON)
 
     return handle

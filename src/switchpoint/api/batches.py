@@ -24,7 +24,8 @@ from starlette.routing import Route
 from switchpoint.api.batch_forward import forward_target
 from switchpoint.api.batch_runner import BatchRunner
 from switchpoint.api.dialect import Dialect
-from switchpoint.api.files import FileStore, guarded, json_response, new_id, page_limit, read_limited
+from switchpoint.api.files import FileStore, guarded, json_response, new_id, read_limited
+from switchpoint.api.paging import openai_limit
 from switchpoint.api.responses_state import owner_of
 from switchpoint.errors import BadRequest, NotFound
 from switchpoint.governance.principal import Principal
@@ -253,7 +254,7 @@ def routes(service: BatchService, dialect: Dialect) -> list[Route]:
         return json_response(batch_object(await service.cancel(row)))
 
     async def listing(request: Request, principal: Principal) -> Response:
-        limit = page_limit(request, most=100)
+        limit = openai_limit(request.query_params, default=20, most=100)
         rows = await files.run(
             functools.partial(
                 store.list_batches,

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from switchpoint.api.chat import JSON, error_reply, internal_error, request_id
 from switchpoint.api.dialect import Dialect
+from switchpoint.api.paging import openai_limit
 from switchpoint.api.responses_state import owner_of
 from switchpoint.errors import BadRequest, NotFound, PayloadTooLarge, SwitchpointError
 from switchpoint.governance.principal import Principal
@@ -173,13 +174,6 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def page_limit(request: Request, default: int = 20, most: int = 10_000) -> int:
-    text = request.query_params.get("limit", str(default))
-    if not text.isdigit() or not 1 <= int(text) <= most:
-        raise BadRequest(f"'limit': expected an integer from 1 to {most}", param="limit")
-    return int(text)
-
-
 async def _upload(files: FileStore, request: Request, principal: Principal) -> Response:
     limit = files.gw.config.batches.max_file_bytes
     boundary = boundary_of(request.headers.get("content-type", ""))
@@ -219,7 +213,7 @@ def routes(files: FileStore, dialect: Dialect) -> list[Route]:
         order = q.get("order", "desc")
         if order not in ("asc", "desc"):
             raise BadRequest("'order': must be 'asc' or 'desc'", param="order")
-        limit = page_limit(request, default=10_000)
+        limit = openai_limit(q, default=10_000, most=10_000)
         rows = await files.run(
             functools.partial(
                 store.list_files,

@@ -1,7 +1,8 @@
 """Anthropic's Message Batches API (``/v1/messages/batches``): create (the requests inline),
-retrieve, list, results, cancel; answered in Anthropic's shapes and errors. The lines run as
-``POST /v1/messages`` requests through the gateway's chat path, like an OpenAI batch's
-(:mod:`.batch_runner`); the results are read from the lines once the batch has ended.
+retrieve, list, results, cancel, delete (an ended batch only, as Anthropic has it); answered in
+Anthropic's shapes and errors. The lines run as ``POST /v1/messages`` requests through the
+gateway's chat path, like an OpenAI batch's (:mod:`.batch_runner`); the results are read from the
+lines once the batch has ended.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from starlette.routing import Route
 
 from switchpoint.api.batches import BatchService, json_body
 from switchpoint.api.dialect import Dialect
-from switchpoint.api.files import guarded, json_response, page_limit, read_limited
+from switchpoint.api.files import guarded, json_response, read_limited
+from switchpoint.api.paging import anthropic_limit
 from switchpoint.api.responses_state import owner_of
 from switchpoint.errors import BadRequest
 from switchpoint.governance.principal import Principal
@@ -136,9 +138,20 @@ def routes(service: BatchService, dialect: Dialect) -> list[Route]:
         row = await service.get(request.path_params["batch_id"], owner_of(principal), "anthropic")
         return await render(request, await service.cancel(row))
 
+    async def remove(request: Request, principal: Principal) -> Response:
+        row = await service.get(request.path_params["batch_id"], owner_of(principal), "anthropic")
+        if _STATUS.get(row.status) != "ended":
+            raise BadRequest(
+                f"Batch {row.id} has not ended yet; a Message Batch can be deleted once it has "
+                "finished processing (cancel it first)",
+                param="message_batch_id",
+            )
+        await files.run(store.delete_batch, files.engine(), row.id, row.owner)
+        return json_response({"id": row.id, "type": "message_batch_deleted"})
+
     async def listing(request: Request, principal: Principal) -> Response:
-        limit = page_limit(request, most=1000)
         q = request.query_params
+        limit = anthropic_limit(q)
         rows = await files.run(
             functools.partial(
                 store.list_batches,
@@ -188,6 +201,7 @@ def routes(service: BatchService, dialect: Dialect) -> list[Route]:
         Route("/v1/messages/batches", guarded(gw, dialect, create), methods=["POST"]),
         Route("/v1/messages/batches", guarded(gw, dialect, listing), methods=["GET"]),
         Route("/v1/messages/batches/{batch_id}", guarded(gw, dialect, retrieve), methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", guarded(gw, dialect, remove), methods=["DELETE"]),
         Route("/v1/messages/batches/{batch_id}/cancel", guarded(gw, dialect, cancel), methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", guarded(gw, dialect, results), methods=["GET"]),
     ]

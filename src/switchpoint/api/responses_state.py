@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from switchpoint.api.chat import JSON, error_reply, internal_error, request_id
 from switchpoint.api.dialect import Dialect
+from switchpoint.api.paging import openai_limit
 from switchpoint.api.responses import ResponsesRequest, read_items
 from switchpoint.canonical import ChatRequest
 from switchpoint.errors import BadRequest, NotFound, SwitchpointError
@@ -208,9 +209,7 @@ def routes(state: ResponseState, dialect: Dialect) -> list[Route]:
 
     async def input_items(request: Request) -> bytes:
         q = request.query_params
-        limit_text = q.get("limit", "20")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
-            raise BadRequest("'limit': expected an integer from 1 to 100", param="limit")
+        limit = openai_limit(q, default=20, most=100)
         order = q.get("order", "desc")
         if order not in ("asc", "desc"):
             raise BadRequest("'order': must be 'asc' or 'desc'", param="order")
@@ -224,7 +223,7 @@ def routes(state: ResponseState, dialect: Dialect) -> list[Route]:
             if after not in ids:
                 raise BadRequest(f"'after': no input item '{after}' in this response", param="after")
             items = items[ids.index(after) + 1 :]
-        page = items[: int(limit_text)]
+        page = items[:limit]
         return msgspec.json.encode(
             {
                 "object": "list",

@@ -301,6 +301,16 @@ def list_batches(
     return out if newest_first else out[::-1]
 
 
+def delete_batch(engine: Engine, batch_id: str, owner: str) -> bool:
+    """Delete the owner's batch and its lines, in one transaction; False when it has none of that
+    id. (Whether it may go, an ended batch only, is the caller's to decide.)"""
+    with engine.begin() as conn:
+        result = conn.execute(delete(batches).where(batches.c.id == batch_id, batches.c.owner == owner))
+        if result.rowcount:
+            conn.execute(delete(batch_lines).where(batch_lines.c.batch_id == batch_id))
+    return bool(result.rowcount)
+
+
 def set_status(
     engine: Engine, batch_id: str, status: str, *, only_from: Iterable[str] = (), **values: Any
 ) -> bool:
