@@ -13,13 +13,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from switchpoint import defaults
 from switchpoint.api.app import create_app
+from switchpoint.api.responses_state import owner_of
 from switchpoint.config import parse
 from switchpoint.executor import H1Transport
 from switchpoint.providers.base import UpstreamRequest, UpstreamResponse
@@ -114,6 +115,10 @@ def outside_document(sim: str, aliases: dict[str, str]) -> dict[str, Any]:
 class RunningGateway:
     url: str
     watch: UpstreamWatch
+    #: Where its ledger lives (the database its files, batches and stored responses are read from).
+    database_url: str
+    #: Who a caller is to it, by the request's headers (the owner its stores key objects by).
+    owner: Callable[[Mapping[str, str]], str]
 
 
 @contextlib.contextmanager
@@ -121,8 +126,18 @@ def gateway_in_thread(sim: str, aliases: dict[str, str]) -> Iterator[RunningGate
     """An open gateway (no master key: the suites send keys of their own) on a loopback port."""
     cfg = parse(outside_document(sim, aliases), source="<outside suites>", env={})
     watch = UpstreamWatch()
-    with serve_in_thread(create_app(cfg, transport=watch)) as url:
-        yield RunningGateway(url, watch)
+    app = create_app(cfg, transport=watch)
+    gw = app.state.gateway
+    assert gw.ledger is not None, "the outside gateway keeps its ledger (files, batches, responses)"
+    database = gw.ledger.engine.url.render_as_string(hide_password=False)
+
+    def owner(headers: Mapping[str, str]) -> str:
+        principal = gw.auth.resolve(headers)
+        assert principal is not None, "an open gateway knows every caller without a database read"
+        return owner_of(principal)
+
+    with serve_in_thread(app) as url:
+        yield RunningGateway(url, watch, database, owner)
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:

@@ -2,9 +2,12 @@
 
 Nobody here wrote these tests: each SDK's ``tests/api_resources`` files for the endpoints the
 gateway serves run unchanged in a child pytest, with ``TEST_API_BASE_URL`` pointing at the
-gateway and the simulated provider behind it. The tests left out are named in one list,
-``sdk_suites.DESELECTED``, each with its reason: an endpoint the gateway does not serve, or, for a
-served one, why the test cannot pass against a real server (ids it never created, limit=0).
+gateway and the simulated provider behind it. The objects the tests name without creating them
+(the suites target a mock server that answers any id) are made first, under those ids, in the
+gateway's own database (``sdk_seed``, a plugin of the child run, given the database's URL and the
+owner the suite's API key is to the gateway). The tests left out are named in one list,
+``sdk_suites.DESELECTED``, each with its reason: an endpoint the gateway does not serve, or the
+part of a served one it does not implement.
 """
 
 from __future__ import annotations
@@ -56,11 +59,14 @@ def test_sdk_api_resources(suite: str, route: str, request: pytest.FixtureReques
     root = fetch(SUITES[suite].package)
     junit = tmp_path / "junit.xml"
     report = tmp_path / "deselected.json"
+    assert f'api_key = "{SUITES[suite].api_key}"' in (root / "tests" / "conftest.py").read_text()
     env = clean_env(
         TEST_API_BASE_URL=gateway.url + SUITES[suite].base_path,
         PYTHONPATH=str(HERE),
         SDK_SUITE=suite,
         SDK_DESELECT_REPORT=str(report),
+        SDK_SEED_DATABASE_URL=gateway.database_url,
+        SDK_SEED_OWNER=gateway.owner(SUITES[suite].key_headers()),
     )
     run = subprocess.run(
         pytest_args(suite, root, junit),
