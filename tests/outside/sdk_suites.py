@@ -3,7 +3,9 @@
 Each SDK's source distribution (the version installed here) carries its ``tests/`` folder; it is
 downloaded once with ``pip download --no-binary :all:`` into a cache folder and unpacked, never
 copied into this repository. Its ``tests/api_resources`` files for the endpoints the gateway
-serves run in a child pytest with ``TEST_API_BASE_URL`` pointing at the gateway.
+serves run in a child pytest with ``TEST_API_BASE_URL`` pointing at the gateway; two plugins
+of that run leave out the tests in ``DESELECTED`` (``sdk_deselect.py``) and make the objects the
+tests name without creating them (``sdk_seed.py``).
 
 Run as a script to fetch (or show) the cached suites: ``python tests/outside/sdk_suites.py``.
 """

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from outside_harness import SUMMARY, RunningGateway, clean_env
+from sdk_seed import PLAN
 from sdk_suites import DESELECTED, HERE, SUITES, fetch, pytest_args
 
 
@@ -99,3 +100,8 @@ def test_every_deselected_entry_names_a_selected_file() -> None:
     for entry in DESELECTED:
         assert entry.file in SUITES[entry.suite].files, entry
         assert entry.reason, entry
+
+
+def test_every_seeded_test_is_in_a_selected_file() -> None:
+    for suite, file, pattern, _ in PLAN:
+        assert file in SUITES[suite].files, (suite, file, pattern)
