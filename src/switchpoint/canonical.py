@@ -171,6 +171,8 @@ class ChatRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     top_logprobs: int | None = None
     thinking: Thinking | None = None
     stream: bool = False
+    #: Keep the answer for later reads (OpenAI ``store``; the Responses API's default is true).
+    store: bool = False
     #: The client asked for usage in the stream (OpenAI ``stream_options.include_usage``).
     include_usage: bool = False
     #: Which wire the client spoke.

@@ -31,7 +31,16 @@ from switchpoint.accounting.metrics import (
     ledger_reader,
 )
 from switchpoint.accounting.traces import trace_sink
-from switchpoint.api import batches, files, keys_admin, ledger_admin, media, message_batches, route_admin
+from switchpoint.api import (
+    batches,
+    chat_store,
+    files,
+    keys_admin,
+    ledger_admin,
+    media,
+    message_batches,
+    route_admin,
+)
 from switchpoint.api.anthropic import AnthropicDialect
 from switchpoint.api.chat import (
     JSON,
@@ -109,6 +118,8 @@ class Gateway:
         self.ledger = ledger_for(config)
         self.store_bodies = self.ledger is not None and config.storage.store_bodies
         self.accounting = Accounting(config.deployments, sinks=[self.ledger] if self.ledger else [])
+        #: Stored chat completions (``store: true``), written on threads of their own.
+        self.chats = chat_store.ChatStore(self)
         #: /metrics: usage from the ledger (every worker) or from an in-process sink.
         self.metrics = gateway_metrics(
             config,
@@ -163,6 +174,7 @@ class Gateway:
         self.begin_drain()
         if not await self.drained(self.shutdown_timeout_s):
             log.warning("shutting down with %d request(s) still in flight", self.inflight)
+        await self.chats.close()
         await self.accounting.stop()
         await self.caches.close()
         await self.gate.close()
@@ -448,6 +460,7 @@ def _stats_handler(gw: Gateway) -> Handler:
             snapshot["keys"] = gw.auth.ring.stats()
         snapshot["governance"] = gw.gate.stats()
         snapshot["cache"] = gw.caches.stats()
+        snapshot["chat_store"] = gw.chats.stats()
         return snapshot
 
     return _admin_json(gw, stats)
@@ -471,6 +484,7 @@ def _metrics_handler(gw: Gateway) -> Handler:
         lines += connection_stats(gw).prometheus()  # the server's connection limits
         lines += gw.caches.prometheus()
         lines += gw.gate.prometheus()  # budget alerts, refusals, the queue
+        lines += gw.chats.prometheus()
         if gw.traces is not None:
             lines += gw.traces.prometheus()
         if gw.ledger is not None:
@@ -630,7 +644,7 @@ def create_app(
 
     shadow = Shadower(gw)  # rules' shadow traffic, copies sent after the answers
     chat = {
-        "/v1/chat/completions": ChatRoute(gw, OPENAI, "chat.completions", shadow=shadow),
+        "/v1/chat/completions": ChatRoute(gw, OPENAI, "chat.completions", shadow=shadow, chats=gw.chats),
         "/v1/messages": ChatRoute(gw, ANTHROPIC, "messages", shadow=shadow),
         "/v1/responses": ChatRoute(gw, RESPONSES, "responses", responses, shadow=shadow),
     }
@@ -639,6 +653,7 @@ def create_app(
         *(Route(path, handler, methods=["POST"]) for path, handler in asgi_chat.items()),
         Route("/v1/messages/count_tokens", _count_tokens_handler(gw), methods=["POST"]),
         *response_routes(responses, RESPONSES),
+        *chat_store.routes(gw.chats, OPENAI),
         *files.routes(batch_service.files, OPENAI),
         *batches.routes(batch_service, OPENAI),
         *message_batches.routes(batch_service, ANTHROPIC),

@@ -28,6 +28,7 @@ from switchpoint.routing import Decision
 
 if TYPE_CHECKING:
     from switchpoint.api.app import Gateway
+    from switchpoint.api.chat_store import ChatStore
     from switchpoint.api.shadow import Shadower
 
 log = logging.getLogger("switchpoint")
@@ -162,7 +163,7 @@ class ChatRoute:
     every failure is answered in the dialect's error shape and booked as a record.
     """
 
-    __slots__ = ("batch", "dialect", "endpoint", "gw", "shadow", "state")
+    __slots__ = ("batch", "chats", "dialect", "endpoint", "gw", "shadow", "state")
 
     def __init__(
         self,
@@ -173,6 +174,7 @@ class ChatRoute:
         *,
         batch: bool = False,
         shadow: Shadower | None = None,
+        chats: ChatStore | None = None,
     ) -> None:
         self.gw = gw
         self.dialect = dialect
@@ -183,6 +185,8 @@ class ChatRoute:
         self.state = state
         #: The route of a batch's lines: their records carry the batch flag (batch prices).
         self.batch = batch
+        #: Where ``store: true`` completions are kept (Chat Completions); None: not kept.
+        self.chats = chats
 
     def rejected(self, headers: Mapping[str, str], err: SwitchpointError) -> Reply:
         """A request refused before it could be read (its body is over the limit)."""
@@ -296,6 +300,8 @@ class ChatRoute:
                 headers["x-switchpoint-deployment"] = committed.deployment.name
                 headers.update(_SSE_HEADERS)
                 encoder = dialect.stream_encoder(creq)
+                if creq.store and self.chats is not None:
+                    encoder = self.chats.recording(encoder, creq, principal, ctx)
                 encoder.commit(committed.family)
                 answer = StreamBody(
                     self, encoder, model, committed, ctx, principal, decision, end_user, body, admission, creq
@@ -318,6 +324,8 @@ class ChatRoute:
             out = dialect.encode_chat(result, creq)
             if self.state is not None:
                 await self.state.keep(creq, out, principal)
+            if creq.store and self.chats is not None:
+                self.chats.keep(creq, out, principal, ctx.usage)
             if cached is not None and cached.key is not None and response_cache is not None:
                 entry = Entry(deployment=ctx.deployment or "", usage=ctx.usage, body=out)
                 response_cache.store(cached, decision.rule, entry)

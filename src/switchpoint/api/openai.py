@@ -483,13 +483,14 @@ _OPTIONS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
     "top_logprobs": ("top_logprobs", lambda d: _int(d, "top_logprobs", 0, 20)),
     "reasoning_effort": ("thinking", lambda d: _thinking(d["reasoning_effort"])),
     "stream": ("stream", lambda d: bool(_bool(d, "stream", "stream"))),
+    "store": ("store", lambda d: bool(_bool(d, "store", "store"))),
 }
 
 
 # --- responses -------------------------------------------------------------------------------
 
 
-def _usage_out(u: Usage) -> dict[str, Any]:
+def usage_out(u: Usage) -> dict[str, Any]:
     return {
         "prompt_tokens": u.input_tokens,
         "completion_tokens": u.output_tokens,
@@ -633,7 +634,7 @@ class OpenAIStreamEncoder(StreamEncoder):
             return _DONE
         if not self._head:
             self._start(None)
-        usage = self._head + b'],"usage":' + _json(_usage_out(self._usage)) + b"}"
+        usage = self._head + b'],"usage":' + _json(usage_out(self._usage)) + b"}"
         return encode(usage) + _DONE
 
     def error(self, err: SwitchpointError) -> bytes:
@@ -712,7 +713,7 @@ class OpenAIDialect(Dialect):
                 "created": response.created or int(time.time()),
                 "model": response.model or request.model,
                 "choices": [choice],
-                "usage": _usage_out(response.usage),
+                "usage": usage_out(response.usage),
             }
         )
 

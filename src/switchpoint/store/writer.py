@@ -318,7 +318,8 @@ class Writer:
 
     def prune(self, before: float) -> int:
         """Delete requests (and their attempts) that started before ``before`` (epoch seconds),
-        and feedback given before it. The totals are counters and stay. Returns requests deleted."""
+        and feedback given and chat completions stored before it. The totals are counters and stay.
+        Returns requests deleted."""
         ph = self._ph
         deleted: int = 0
         steps = (
@@ -337,4 +338,5 @@ class Writer:
                 break
         with self._transaction() as cur:
             cur.execute(f"DELETE FROM feedback WHERE created_at < {ph}", (before,))
+            cur.execute(f"DELETE FROM chat_completions WHERE created_at < {ph}", (before,))
         return deleted
