@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,8 +269,13 @@ def test_a_failed_write_is_counted_and_never_fails_the_answer(
 
 
 def test_limit_order_and_bad_parameters(sim: str, tmp_path: Path) -> None:
-    with gateway(doc(sim, tmp_path, None)) as (url, _, _):
+    with gateway(doc(sim, tmp_path, None)) as (url, gw, _):
         c = _client(url)
+        c.chat.completions.create(model="fast", messages=[{"role": "user", "content": "not kept"}])
+        _, _ = _stream_create(c, model="fast", messages=[{"role": "user", "content": "nor this"}])
+        # without store: true the chat store is never touched (not even its threads started)
+        assert not any(t.name.startswith("switchpoint-chat-store") for t in threading.enumerate())
+        assert gw.chats.stats() == {"stored": 0, "failed": 0, "dropped": 0, "pending": 0}
         ids = [
             c.chat.completions.create(
                 model="fast", messages=[{"role": "user", "content": f"n{i}"}], store=True

@@ -325,7 +325,7 @@ class ChatRoute:
             if self.state is not None:
                 await self.state.keep(creq, out, principal)
             if creq.store and self.chats is not None:
-                self.chats.keep(creq, out, principal, ctx.usage)
+                self.chats.keep(creq, out, principal, ctx)
             if cached is not None and cached.key is not None and response_cache is not None:
                 entry = Entry(deployment=ctx.deployment or "", usage=ctx.usage, body=out)
                 response_cache.store(cached, decision.rule, entry)

@@ -98,10 +98,11 @@ class ChatStore:
         request: ChatRequest,
         completion: bytes | Callable[[], bytes],
         principal: Principal | None,
-        usage: Usage | None,
+        ctx: RequestContext,
     ) -> None:
         """Store a completion (the encoded ``chat.completion``, or what makes it) off the event
-        loop; returns at once and never raises."""
+        loop; returns at once and never raises. Its time is the request's start (the list's
+        order); the request's usage fills in a stream's when no chunk carried it."""
         engine = self.engine()
         if engine is None:
             return
@@ -110,11 +111,10 @@ class ChatStore:
                 self._count("dropped")
                 log.warning("chat store: %d writes waiting; a completion was not stored", MAX_PENDING)
                 return
-            created = time.time()
             messages = (request.raw or {}).get("messages") or []
             owner = owner_of(principal)
             future = self._threads().submit(
-                self._write, engine, request, completion, owner, created, messages, usage
+                self._write, engine, request, completion, owner, ctx.started_at, messages, ctx.usage
             )
             self._pending.add(future)
             future.add_done_callback(self._pending.discard)
@@ -232,7 +232,7 @@ class _Recording(StreamEncoder):
         tail = self._inner.finish()
         sent = b"".join(self._sent) + tail
         self._sent = []
-        self._chats.keep(self._request, functools.partial(assemble, sent), self._principal, self._ctx.usage)
+        self._chats.keep(self._request, functools.partial(assemble, sent), self._principal, self._ctx)
         return tail
 
     def error(self, err: SwitchpointError) -> bytes:
