@@ -420,7 +420,7 @@ def routes(chats: ChatStore, dialect: Dialect) -> list[Route]:
         q = request.query_params
         engine = chats.reading()
         await chats.settled()
-        got = await chats.run(
+        rows, has_more = await chats.run(
             functools.partial(
                 store.page,
                 engine,
@@ -432,9 +432,6 @@ def routes(chats: ChatStore, dialect: Dialect) -> list[Route]:
                 where=where,
             )
         )
-        if got is None:
-            raise BadRequest(f"'after': no chat completion '{q.get('after')}'", param="after")
-        rows, has_more = got
         return _page([_completion(r) for r in rows], has_more)
 
     async def retrieve(request: Request, principal: Principal) -> Response:
@@ -463,9 +460,7 @@ def routes(chats: ChatStore, dialect: Dialect) -> list[Route]:
         after = request.query_params.get("after")
         if after is not None:
             ids = [i["id"] for i in items]
-            if after not in ids:
-                raise BadRequest(f"'after': no message '{after}' in this chat completion", param="after")
-            items = items[ids.index(after) + 1 :]
+            items = items[ids.index(after) + 1 :] if after in ids else []
         return _page(items[:limit], len(items) > limit)
 
     one = "/v1/chat/completions/{completion_id}"

@@ -83,10 +83,10 @@ def page(
     after: str | None = None,
     model: str | None = None,
     where: dict[str, str] | None = None,
-) -> tuple[list[StoredCompletion], bool] | None:
+) -> tuple[list[StoredCompletion], bool]:
     """``owner``'s completions by creation time (then id), at most ``limit``, and whether more
     follow; only those of ``model`` and with every ``where`` metadata pair. ``after``: the
-    page starts after that completion (None returned when ``owner`` has no such one)."""
+    page starts after that completion (an empty page when ``owner`` has no such one)."""
     t = chat_completions
     q = select(t).where(t.c.owner == owner)
     if model is not None:
@@ -99,7 +99,7 @@ def page(
                 select(t.c.created_at).where(t.c.id == after, t.c.owner == owner)
             ).scalar_one_or_none()
             if mark is None:
-                return None
+                return [], False
             later = (t.c.created_at > mark) if order == "asc" else (t.c.created_at < mark)
             tie = t.c.id > after if order == "asc" else t.c.id < after
             q = q.where(or_(later, and_(t.c.created_at == mark, tie)))
