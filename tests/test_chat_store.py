@@ -501,3 +501,43 @@ def test_the_migration_upgrades_and_downgrades(db_url: str) -> None:
         assert migrate.upgrade(e) == migrate.head()
     finally:
         e.dispose()
+
+
+def test_past_the_pending_bound_a_completion_is_dropped_and_counted(
+    ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from switchpoint.api import chat_store
+    from switchpoint.canonical import ChatRequest, Usage
+    from switchpoint.executor import RequestContext
+    from switchpoint.governance.principal import Principal
+
+    engine = make_engine(ledger_url)
+    chats = chat_store.ChatStore(SimpleNamespace(ledger=SimpleNamespace(engine=engine)))  # type: ignore[arg-type]
+    request = ChatRequest(
+        model="fast", messages=[], store=True, raw={"messages": [{"role": "user", "content": "x"}]}
+    )
+    ctx = RequestContext("req-1")
+    ctx.usage = Usage(input_tokens=3, output_tokens=2)
+    principal = Principal(key_id="k9", name="k")
+    body = b'{"id":"chatcmpl-bound","object":"chat.completion","created":1,"model":"m","choices":[]}'
+
+    async def run() -> None:
+        monkeypatch.setattr(chat_store, "MAX_PENDING", 0)
+        chats.keep(request, body, principal, ctx)
+        monkeypatch.setattr(chat_store, "MAX_PENDING", 1000)
+        chats.keep(request, body, principal, ctx)
+        await chats.settled()
+        await chats.close()
+
+    try:
+        asyncio.run(run())
+        assert chats.stats() == {"stored": 1, "failed": 0, "dropped": 1, "pending": 0}
+        row = store.get(engine, "chatcmpl-bound", "key:k9")
+        assert row is not None and row.messages == [{"role": "user", "content": "x"}]
+        kept = json.loads(row.completion)  # no usage in the body: the request's
+        assert kept["usage"]["prompt_tokens"] == 3 and kept["usage"]["total_tokens"] == 5
+    finally:
+        engine.dispose()

@@ -116,8 +116,9 @@ class ChatStore:
             future = self._threads().submit(
                 self._write, engine, request, completion, owner, ctx.started_at, messages, ctx.usage
             )
-            self._pending.add(future)
-            future.add_done_callback(self._pending.discard)
+            with self._lock:
+                self._pending.add(future)
+            future.add_done_callback(self._done)
         except Exception:  # the answer is already the client's: nothing here may fail it
             self._count("failed")
             log.exception("chat store: could not store a completion of %s", request.model)
@@ -154,6 +155,10 @@ class ChatStore:
         else:
             self._count("stored")
 
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
     def _count(self, outcome: str) -> None:
         with self._lock:
             self.counts[outcome] += 1
@@ -166,7 +171,8 @@ class ChatStore:
 
     async def settled(self) -> None:
         """Wait (at most :data:`SETTLE_S`) for the writes this process has in flight."""
-        pending = list(self._pending)
+        with self._lock:
+            pending = list(self._pending)
         if pending:
             await asyncio.wait([asyncio.wrap_future(f) for f in pending], timeout=SETTLE_S)
 
