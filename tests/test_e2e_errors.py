@@ -247,7 +247,7 @@ def test_health_and_ready(http: httpx.Client) -> None:
 
 
 def test_wrong_method_is_405_with_request_id(http: httpx.Client) -> None:
-    r = http.get("/v1/chat/completions", headers=AUTH)
+    r = http.delete("/v1/chat/completions", headers=AUTH)  # GET lists stored completions
     assert r.status_code == 405 and r.headers["x-request-id"]
     assert r.json()["error"]["message"]
     assert "POST" in r.headers.get("allow", "")

@@ -233,7 +233,7 @@ def test_asgi_routes_keep_their_errors(conn: Conn) -> None:
     conn.send(b"GET /nowhere HTTP/1.1\r\nhost: gw\r\n\r\n")
     status, _, body = conn.response()
     assert status == 404 and json.loads(body)["error"]["code"] == "not_found"
-    conn.send(b"GET /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n\r\n")
+    conn.send(b"DELETE /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n\r\n")  # GET lists stored ones
     status, headers, _ = conn.response()
     assert status == 405 and "POST" in headers["allow"]
     conn.send(f"GET /v1/models HTTP/1.1\r\nhost: gw\r\n{AUTH}\r\n".encode())
