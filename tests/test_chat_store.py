@@ -510,6 +510,7 @@ def test_past_the_pending_bound_a_completion_is_dropped_and_counted(
     from types import SimpleNamespace
 
     from switchpoint.api import chat_store
+    from switchpoint.api.shadow import SHADOW
     from switchpoint.canonical import ChatRequest, Usage
     from switchpoint.executor import RequestContext
     from switchpoint.governance.principal import Principal
@@ -529,6 +530,7 @@ def test_past_the_pending_bound_a_completion_is_dropped_and_counted(
         chats.keep(request, body, principal, ctx)
         monkeypatch.setattr(chat_store, "MAX_PENDING", 1000)
         chats.keep(request, body, principal, ctx)
+        chats.keep(request, body, SHADOW, ctx)  # a shadow copy of a stored request: not kept
         await chats.settled()
         await chats.close()
 

@@ -37,6 +37,7 @@ from switchpoint.api.dialect import Dialect, StreamEncoder
 from switchpoint.api.files import guarded, json_response, read_limited
 from switchpoint.api.openai import usage_out
 from switchpoint.api.responses_state import owner_of
+from switchpoint.api.shadow import SHADOW
 from switchpoint.canonical import ChatRequest, StreamEvent, Usage
 from switchpoint.errors import BadRequest, NotFound, SwitchpointError
 from switchpoint.executor import RequestContext
@@ -102,9 +103,10 @@ class ChatStore:
     ) -> None:
         """Store a completion (the encoded ``chat.completion``, or what makes it) off the event
         loop; returns at once and never raises. Its time is the request's start (the list's
-        order); the request's usage fills in a stream's when no chunk carried it."""
+        order); the request's usage fills in a stream's when no chunk carried it. A shadow copy
+        of a stored request (``api/shadow.py``) is not kept again."""
         engine = self.engine()
-        if engine is None:
+        if engine is None or principal is SHADOW:
             return
         try:
             if len(self._pending) >= MAX_PENDING:
