@@ -4,7 +4,8 @@ The suites are written for a mock server that answers any id, so their tests ret
 and cancel objects they never created (``"file_id"``, ``"batch_id"``, ``"resp_677efb…"``…) and
 create a batch from a file they never uploaded (``"input_file_id"``). Before each such test this
 plugin writes that object under exactly that id into the gateway's own database, through the
-store modules the gateway reads (``switchpoint.store.batches``, ``switchpoint.store.responses``),
+store modules the gateway reads (``switchpoint.store.batches``, ``switchpoint.store.responses``,
+``switchpoint.store.chat_completions``),
 owned by whom the suite's API key is to the gateway; after the test it is removed again (a
 delete or cancel test changes it, and the next test gets a fresh one: delete, then insert).
 
@@ -34,6 +35,7 @@ import pytest
 from sqlalchemy import Engine
 
 from switchpoint.store import batches as batch_store
+from switchpoint.store import chat_completions as completion_store
 from switchpoint.store import responses as response_store
 from switchpoint.store.engine import make_engine
 
@@ -55,6 +57,7 @@ BATCH_ID = "batch_id"
 RESPONSE_ID = "resp_677efb5139a88190b512bc3fef8e535d"
 ITEMS_RESPONSE_ID = "response_id"
 MESSAGE_BATCH_ID = "message_batch_id"
+COMPLETION_ID = "completion_id"
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,39 @@ class Seeds:
             ],
         )
 
+    # --- stored chat completions -------------------------------------------------------------
+
+    def stored_completion(self) -> None:
+        """``completion_id``: a stored chat completion (retrieve, update, delete)."""
+        now = time.time()
+        # The chat.completion object in the shape the gateway stores its own (api/chat_store.py).
+        doc = {
+            "id": COMPLETION_ID,
+            "object": "chat.completion",
+            "created": int(now),
+            "model": OPENAI_MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Hello!", "refusal": None},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+        }
+        row = completion_store.StoredCompletion(
+            id=COMPLETION_ID,
+            owner=self.owner,
+            created_at=now,
+            model=OPENAI_MODEL,
+            metadata={"topic": "greeting"},
+            messages=[{"role": "user", "content": "Say hello."}],
+            completion=msgspec.json.encode(doc),
+        )
+        completion_store.remove(self.engine, COMPLETION_ID, self.owner)
+        completion_store.insert(self.engine, row)
+
     def clear(self) -> None:
         """Every seeded object gone (the gateway's runner then has nothing of the seed's to take)."""
         for file_id in (FILE_ID, INPUT_FILE_ID):
@@ -256,8 +292,10 @@ class Seeds:
             batch_store.delete_batch(self.engine, batch_id, self.owner)
         for response_id in (RESPONSE_ID, ITEMS_RESPONSE_ID):
             response_store.remove(self.engine, response_id, self.owner)
+        completion_store.remove(self.engine, COMPLETION_ID, self.owner)
 
 
+_CHAT = "tests/api_resources/chat/test_completions.py"
 _FILES = "tests/api_resources/test_files.py"
 _BATCHES = "tests/api_resources/test_batches.py"
 _RESPONSES = "tests/api_resources/test_responses.py"
@@ -266,6 +304,9 @@ _MESSAGE_BATCHES = "tests/api_resources/messages/test_batches.py"
 
 #: (suite, file, fnmatch pattern of the test function's name) -> what to seed first.
 PLAN: tuple[tuple[str, str, str, Callable[[Seeds], None]], ...] = (
+    ("openai", _CHAT, "test_*_retrieve", Seeds.stored_completion),
+    ("openai", _CHAT, "test_*_update", Seeds.stored_completion),
+    ("openai", _CHAT, "test_*_delete", Seeds.stored_completion),
     ("openai", _FILES, "test_*_retrieve*", Seeds.user_file),  # retrieve, retrieve_content
     ("openai", _FILES, "test_*_delete", Seeds.user_file),
     ("openai", _BATCHES, "test_*_create*", Seeds.batch_input),

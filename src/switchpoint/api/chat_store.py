@@ -36,6 +36,7 @@ from starlette.routing import Route
 from switchpoint.api.dialect import Dialect, StreamEncoder
 from switchpoint.api.files import guarded, json_response, read_limited
 from switchpoint.api.openai import usage_out
+from switchpoint.api.paging import openai_limit
 from switchpoint.api.responses_state import owner_of
 from switchpoint.api.shadow import SHADOW
 from switchpoint.canonical import ChatRequest, StreamEvent, Usage
@@ -346,17 +347,6 @@ def message_resource(message: Any, completion_id: str, index: int) -> dict[str, 
     return out
 
 
-def _limit(request: Request) -> int:
-    text = request.query_params.get("limit", "20")
-    try:
-        limit = int(text)
-    except ValueError:
-        raise BadRequest(f"'limit': expected an integer, got {text!r}", param="limit") from None
-    if limit < 0:
-        raise BadRequest("'limit': must not be negative", param="limit")
-    return min(limit, MAX_LIMIT)
-
-
 def _order(request: Request) -> store.Order:
     order = request.query_params.get("order", "asc")
     if order == "asc":
@@ -424,7 +414,11 @@ def routes(chats: ChatStore, dialect: Dialect) -> list[Route]:
     gw = chats.gw
 
     async def listing(request: Request, principal: Principal) -> Response:
-        limit, order, where = _limit(request), _order(request), _filters(request)
+        limit, order, where = (
+            openai_limit(request.query_params, default=20, most=MAX_LIMIT),
+            _order(request),
+            _filters(request),
+        )
         q = request.query_params
         engine = chats.reading()
         await chats.settled()
@@ -460,7 +454,7 @@ def routes(chats: ChatStore, dialect: Dialect) -> list[Route]:
         return json_response({"object": "chat.completion.deleted", "id": row.id, "deleted": True})
 
     async def messages(request: Request, principal: Principal) -> Response:
-        limit, order = _limit(request), _order(request)
+        limit, order = openai_limit(request.query_params, default=20, most=MAX_LIMIT), _order(request)
         row, _ = await chats.owned(request, principal)
         items = [message_resource(m, row.id, i) for i, m in enumerate(row.messages)]
         if order == "desc":

@@ -7,7 +7,7 @@ model the client asked for (the list's ``model`` filter), its ``metadata`` (the 
 ``metadata[key]=value``, and the one thing an update may change), the request's messages as
 sent, and the ``chat.completion`` object the client got. Blocking calls over an
 :class:`~sqlalchemy.Engine`: the gateway runs them on threads of their own. Migration
-``0013_chat_completions`` creates the table; the ledger's retention prunes it
+``0011_chat_completions`` creates the table; the ledger's retention prunes it
 (``store.writer``).
 """
 
@@ -21,7 +21,7 @@ from sqlalchemy import Column, Engine, Index, MetaData, Table, Text, and_, delet
 
 from switchpoint.store.tables import Double, Json
 
-#: Apart from the ledger's (``tables.metadata``): migration ``0013_chat_completions`` creates it.
+#: Apart from the ledger's (``tables.metadata``): migration ``0011_chat_completions`` creates it.
 metadata = MetaData()
 
 chat_completions = Table(

@@ -1,7 +1,7 @@
 """Stored chat completions: the ``chat_completions`` table behind ``store: true`` on
 ``POST /v1/chat/completions`` and ``/v1/chat/completions/{id}`` (``store/chat_completions.py``).
 
-Revision ID: 0013_chat_completions
+Revision ID: 0011_chat_completions
 Revises: 0010_task_totals
 Create Date: 2026-12-03
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0013_chat_completions"
+revision = "0011_chat_completions"
 down_revision = "0010_task_totals"
 branch_labels = None
 depends_on = None
