@@ -93,7 +93,6 @@ def client(gateway: Any) -> Iterator[openai.OpenAI]:
 
 def raw_stream(gateway: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
     """POST a streamed body; the events as sent (``event:`` name checked against ``type``)."""
-    events = []
     with httpx.stream(
         "POST",
         f"{gateway.url}/v1/responses",
@@ -103,15 +102,24 @@ def raw_stream(gateway: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
     ) as r:
         assert r.status_code == 200, r.read()
         assert r.headers["content-type"].startswith("text/event-stream")
-        name = None
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                event = json.loads(line[6:])
-                assert event["type"] == name
-                events.append(event)
+        events = sse_events(r.iter_lines())
     check_stream(events)
+    return events
+
+
+def sse_events(lines: Iterator[str], stop_after: int | None = None) -> list[dict[str, Any]]:
+    """A stream's events (``event:`` name checked against ``type``), the first ``stop_after``."""
+    events: list[dict[str, Any]] = []
+    name = None
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            event = json.loads(line[6:])
+            assert event["type"] == name
+            events.append(event)
+            if stop_after is not None and len(events) == stop_after:
+                break
     return events
 
 
@@ -434,7 +442,7 @@ def test_another_key_cannot_read_a_stored_response(client: openai.OpenAI, gatewa
         ({"model": "up-openai", "input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
         ({"model": "up-openai", "input": "x", "reasoning": {"effort": "extreme"}}, "reasoning.effort"),
         ({"model": "up-openai", "input": "x", "max_output_tokens": "many"}, "max_output_tokens"),
-        ({"model": "up-openai", "input": "x", "background": True}, "background"),
+        ({"model": "up-openai", "input": "x", "background": True, "store": False}, "background"),
         (
             {"model": "up-openai", "input": [{"type": "function_call_output", "call_id": "c"}]},
             "input[0].output",

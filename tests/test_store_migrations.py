@@ -153,3 +153,35 @@ def test_the_totals_by_task_keep_older_totals_and_merge_back_on_downgrade(db_url
         assert migrate.upgrade(engine) == migrate.head()
     finally:
         engine.dispose()
+
+
+def test_background_responses_columns_upgrade_and_downgrade(db_url: str) -> None:
+    """0012 gives stored responses a status (the rows so far: completed), a background flag,
+    and a background run's worker and heartbeat; a downgrade drops them and keeps the rows."""
+    from alembic import command
+
+    from switchpoint.store.migrate import _config
+
+    engine = make_engine(db_url)
+    try:
+        assert migrate.upgrade(engine, "0010_task_totals") == "0010_task_totals"
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO responses (id, owner, created_at, model, input_items, response)"
+                " VALUES ('resp_1', 'name:m', 1.0, 'fast', '[]', '{}')"
+            )
+        assert migrate.upgrade(engine) == migrate.head() == "0012_responses_background"
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql("SELECT status, background, worker, heartbeat_at FROM responses").one()
+        assert (row[0], bool(row[1]), row[2], row[3]) == ("completed", False, None, None)
+        assert "ix_responses_status" in {i["name"] for i in inspect(engine).get_indexes("responses")}
+        with engine.begin() as conn:
+            command.downgrade(_config(conn), "0010_task_totals")
+        with engine.connect() as conn:
+            assert migrate.current(conn) == "0010_task_totals"
+            assert conn.exec_driver_sql("SELECT id FROM responses").scalar() == "resp_1"
+        columns = {c["name"] for c in inspect(engine).get_columns("responses")}
+        assert not {"status", "background", "worker", "heartbeat_at"} & columns
+        assert migrate.upgrade(engine) == migrate.head()
+    finally:
+        engine.dispose()

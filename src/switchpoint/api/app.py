@@ -632,6 +632,7 @@ def create_app(
         _drain_on_sigterm(gw)
         reloader.install_sighup()
         await batch_service.start()
+        await responses.start()  # background responses: fail what a stopped worker left
         try:
             yield
         finally:

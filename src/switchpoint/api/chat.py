@@ -154,6 +154,18 @@ class Conversations(Protocol):
         """Keep an answer (the encoded whole) before the client gets it; never raises."""
         ...
 
+    @property
+    def launch(
+        self,
+    ) -> Callable[
+        [ChatRoute, ChatRequest, Principal, Mapping[str, str], bytes, dict[str, str]],
+        Coroutine[Any, Any, Reply],
+    ]:
+        """Start a request asked to run in the background (``background: true``) and answer
+        at once: ``(route, request, principal, request_headers, body, headers)``; the run calls
+        ``route`` again with the decoded ``request``."""
+        ...
+
 
 class ChatRoute:
     """``POST /v1/chat/completions``, ``POST /v1/messages`` or ``POST /v1/responses``: decode,
@@ -227,10 +239,16 @@ class ChatRoute:
             self.shadow.after(self, ctx.request_id, decision.rule, status, request_body)
 
     async def __call__(
-        self, request_headers: Mapping[str, str], body: bytes, caller: Principal | None = None
+        self,
+        request_headers: Mapping[str, str],
+        body: bytes,
+        caller: Principal | None = None,
+        *,
+        request: ChatRequest | None = None,
     ) -> Reply:
         """``caller``: who the request is made for when the gateway makes it itself (a batch's
-        line, for the batch's owner); otherwise the request's key says."""
+        line, for the batch's owner); otherwise the request's key says. ``request``: the
+        request already decoded (and its conversation restored): a background run's."""
         gw, dialect = self.gw, self.dialect
         rid = request_id(request_headers)
         ctx = RequestContext(rid)
@@ -246,9 +264,14 @@ class ChatRoute:
         try:
             principal = caller or gw.auth.resolve(request_headers) or await gw.auth.principal(request_headers)
             ctx.limits = limits_from_headers(request_headers)
-            creq = dialect.decode_chat(body, request_headers)
-            if self.state is not None:
-                creq = await self.state.restore(creq, principal)
+            if request is None:
+                creq = dialect.decode_chat(body, request_headers)
+                if self.state is not None:
+                    creq = await self.state.restore(creq, principal)
+                    if getattr(creq, "background", False):  # answered now, run in a task
+                        return await self.state.launch(self, creq, principal, request_headers, body, headers)
+            else:
+                creq = request
             model, stream, end_user = creq.model, creq.stream, creq.user
             check_alias(principal, model)
             router = gw.router
@@ -345,6 +368,9 @@ class ChatRoute:
         except BaseException:  # cancelled (the client left, shutdown): the reservation ends too
             if admission is not None:
                 admission.settle(ctx.attempts)
+            if request is not None:  # a background run cancelled before its stream began
+                status, kind = (ShuttingDown.status, ShuttingDown.kind) if gw.draining else (499, "cancelled")
+                self.book(ctx, model, stream, status, kind, principal, decision, end_user, body)
             raise
 
     def _cached(
@@ -472,6 +498,7 @@ class StreamBody:
         "_request",
         "_request_body",
         "_route",
+        "cancel_reason",
         "status",
     )
 
@@ -501,6 +528,9 @@ class StreamBody:
         self._decision = decision
         self._end_user = end_user
         self._open = True
+        #: The record's error when the stream is cancelled or closed early (a background run
+        #: cancelled by ``POST /v1/responses/{id}/cancel`` books ``cancelled``).
+        self.cancel_reason = "client_disconnected"
         #: How the stream ended (None: not yet).
         self.status: int | None = None
 
@@ -534,7 +564,7 @@ class StreamBody:
                 if self._route.gw.draining:  # cut by shutdown, not by the client leaving
                     self._book(ShuttingDown.status, ShuttingDown.kind)
                 else:
-                    self._book(499, "client_disconnected")
+                    self._book(499, self.cancel_reason)
                 raise
             if out:
                 return out
@@ -544,7 +574,7 @@ class StreamBody:
         """The client is gone (or the server stops writing): give the upstream up."""
         if self._open:
             await self._committed.aclose()
-            self._book(499, "client_disconnected")
+            self._book(499, self.cancel_reason)
 
     def _book(self, status: int, error: str | None) -> None:
         self._open = False

@@ -60,7 +60,6 @@ _ROLES = ("user", "assistant", "system", "developer")
 _EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 #: Body keys the gateway cannot honour: asked for, they are a 400 rather than silently ignored.
 _UNSUPPORTED = {
-    "background": "background responses are not supported by this gateway",
     "conversation": "conversations are not supported; use previous_response_id",
     "prompt": "stored prompts are not supported by this gateway",
 }
@@ -79,6 +78,12 @@ class ResponsesRequest(ChatRequest, kw_only=True, omit_defaults=True):
     lead: int = 0
     #: The request fields the Response object repeats (tools, tool_choice, text, reasoning …).
     echo: dict[str, Any] = {}
+    #: ``background: true``: answered at once, run by the gateway in a task of its own.
+    background: bool = False
+    #: The Response's id and ``created_at`` when the gateway chose them before the run
+    #: (a background response).
+    response_id: str | None = None
+    response_created: int | None = None
 
 
 # --- input items -----------------------------------------------------------------------------
@@ -373,6 +378,9 @@ def read_responses(body: bytes) -> ResponsesRequest:
     previous = _str(data, "previous_response_id", "previous_response_id")
     store = _bool(data, "store", "store")
     stream = bool(_bool(data, "stream", "stream"))
+    background = bool(_bool(data, "background", "background"))
+    if background and store is False:
+        raise _bad("background", "Background mode requires store=true; set store to true or omit it.")
     echo["store"] = store is not False
     return ResponsesRequest(
         model=model,
@@ -386,9 +394,11 @@ def read_responses(body: bytes) -> ResponsesRequest:
         items=items,
         lead=len(lead),
         echo=echo,
+        background=background,
         # forwarded as is to a deployment serving the Responses API; a continued conversation
-        # is the gateway's (its earlier turns live here), so it is translated
-        responses_body=data if previous is None else None,
+        # is the gateway's (its earlier turns live here), so it is translated, and so is a
+        # background response (the gateway runs it, and owns its id and its events)
+        responses_body=data if previous is None and not background else None,
         **fields,
     )
 

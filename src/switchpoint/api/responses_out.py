@@ -96,7 +96,7 @@ def response_doc(
         "object": "response",
         "created_at": created,
         "status": status,
-        "background": False,
+        "background": request.background,
         "completed_at": int(time.time()) if status == "completed" else None,
         "error": error,
         "incomplete_details": {"reason": reason} if status == "incomplete" else None,
@@ -202,8 +202,8 @@ class ResponsesStreamEncoder(StreamEncoder):
 
     def __init__(self, request: ResponsesRequest) -> None:
         self._request = request
-        self.id = new_id("resp")
-        self._created = int(time.time())
+        self.id = request.response_id or new_id("resp")
+        self._created = request.response_created or int(time.time())
         self._seq = 0
         self._started = False
         self._output: list[dict[str, Any]] = []
@@ -427,3 +427,97 @@ class ResponsesStreamEncoder(StreamEncoder):
         failed = {"code": failure_code(err), "message": err.message}
         doc = self._snapshot("failed", usage=self._usage, error=failed)
         return out + self._event("response.failed", {"response": doc})
+
+
+# --- a stored Response streamed again --------------------------------------------------------
+
+#: The stream's terminal event for a finished Response's status (a cancelled one has none).
+TERMINAL_EVENT = {
+    "completed": "response.completed",
+    "incomplete": "response.incomplete",
+    "failed": "response.failed",
+}
+
+
+def split_events(data: bytes) -> list[bytes]:
+    """A run of SSE frames as one frame each (the encoder's frames end with a blank line and
+    carry compact JSON, so a blank line only ever ends a frame)."""
+    return [frame + b"\n\n" for frame in data.split(b"\n\n") if frame]
+
+
+class StoredStream(ResponsesStreamEncoder):
+    """A stored Response object as the stream that would have produced it, through the same
+    encoder: ``response.created``, ``response.in_progress``, each output item's events (its
+    text, summary or arguments in one delta), and the terminal event of its status. The
+    snapshots in ``response.created`` / ``in_progress`` are the stored object in progress."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        from switchpoint.api.responses import ResponsesRequest
+
+        super().__init__(
+            ResponsesRequest(model=str(doc.get("model", "")), messages=[], response_id=doc["id"])
+        )
+        self._doc = doc
+
+    def _snapshot(self, status: str, **kw: Any) -> dict[str, Any]:
+        doc = dict(self._doc)
+        doc.update(status=status, output=list(self._output), completed_at=None, error=None)
+        doc["incomplete_details"] = None
+        doc.pop("usage", None)  # as the live stream's snapshots: no usage until the end
+        return doc
+
+    def events(self) -> list[bytes]:
+        out = self._begin()
+        for item in self._doc.get("output") or []:
+            out += self._item(item)
+        terminal = TERMINAL_EVENT.get(str(self._doc.get("status")))
+        if terminal is not None:
+            out += self._event(terminal, {"response": self._doc})
+        return split_events(out)
+
+    def _item(self, item: dict[str, Any]) -> bytes:
+        kind = item.get("type")
+        status = str(item.get("status") or "completed")
+        if kind == "message":
+            content = item.get("content") or []
+            text = "".join(str(p.get("text") or p.get("refusal") or "") for p in content)
+            out = self._add({**item, "status": "in_progress", "content": []})
+            where = self._where()
+            out += self._event(
+                "response.content_part.added", {**where, "content_index": 0, "part": _text_part("")}
+            )
+            if text:
+                self._pieces.append(text)
+                out += self._event(
+                    "response.output_text.delta", {**where, "content_index": 0, "delta": text, "logprobs": []}
+                )
+            return out + self._close(status)
+        if kind == "reasoning":
+            text = "".join(str(p.get("text") or "") for p in item.get("summary") or [])
+            out = self._add({**item, "status": "in_progress", "summary": []})
+            if text:
+                where = self._where()
+                part = {"type": "summary_text", "text": ""}
+                out += self._event(
+                    "response.reasoning_summary_part.added", {**where, "summary_index": 0, "part": part}
+                )
+                self._pieces.append(text)
+                out += self._event(
+                    "response.reasoning_summary_text.delta", {**where, "summary_index": 0, "delta": text}
+                )
+            return out + self._close(status)
+        if kind == "function_call":
+            arguments = str(item.get("arguments") or "")
+            out = self._add({**item, "status": "in_progress", "arguments": ""})
+            if arguments:
+                self._pieces.append(arguments)
+                out += self._event(
+                    "response.function_call_arguments.delta", {**self._where(), "delta": arguments}
+                )
+            return out + self._close(status)
+        # an item the gateway does not stream itself (a forwarded upstream's): added, then done
+        self._output.append(item)
+        index = len(self._output) - 1
+        return self._event("response.output_item.added", {"output_index": index, "item": item}) + self._event(
+            "response.output_item.done", {"output_index": index, "item": item}
+        )

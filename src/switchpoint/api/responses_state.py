@@ -7,7 +7,9 @@
 * ``store`` (default true): :meth:`ResponseState.keep` writes the response before the client
   gets it (the last event of a stream), so a follow-up naming it always finds it, on any
   worker sharing the database.
-* ``GET`` / ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``.
+* ``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``; ``GET
+  /v1/responses/{id}`` (and its stream), ``POST …/cancel`` and ``background: true`` are in
+  :mod:`.responses_background`.
 
 A stored response belongs to whoever stored it: the virtual key (by id, so a rotated key
 keeps its conversations), else the principal's name (the master key, an open gateway);
@@ -32,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from switchpoint.api import responses_background
 from switchpoint.api.chat import JSON, error_reply, internal_error, request_id
 from switchpoint.api.dialect import Dialect
 from switchpoint.api.paging import openai_limit
@@ -61,6 +64,9 @@ class ResponseState:
     def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         self._pool: ThreadPoolExecutor | None = None
+        #: ``background: true`` runs of this worker.
+        self.background = responses_background.BackgroundRuns(self)
+        self.launch = self.background.launch
 
     def engine(self) -> Engine | None:
         ledger = self.gw.ledger
@@ -71,7 +77,11 @@ class ResponseState:
             self._pool = ThreadPoolExecutor(2, thread_name_prefix="switchpoint-responses")
         return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args))
 
+    async def start(self) -> None:
+        await self.background.start()
+
     async def close(self) -> None:
+        await self.background.close(self.gw.shutdown_timeout_s)
         if self._pool is not None:
             await asyncio.to_thread(self._pool.shutdown)
             self._pool = None
@@ -110,6 +120,8 @@ class ResponseState:
         the client still gets its answer."""
         if not isinstance(request, ResponsesRequest) or not request.store or response is None:
             return
+        if request.background:  # its run keeps its row up to date (responses_background)
+            return
         engine = self.engine()
         if engine is None:
             return
@@ -123,6 +135,7 @@ class ResponseState:
                 previous_response_id=request.previous_response_id,
                 input_items=request.items,
                 response=response,
+                status=str(doc.get("status") or "completed"),
             )
             await self.run(store.insert, engine, row)
         except Exception:
@@ -194,13 +207,8 @@ def _guarded(
 
 
 def routes(state: ResponseState, dialect: Dialect) -> list[Route]:
-    """``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``."""
-
-    async def retrieve(request: Request) -> bytes:
-        if request.query_params.get("stream") in ("true", "1"):
-            raise BadRequest("replaying a stored response as a stream is not supported", param="stream")
-        row, _ = await state.stored(request)
-        return row.response
+    """``GET``/``DELETE /v1/responses/{id}``, ``POST /v1/responses/{id}/cancel`` and ``GET
+    /v1/responses/{id}/input_items``."""
 
     async def delete(request: Request) -> bytes:
         row, engine = await state.stored(request)
@@ -235,7 +243,7 @@ def routes(state: ResponseState, dialect: Dialect) -> list[Route]:
         )
 
     return [
-        Route("/v1/responses/{response_id}", _guarded(state, dialect, retrieve), methods=["GET"]),
+        *responses_background.routes(state, state.background, dialect),
         Route("/v1/responses/{response_id}", _guarded(state, dialect, delete), methods=["DELETE"]),
         Route(
             "/v1/responses/{response_id}/input_items", _guarded(state, dialect, input_items), methods=["GET"]

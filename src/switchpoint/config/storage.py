@@ -34,6 +34,14 @@ class StorageSpec(_Base):
     #: JSON-lines file for rows the database could not take yet (default: beside a SQLite
     #: database, else ``./switchpoint-spill.jsonl``); replayed when the database is back.
     spill_path: str | None = None
+    #: Background responses (``background: true``) one worker runs at once; past it, a 429.
+    background_max_inflight: int = 64
+    #: Stream events a background response keeps in memory while it runs (for resuming).
+    background_events: int = 10_000
+    #: How often a worker marks its background responses alive (and sweeps dead ones).
+    background_heartbeat_s: float = 10.0
+    #: A queued or in-progress background response unmarked this long is failed (its worker died).
+    background_stale_s: float = 60.0
 
 
 class Storage(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +55,10 @@ class Storage(msgspec.Struct, frozen=True, kw_only=True):
     flush_rows: int = 500
     buffer_rows: int = 20_000
     spill_path: str | None = None
+    background_max_inflight: int = 64
+    background_events: int = 10_000
+    background_heartbeat_s: float = 10.0
+    background_stale_s: float = 60.0
 
 
 def resolve_storage(spec: StorageSpec | None, problems: list[str]) -> Storage:
@@ -57,11 +69,20 @@ def resolve_storage(spec: StorageSpec | None, problems: list[str]) -> Storage:
             re.compile(pattern)
         except re.error as exc:
             problems.append(f"$.storage.redact[{i}]: not a regular expression ({exc})")
-    for name in ("flush_interval_ms", "flush_rows", "buffer_rows"):
+    for name in (
+        "flush_interval_ms",
+        "flush_rows",
+        "buffer_rows",
+        "background_max_inflight",
+        "background_events",
+        "background_heartbeat_s",
+    ):
         if getattr(spec, name) <= 0:
             problems.append(f"$.storage.{name}: must be positive")
     if spec.retention_days is not None and spec.retention_days <= 0:
         problems.append("$.storage.retention_days: must be positive (omit it to keep everything)")
+    if spec.background_stale_s <= spec.background_heartbeat_s:
+        problems.append("$.storage.background_stale_s: must be longer than background_heartbeat_s")
     if spec.url is not None and "://" not in spec.url:
         problems.append(
             f"$.storage.url: not a database URL (sqlite:///file.db, postgresql://…): {spec.url!r}"
@@ -76,4 +97,8 @@ def resolve_storage(spec: StorageSpec | None, problems: list[str]) -> Storage:
         flush_rows=spec.flush_rows,
         buffer_rows=spec.buffer_rows,
         spill_path=spec.spill_path,
+        background_max_inflight=spec.background_max_inflight,
+        background_events=spec.background_events,
+        background_heartbeat_s=spec.background_heartbeat_s,
+        background_stale_s=spec.background_stale_s,
     )
