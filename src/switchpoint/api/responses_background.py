@@ -211,6 +211,7 @@ class BackgroundRuns:
         """Refuse new runs; give those running ``timeout_s`` to end, then cancel them and
         fail their rows (the gateway shut down)."""
         self.closing = True
+        self.state.gw.begin_drain()  # a run cut from here on is booked as shutting_down
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
