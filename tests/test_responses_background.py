@@ -127,6 +127,9 @@ def test_a_background_stream_outlives_its_client_and_resumes_after_a_sequence_nu
         done = client.responses.retrieve(rid)
         assert done.status == "completed"
         assert _shape(whole)[1] == done.output_text
+        # resumed again after the end: the same events (the worker keeps them a while)
+        again = [e.to_dict() for e in client.responses.retrieve(rid, stream=True, starting_after=5)]
+        assert again == rest
         client.close()
 
 
@@ -179,7 +182,15 @@ def test_cancel_stops_a_slow_run_and_settles_it_once(sim: str, tmp_path: Path) -
             f"{url}/v1/responses", json={"model": "fast", "input": "hi"}, headers=bearer(secret), timeout=30
         )
         assert busy.status_code == 429
-        cancelled = client.responses.cancel(started.id)
+        raw_cancel = client.responses.with_raw_response.cancel(started.id)
+        specs.check_response(
+            "openai",
+            "POST",
+            f"https://api.openai.com/v1/responses/{started.id}/cancel",
+            200,
+            raw_cancel.content,
+        )
+        cancelled = raw_cancel.parse()
         assert cancelled.status == "cancelled" and cancelled.id == started.id
         assert client.responses.retrieve(started.id).status == "cancelled"
         assert client.responses.cancel(started.id).status == "cancelled"  # again: unchanged
@@ -199,6 +210,29 @@ def test_cancel_stops_a_slow_run_and_settles_it_once(sim: str, tmp_path: Path) -
         other, _ = make_key(url)
         with pytest.raises(openai.NotFoundError):  # someone else's
             _client(url, other).responses.cancel(started.id)
+        client.close()
+
+
+def test_a_run_cancelled_while_queued_is_booked_once(sim: str, tmp_path: Path) -> None:
+    with gateway(_doc(sim, tmp_path)) as (url, _, _):
+        client = _client(url)
+        body = {"model": "fast", "input": "wait [[sim latency_ms=20000]]", "background": True, "stream": True}
+        with httpx.stream("POST", f"{url}/v1/responses", json=body, headers=AUTH, timeout=30) as r:
+            assert r.status_code == 200
+            request = r.headers["x-request-id"]
+            first = sse_events(r.iter_lines(), stop_after=2)  # at once, before the upstream answers
+        assert [e["type"] for e in first] == ["response.created", "response.queued"]
+        assert first[0]["response"]["status"] == "queued"
+        rid = first[0]["response"]["id"]
+        assert client.responses.retrieve(rid).status == "queued"
+        assert client.responses.cancel(rid).status == "cancelled"
+        booked = _ledger(url, request)
+        assert len(booked) == 1 and (booked[0]["status"], booked[0]["error_kind"]) == (499, "cancelled")
+        # a stream of it now ends at once (no terminal event: the Responses stream has none for it)
+        assert [e.type for e in client.responses.retrieve(rid, stream=True)] == [
+            "response.created",
+            "response.queued",
+        ]
         client.close()
 
 
@@ -254,7 +288,7 @@ def test_rows_a_stopped_worker_left_are_failed_saying_so(sim: str, tmp_path: Pat
             assert cancelled.status == "cancelled"
             assert not store.settle(engine, "resp_alive_elsewhere", "name:master", "completed", b"{}")
             again = [e.type for e in client.responses.retrieve("resp_dead", stream=True)]
-            assert again == ["response.created", "response.in_progress", "response.failed"]
+            assert again == ["response.created", "response.queued", "response.in_progress", "response.failed"]
             client.close()
     finally:
         engine.dispose()

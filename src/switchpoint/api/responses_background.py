@@ -43,6 +43,7 @@ from switchpoint.api.responses import ResponsesRequest
 from switchpoint.api.responses_out import (
     ResponsesStreamEncoder,
     StoredStream,
+    queued_events,
     response_doc,
     split_events,
 )
@@ -74,6 +75,9 @@ RESTARTED = "The gateway restarted before this background response finished."
 SHUT_DOWN = "The gateway shut down before this background response finished."
 #: How often a stream following a run on another worker reads its row again.
 POLL_S = 0.5
+#: How long a finished run's events stay for a client resuming its stream (at most as many
+#: finished runs as may run at once): a resume then gets the very events the live stream had.
+RECENT_S = 120.0
 
 
 def _event_name(frame: bytes) -> bytes:
@@ -169,6 +173,8 @@ class BackgroundRuns:
         self.stale_s = settings.background_stale_s
         self.worker = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.runs: dict[str, Run] = {}
+        #: Runs that ended lately, oldest first, with when they ended (see RECENT_S).
+        self.recent: dict[str, tuple[float, Run]] = {}
         self.closing = False
         self._ticker: asyncio.Task[None] | None = None
 
@@ -285,6 +291,7 @@ class BackgroundRuns:
         )
         await self.state.run(store.insert, engine, row)
         run = Run(rid, owner, self.events)
+        run.publish(split_events(queued_events(run_request, msgspec.json.decode(queued))))
         self.runs[rid] = run
         run.task = asyncio.get_running_loop().create_task(
             # the run's record has this answer's request id
@@ -334,6 +341,15 @@ class BackgroundRuns:
             run.done = True
             run.wake()
             self.runs.pop(run.id, None)
+            self._ended(run)
+
+    def _ended(self, run: Run) -> None:
+        now = time.monotonic()
+        self.recent[run.id] = (now, run)
+        for rid, (ended, _) in list(self.recent.items()):
+            if ended > now - RECENT_S and len(self.recent) <= self.max_inflight:
+                break
+            del self.recent[rid]
 
     @staticmethod
     def _refused(request: ResponsesRequest, reply: Reply) -> list[bytes]:
@@ -384,10 +400,15 @@ class BackgroundRuns:
     # --- streams ---------------------------------------------------------------------------
 
     async def stream(self, row: store.StoredResponse, after: int) -> AsyncIterator[bytes] | Follow:
-        """The response's events after ``after``: live from the run when it is here, else (its
-        run on another worker) once its row says it ended, else from the stored Response."""
+        """The response's events after ``after``: from its run when it is here (live, or ended
+        lately), else from the stored Response (once its row says it ended, when its run is on
+        another worker)."""
         run = self.runs.get(row.id)
-        if run is not None and not run.done:
+        if run is None and row.id in self.recent:
+            ended, run = self.recent[row.id]
+            if ended < time.monotonic() - RECENT_S:
+                run = None
+        if run is not None:
             if after + 1 < run.first:
                 raise BadRequest(
                     f"'starting_after': events before sequence number {run.first} are no longer kept",

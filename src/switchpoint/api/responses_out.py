@@ -236,6 +236,9 @@ class ResponsesStreamEncoder(StreamEncoder):
         if self._started:
             return b""
         self._started = True
+        if self._request.background:  # created and queued went out when it was queued
+            self._seq = 2
+            return self._event("response.in_progress", {"response": self._snapshot("in_progress")})
         return self._event("response.created", {"response": self._snapshot("in_progress")}) + self._event(
             "response.in_progress", {"response": self._snapshot("in_progress")}
         )
@@ -445,6 +448,15 @@ def split_events(data: bytes) -> list[bytes]:
     return [frame + b"\n\n" for frame in data.split(b"\n\n") if frame]
 
 
+def queued_events(request: ResponsesRequest, doc: dict[str, Any]) -> bytes:
+    """A background response's first events, sent when it is queued: ``response.created`` and
+    ``response.queued`` (numbers 0 and 1; its run's encoder goes on from 2)."""
+    first = ResponsesStreamEncoder(request)
+    return first._event("response.created", {"response": doc}) + first._event(
+        "response.queued", {"response": doc}
+    )
+
+
 class StoredStream(ResponsesStreamEncoder):
     """A stored Response object as the stream that would have produced it, through the same
     encoder: ``response.created``, ``response.in_progress``, each output item's events (its
@@ -458,6 +470,14 @@ class StoredStream(ResponsesStreamEncoder):
             ResponsesRequest(model=str(doc.get("model", "")), messages=[], response_id=doc["id"])
         )
         self._doc = doc
+
+    def _begin(self) -> bytes:
+        if self._started or not self._doc.get("background"):
+            return super()._begin()
+        self._started = True  # a background response: created and queued, then in progress
+        out = self._event("response.created", {"response": self._snapshot("queued")})
+        out += self._event("response.queued", {"response": self._snapshot("queued")})
+        return out + self._event("response.in_progress", {"response": self._snapshot("in_progress")})
 
     def _snapshot(self, status: str, **kw: Any) -> dict[str, Any]:
         doc = dict(self._doc)
