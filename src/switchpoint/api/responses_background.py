@@ -8,9 +8,11 @@ A background request is decoded, its conversation restored and its row written (
 it calls the Responses route again with the decoded request, so it goes through the same
 routing, governance, executor, failover and ledger as a foreground response (its one ledger
 row is booked when it ends). The gateway always reads the run as a stream: its events are
-kept in memory while it lasts (at most ``storage.background_events``), which lets any number
-of clients follow it and resume after a sequence number (``GET …?stream=true&starting_after=N``);
-a client leaving does not stop it. Its row follows the events: ``in_progress`` with the
+kept in memory while it lasts (at most ``storage.background_events``) and for
+:data:`RECENT_S` after, which lets any number of clients follow it and resume after a sequence
+number (``GET …?stream=true&starting_after=N``); a client leaving does not stop it. Its
+stream begins at once with ``response.created`` and ``response.queued`` (0 and 1); the run's
+encoder goes on from 2. Its row follows the events: ``in_progress`` with the
 stream's ``response.in_progress``, and how it ended with the terminal event.
 
 Cancel marks the row ``cancelled`` (guarded by its status, in one UPDATE) and then cancels the
@@ -289,10 +291,14 @@ class BackgroundRuns:
             worker=self.worker,
             heartbeat_at=time.time(),
         )
-        await self.state.run(store.insert, engine, row)
         run = Run(rid, owner, self.events)
+        self.runs[rid] = run  # counted from now: the limit holds while the row is written
+        try:
+            await self.state.run(store.insert, engine, row)
+        except BaseException:
+            del self.runs[rid]
+            raise
         run.publish(split_events(queued_events(run_request, msgspec.json.decode(queued))))
-        self.runs[rid] = run
         run.task = asyncio.get_running_loop().create_task(
             # the run's record has this answer's request id
             self._run(
