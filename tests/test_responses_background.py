@@ -236,6 +236,39 @@ def test_a_run_cancelled_while_queued_is_booked_once(sim: str, tmp_path: Path) -
         client.close()
 
 
+@pytest.mark.parametrize(
+    ("directive", "began"),
+    [("[[sim status=400]]", False), ("[[sim cut_after=2 output_tokens=30]]", True)],
+    ids=["refused-upstream", "cut-mid-stream"],
+)
+def test_a_run_that_fails_leaves_its_row_failed_with_the_error(
+    sim: str, tmp_path: Path, directive: str, began: bool
+) -> None:
+    with gateway(_doc(sim, tmp_path)) as (url, _, _):
+        client = _client(url)
+        body = {"model": "fast", "input": f"go {directive}", "background": True, "stream": True}
+        with httpx.stream("POST", f"{url}/v1/responses", json=body, headers=AUTH, timeout=30) as r:
+            events = sse_events(r.iter_lines())
+        check_stream(events)
+        kinds = [e["type"] for e in events]
+        assert "error" in kinds and kinds[-1] == "response.failed"
+        assert ("response.output_text.delta" in kinds) is began
+        raw = client.responses.with_raw_response.retrieve(events[0]["response"]["id"])
+        failed = raw.parse()
+        assert failed.status == "failed" and failed.error is not None and failed.error.code == "server_error"
+        assert raw.http_response.json() == events[-1]["response"]  # stored as the stream ended it
+        client.close()
+
+
+def test_with_the_ledger_off_background_is_a_400(sim: str, tmp_path: Path) -> None:
+    with gateway(_doc(sim, tmp_path, enabled=False)) as (url, _, _):
+        client = _client(url)
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.responses.create(model="fast", input="x", background=True)
+        assert "storage.enabled" in refused.value.message
+        client.close()
+
+
 def test_past_the_limit_in_flight_a_background_request_is_a_429(sim: str, tmp_path: Path) -> None:
     with gateway(_doc(sim, tmp_path, background_max_inflight=1)) as (url, _, _):
         client = _client(url)
