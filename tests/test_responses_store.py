@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
@@ -82,3 +83,27 @@ def test_owners_are_keys_by_id_else_names() -> None:
     assert owner_of(Principal(key_id="k1", name="renamed")) == "key:k1"
     assert owner_of(Principal(key_id=None, name="master")) == "name:master"
     assert owner_of(None) == "anonymous"
+
+
+def test_a_background_row_changes_only_while_it_is_queued_or_in_progress(engine: Engine) -> None:
+    now = time.time()
+    row = msgspec.structs.replace(
+        _row("bg"), status="queued", background=True, worker="w1", heartbeat_at=now - 100
+    )
+    store.insert(engine, row)
+    store.insert(engine, _row("fg"))  # a foreground answer: completed, never stale
+    assert [r.id for r in store.stale(engine, now - 50)] == ["bg"]
+    store.touch(engine, "w2", ["bg"], now)  # another worker's mark does not count
+    assert [r.id for r in store.stale(engine, now - 50)] == ["bg"]
+    store.touch(engine, "w1", ["bg"], now)
+    assert store.stale(engine, now - 50) == []
+    assert store.settle(engine, "bg", "key:k1", "in_progress", b'{"status": "in_progress"}')
+    assert store.cancel(engine, "bg", "key:k1", b'{"status": "cancelled"}')
+    assert not store.settle(engine, "bg", "key:k1", "completed", b'{"status": "completed"}')
+    assert not store.cancel(engine, "bg", "key:k2", b"{}")  # only the owner's
+    got = store.get(engine, "bg", "key:k1")
+    assert got is not None and (got.status, got.background, got.worker) == ("cancelled", True, "w1")
+    assert got.response == b'{"status": "cancelled"}'
+    fg = store.get(engine, "fg", "key:k1")
+    assert fg is not None and (fg.status, fg.background, fg.heartbeat_at) == ("completed", False, None)
+    assert not store.settle(engine, "fg", "key:k1", "failed", b"{}")  # a finished row stays
