@@ -30,7 +30,7 @@ import specs
 __all__ = ["configured_url_wins"]  # the test's own ledger file, whatever the environment names
 
 MASTER = AUTH["authorization"].removeprefix("Bearer ")
-SLOW = "Tell a long story [[sim tokens_per_s=8 output_tokens=200]]"
+SLOW = "Tell a long story [[sim tokens_per_s=10 output_tokens=80]]"
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +110,17 @@ def test_a_background_stream_outlives_its_client_and_resumes_after_a_sequence_nu
     sim: str, tmp_path: Path
 ) -> None:
     with gateway(_doc(sim, tmp_path)) as (url, _, _):
-        body = {"model": "fast", "input": SLOW, "background": True, "stream": True}
-        with httpx.stream("POST", f"{url}/v1/responses", json=body, headers=AUTH, timeout=30) as r:
-            assert r.status_code == 200
-            seen = sse_events(r.iter_lines(), stop_after=6)  # then the client goes away
+        client = _client(url)
+        seen: list[dict[str, Any]] = []
+        live = client.responses.create(model="fast", input=SLOW, background=True, stream=True)
+        for event in live:
+            seen.append(event.to_dict())
+            if len(seen) == 6:
+                break
+        live.close()  # the client goes away
         rid = seen[0]["response"]["id"]
         assert [e["sequence_number"] for e in seen] == list(range(6))
         assert seen[0]["response"]["background"] is True
-        client = _client(url)
         assert client.responses.retrieve(rid).status == "in_progress"  # still running
         rest = [e.to_dict() for e in client.responses.retrieve(rid, stream=True, starting_after=5)]
         assert rest[0]["sequence_number"] == 6
