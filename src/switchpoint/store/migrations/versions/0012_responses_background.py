@@ -3,7 +3,7 @@ background run, the worker running it and when that worker last said it was aliv
 (``heartbeat_at``), so a run left by a dead process can be told from a live one.
 
 Revision ID: 0012_responses_background
-Revises: 0010_task_totals
+Revises: 0011_chat_completions
 Create Date: 2026-12-03
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0012_responses_background"
-down_revision = "0010_task_totals"
+down_revision = "0011_chat_completions"
 branch_labels = None
 depends_on = None
 
