@@ -181,22 +181,27 @@ class Seeds:
 
     # --- stored responses --------------------------------------------------------------------
 
-    def _response(self, response_id: str, items: list[dict[str, object]]) -> None:
+    def _response(self, response_id: str, items: list[dict[str, object]], *, running: bool = False) -> None:
+        """A stored response under ``response_id``; ``running``: a background one in progress,
+        run by another worker that said it was alive just now (so the gateway's stale sweep
+        leaves it; a cancel marks it cancelled, as for a run on another replica)."""
         now = time.time()
         # The Response object in the shape the gateway stores its own (api/responses_out.py).
         doc = {
             "id": response_id,
             "object": "response",
             "created_at": int(now),
-            "status": "completed",
-            "background": False,
-            "completed_at": int(now),
+            "status": "in_progress" if running else "completed",
+            "background": running,
+            "completed_at": None if running else int(now),
             "error": None,
             "incomplete_details": None,
             "instructions": None,
             "max_output_tokens": None,
             "model": OPENAI_MODEL,
-            "output": [
+            "output": []
+            if running
+            else [
                 {
                     "type": "message",
                     "id": "msg_" + response_id.removeprefix("resp_"),
@@ -232,6 +237,10 @@ class Seeds:
             previous_response_id=None,
             input_items=items,
             response=msgspec.json.encode(doc),
+            status="in_progress" if running else "completed",
+            background=running,
+            worker=HOLDER if running else None,
+            heartbeat_at=now if running else None,
         )
         response_store.remove(self.engine, response_id, self.owner)
         response_store.insert(self.engine, row)
@@ -239,6 +248,12 @@ class Seeds:
     def stored_response(self) -> None:
         """``resp_677efb…``: a stored response (retrieve, delete)."""
         self._response(RESPONSE_ID, [{"type": "message", "role": "user", "content": "Say hello."}])
+
+    def background_response(self) -> None:
+        """``resp_677efb…``: a background response still in progress (cancel)."""
+        self._response(
+            RESPONSE_ID, [{"type": "message", "role": "user", "content": "Say hello."}], running=True
+        )
 
     def items_response(self) -> None:
         """``response_id``: a stored response with two input items, the first with the id the
@@ -312,7 +327,8 @@ PLAN: tuple[tuple[str, str, str, Callable[[Seeds], None]], ...] = (
     ("openai", _BATCHES, "test_*_create*", Seeds.batch_input),
     ("openai", _BATCHES, "test_*_retrieve", Seeds.openai_batch),
     ("openai", _BATCHES, "test_*_cancel", Seeds.openai_batch),
-    ("openai", _RESPONSES, "test_*_retrieve*_overload_1", Seeds.stored_response),  # not stream=True
+    ("openai", _RESPONSES, "test_*_retrieve*", Seeds.stored_response),  # stream=True replays it
+    ("openai", _RESPONSES, "test_*_cancel", Seeds.background_response),
     ("openai", _RESPONSES, "test_*_delete", Seeds.stored_response),
     ("openai", _INPUT_ITEMS, "test_*_list*", Seeds.items_response),
     ("anthropic", _MESSAGE_BATCHES, "test_*_retrieve*", Seeds.running_message_batch),
