@@ -113,6 +113,48 @@ OPERATIONS = (
         path_models=("sim-claude", "smart", ""),
         modes=(GenerationMode.POSITIVE,),
     ),
+    # The stored objects' routes: the lists' query parameters (limit, order, after, filters) and
+    # the bodies (a batch, a metadata update) in both modes; the routes whose only inputs are a
+    # path id (and headers) in the positive mode, for the reason above. Generated ids name no
+    # object, so most of these answer 404: the check is that none is a 5xx of the gateway's.
+    *(
+        Operation("openai", op, 20, 2.0)
+        for op in (
+            "listChatCompletions",
+            "updateChatCompletion",
+            "getChatCompletionMessages",
+            "getResponse",
+            "listInputItems",
+            "listFiles",
+            "listBatches",
+            "createBatch",
+        )
+    ),
+    *(
+        Operation("openai", op, 10, 1.5, modes=(GenerationMode.POSITIVE,))
+        for op in (
+            "getChatCompletion",
+            "deleteChatCompletion",
+            "deleteResponse",
+            "cancelResponse",
+            "retrieveFile",
+            "deleteFile",
+            "downloadFile",
+            "retrieveBatch",
+            "cancelBatch",
+        )
+    ),
+    Operation("anthropic", "message_batches_post", 20, 2.0),
+    Operation("anthropic", "message_batches_list", 20, 2.0),
+    *(
+        Operation("anthropic", op, 10, 1.5, modes=(GenerationMode.POSITIVE,))
+        for op in (
+            "message_batches_retrieve",
+            "message_batches_delete",
+            "message_batches_cancel",
+            "message_batches_results",
+        )
+    ),
 )
 BASE_PATH = {"openai": "/v1", "anthropic": ""}  # the documents' server paths
 

@@ -183,19 +183,21 @@ class BackgroundRuns:
     # --- start and stop --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Fail what dead workers left (once now, then at every heartbeat)."""
+        """Fail what dead workers left (at once, then at every heartbeat), in a task of its own:
+        the gateway starts, and serves, while its database is down."""
         if self.state.engine() is None:
             return
-        await self.sweep()
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat_s)
             try:
                 await self.sweep()
-            except Exception:
-                log.exception("could not mark background responses alive")
+            except Exception as exc:
+                log.warning(
+                    "could not sweep background responses (trying again in %ss): %s", self.heartbeat_s, exc
+                )
+            await asyncio.sleep(self.heartbeat_s)
 
     async def sweep(self) -> int:
         """Mark this worker's runs alive; fail the rows no live worker has marked lately."""
