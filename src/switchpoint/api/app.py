@@ -61,6 +61,7 @@ from switchpoint.api.responses_state import ResponseState
 from switchpoint.api.responses_state import routes as response_routes
 from switchpoint.api.shadow import Shadower
 from switchpoint.cache import Caches
+from switchpoint.canonical import ChatRequest
 from switchpoint.config import Config
 from switchpoint.errors import (
     BadRequest,
@@ -300,21 +301,40 @@ def _embeddings_handler(gw: Gateway) -> Handler:
     return handle
 
 
-def _count_tokens_handler(gw: Gateway) -> Handler:
+def _count_handler(
+    gw: Gateway,
+    dialect: Dialect,
+    decode: Callable[[bytes, Mapping[str, str]], ChatRequest],
+    answer: Callable[[int], dict[str, Any]],
+    conversations: ResponseState | None = None,
+) -> Handler:
+    """A token count: ``POST /v1/messages/count_tokens`` and ``POST /v1/responses/input_tokens``.
+
+    The body is decoded as its chat route decodes it (``decode``: the dialect's reader behind
+    the decode boundary), its conversation restored (``conversations``: ``previous_response_id``),
+    the model checked against the key as for chat; the count is
+    :func:`tokens.estimate_request_tokens` for the family of the model's first deployment (no
+    model: the dialect's own family). An estimate, so the header says so; nothing is booked."""
+
     async def handle(request: Request) -> Response:
         rid = request_id(request.headers)
         headers = {"x-request-id": rid}
         try:
-            await gw.auth.principal(request.headers)
+            principal = await gw.auth.principal(request.headers)
             body = await _read_body(request, gw.config.max_body_bytes)
-            creq = ANTHROPIC.decode_count_tokens(body, request.headers)
-            deps = gw.router.deployments_for(creq.model, "chat")
-            count = tokens.estimate_request_tokens(creq, deps[0].family)
+            creq = decode(body, request.headers)
+            if conversations is not None:
+                creq = await conversations.restore(creq, principal)
+            family = dialect.name
+            if creq.model:
+                check_alias(principal, creq.model)
+                family = gw.router.deployments_for(creq.model, "chat")[0].family
+            count = tokens.estimate_request_tokens(creq, family)
             headers["x-switchpoint-estimate"] = "true"
-            return Response(msgspec.json.encode({"input_tokens": count}), headers=headers, media_type=JSON)
+            return Response(msgspec.json.encode(answer(count)), headers=headers, media_type=JSON)
         except Exception as exc:
             err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, rid)
-            return _error_response(ANTHROPIC, err, headers)
+            return _error_response(dialect, err, headers)
 
     return handle
 
@@ -652,7 +672,22 @@ def create_app(
     asgi_chat = {path: _asgi_route(route) for path, route in chat.items()}
     routes = [
         *(Route(path, handler, methods=["POST"]) for path, handler in asgi_chat.items()),
-        Route("/v1/messages/count_tokens", _count_tokens_handler(gw), methods=["POST"]),
+        Route(
+            "/v1/messages/count_tokens",
+            _count_handler(gw, ANTHROPIC, ANTHROPIC.decode_count_tokens, lambda n: {"input_tokens": n}),
+            methods=["POST"],
+        ),
+        Route(
+            "/v1/responses/input_tokens",
+            _count_handler(
+                gw,
+                RESPONSES,
+                RESPONSES.decode_input_tokens,
+                lambda n: {"object": "response.input_tokens", "input_tokens": n},
+                responses,
+            ),
+            methods=["POST"],
+        ),
         *response_routes(responses, RESPONSES),
         *chat_store.routes(gw.chats, OPENAI),
         *files.routes(batch_service.files, OPENAI),

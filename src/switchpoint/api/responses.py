@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from switchpoint.api.dialect import Dialect
+from switchpoint.api.dialect import Dialect, decode_boundary
 from switchpoint.api.openai import (
     _array,
     _bad,
@@ -211,8 +211,10 @@ def read_items(items: list[Any], param: str = "input") -> list[Message]:
     return messages
 
 
-def _input(value: Any) -> list[dict[str, Any]]:
+def _input(value: Any, required: bool = True) -> list[dict[str, Any]]:
     if value is None:
+        if not required:
+            return []
         raise _bad("input", "is required")
     if isinstance(value, str):
         return [{"type": "message", "role": "user", "content": value}]
@@ -318,16 +320,19 @@ def _reasoning_option(value: Any) -> tuple[Thinking | None, dict[str, Any]]:
     return Thinking(effort="high" if effort in ("xhigh", "max") else effort), echo
 
 
-def read_responses(body: bytes) -> ResponsesRequest:
-    """Decode and validate a ``POST /v1/responses`` body (through the decode boundary only)."""
+def read_responses(body: bytes, *, count: bool = False) -> ResponsesRequest:
+    """Decode and validate a ``POST /v1/responses`` body (through the decode boundary only).
+
+    ``count``: a ``POST /v1/responses/input_tokens`` body, read the same way except that
+    ``model`` and ``input`` may be absent (no model: ``model`` is ``""``; no input: no items)."""
     data = _decode_object(body)
     for key, why in _UNSUPPORTED.items():
         if data.get(key) not in (None, False):
             raise _bad(key, why)
-    model = _str(data, "model", "model", required=True)
-    if not model:
+    model = _str(data, "model", "model", required=not count)
+    if model is not None and not model:
         raise _bad("model", "must not be empty")
-    items = _input(data.get("input"))
+    items = _input(data.get("input"), required=not count)
     instructions = _str(data, "instructions", "instructions")
     lead: list[Message] = (
         [Message(role="system", parts=[TextPart(text=instructions)])] if instructions else []
@@ -370,7 +375,7 @@ def read_responses(body: bytes) -> ResponsesRequest:
     if truncation not in (None, "auto", "disabled"):
         raise _bad("truncation", "must be 'auto' or 'disabled'")
     echo["truncation"] = truncation or "disabled"
-    for key in ("prompt_cache_key", "service_tier"):
+    for key in ("prompt_cache_key", "service_tier", "personality"):
         _str(data, key, key)
     include = data.get("include")
     if include is not None and not isinstance(include, list):
@@ -383,7 +388,7 @@ def read_responses(body: bytes) -> ResponsesRequest:
         raise _bad("background", "Background mode requires store=true; set store to true or omit it.")
     echo["store"] = store is not False
     return ResponsesRequest(
-        model=model,
+        model=model or "",
         messages=lead + read_items(items),
         stream=stream,
         include_usage=stream,
@@ -403,6 +408,10 @@ def read_responses(body: bytes) -> ResponsesRequest:
     )
 
 
+def _read_input_tokens(body: bytes, headers: Mapping[str, str]) -> ResponsesRequest:
+    return read_responses(body, count=True)
+
+
 class ResponsesDialect(Dialect):
     """``POST /v1/responses``: decoded and encoded here, errors in OpenAI's error JSON."""
 
@@ -410,6 +419,11 @@ class ResponsesDialect(Dialect):
 
     def read_chat(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         return read_responses(body)
+
+    def decode_input_tokens(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
+        """``POST /v1/responses/input_tokens``: as :meth:`decode_chat`, every field optional,
+        behind the same decode boundary."""
+        return decode_boundary(_read_input_tokens, body, headers)
 
     def encode_chat(self, response: ChatResponse, request: ChatRequest) -> bytes:
         assert isinstance(request, ResponsesRequest)
