@@ -169,6 +169,7 @@ def test_chunked_request_body(conn: Conn) -> None:
         ("/v1/messages", "anthropic"),
         ("/v1/embeddings", "openai"),
         ("/v1/messages/count_tokens", "anthropic"),
+        ("/v1/responses/input_tokens", "openai"),
     ],
 )
 def test_declared_body_over_the_limit_is_refused_before_reading_it(conn: Conn, path: str, shape: str) -> None:

@@ -97,6 +97,7 @@ _CHAT_TARGETS = ("sim-gpt", "sim-claude", "sim-gemini", "")
 OPERATIONS = (
     Operation("openai", "createChatCompletion", 80, 6.0, models=_CHAT_TARGETS),
     Operation("openai", "createResponse", 80, 6.0, models=_CHAT_TARGETS),
+    Operation("openai", "Getinputtokencounts", 40, 4.0, models=("sim-gpt", "sim-claude", "")),
     Operation("openai", "createEmbedding", 40, 3.0, models=("sim-embed", "embed", "")),
     Operation("openai", "listModels", 10, 1.5),
     Operation("openai", "retrieveModel", 20, 2.0, path_models=("sim-gpt", "smart", "")),
