@@ -13,6 +13,9 @@ Consecutive assistant-side items (a message, its reasoning, its function calls) 
 assistant message, as a Chat Completions client would send them. Anything else (built-in
 tools' items, ``item_reference``, files) is a 400 naming the item.
 
+The same reader decodes ``POST /v1/responses/input_tokens`` (``count=True``: every field
+optional), so a token count sees the request the Responses route would make.
+
 The encoders (the Response object and the stream's events) are in :mod:`.responses_out`.
 """
 
