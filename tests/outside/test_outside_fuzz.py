@@ -76,8 +76,17 @@ def _text_block_citations(doc: dict[str, Any]) -> None:
     block["required"] = [name for name in block["required"] if name != "citations"]
 
 
+def _response_404_envelope(doc: dict[str, Any]) -> None:
+    """OpenAI: ``DELETE /v1/responses/{id}`` and ``POST /v1/responses/{id}/cancel`` document
+    their 404 as the bare ``Error`` object; the API sends every error inside ``{"error": …}``
+    (``ErrorResponse``), which is where the SDK reads it (``APIStatusError.body["error"]``)."""
+    for path, method in (("/responses/{response_id}", "delete"), ("/responses/{response_id}/cancel", "post")):
+        content = doc["paths"][path][method]["responses"]["404"]["content"]["application/json"]
+        content["schema"] = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
 CORRECTIONS: dict[str, tuple[Callable[[dict[str, Any]], None], ...]] = {
-    "openai": (_embedding_base64, _responses_stream),
+    "openai": (_embedding_base64, _responses_stream, _response_404_envelope),
     "anthropic": (_messages_stream, _text_block_citations),
 }
 
