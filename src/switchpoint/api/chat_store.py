@@ -36,7 +36,7 @@ from starlette.routing import Route
 from switchpoint.api.dialect import Dialect, StreamEncoder
 from switchpoint.api.files import guarded, json_response, read_limited
 from switchpoint.api.openai import usage_out
-from switchpoint.api.paging import openai_limit
+from switchpoint.api.paging import openai_limit, openai_order
 from switchpoint.api.responses_state import owner_of
 from switchpoint.api.shadow import SHADOW
 from switchpoint.canonical import ChatRequest, StreamEvent, Usage
@@ -347,15 +347,6 @@ def message_resource(message: Any, completion_id: str, index: int) -> dict[str, 
     return out
 
 
-def _order(request: Request) -> store.Order:
-    order = request.query_params.get("order", "asc")
-    if order == "asc":
-        return "asc"
-    if order == "desc":
-        return "desc"
-    raise BadRequest("'order': must be 'asc' or 'desc'", param="order")
-
-
 def _filters(request: Request) -> dict[str, str]:
     """``metadata[key]=value`` query parameters, as a dict."""
     where: dict[str, str] = {}
@@ -416,7 +407,7 @@ def routes(chats: ChatStore, dialect: Dialect) -> list[Route]:
     async def listing(request: Request, principal: Principal) -> Response:
         limit, order, where = (
             openai_limit(request.query_params, default=20, most=MAX_LIMIT),
-            _order(request),
+            openai_order(request.query_params, default="asc"),
             _filters(request),
         )
         q = request.query_params
@@ -454,7 +445,10 @@ def routes(chats: ChatStore, dialect: Dialect) -> list[Route]:
         return json_response({"object": "chat.completion.deleted", "id": row.id, "deleted": True})
 
     async def messages(request: Request, principal: Principal) -> Response:
-        limit, order = openai_limit(request.query_params, default=20, most=MAX_LIMIT), _order(request)
+        limit, order = (
+            openai_limit(request.query_params, default=20, most=MAX_LIMIT),
+            openai_order(request.query_params, default="asc"),
+        )
         row, _ = await chats.owned(request, principal)
         items = [message_resource(m, row.id, i) for i, m in enumerate(row.messages)]
         if order == "desc":

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from switchpoint.api.chat import JSON, error_reply, internal_error, request_id
 from switchpoint.api.dialect import Dialect
-from switchpoint.api.paging import openai_limit
+from switchpoint.api.paging import openai_limit, openai_order
 from switchpoint.api.responses_state import owner_of
 from switchpoint.errors import BadRequest, NotFound, PayloadTooLarge, SwitchpointError
 from switchpoint.governance.principal import Principal
@@ -210,9 +210,7 @@ def routes(files: FileStore, dialect: Dialect) -> list[Route]:
 
     async def listing(request: Request, principal: Principal) -> Response:
         q = request.query_params
-        order = q.get("order", "desc")
-        if order not in ("asc", "desc"):
-            raise BadRequest("'order': must be 'asc' or 'desc'", param="order")
+        order = openai_order(q, default="desc")
         limit = openai_limit(q, default=10_000, most=10_000)
         rows = await files.run(
             functools.partial(

@@ -1,4 +1,4 @@
-"""The ``limit`` of the list endpoints, read as each API publishes it.
+"""The ``limit`` (and OpenAI's ``order``) of the list endpoints, read as each API publishes it.
 
 * OpenAI (``/v1/files``, ``/v1/batches``, ``/v1/responses/{id}/input_items``): the schema gives
   ``limit`` no minimum and no maximum (the descriptions say 1 to 10,000 for files, 1 to 100
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Literal
 
 from switchpoint.errors import BadRequest
 
@@ -39,3 +40,13 @@ def anthropic_limit(params: Mapping[str, str], *, default: int = 20, most: int =
     if not 1 <= limit <= most:
         raise BadRequest(f"limit: expected an integer from 1 to {most}", param="limit")
     return limit
+
+
+def openai_order(params: Mapping[str, str], *, default: Literal["asc", "desc"]) -> Literal["asc", "desc"]:
+    """``order``: ``asc`` or ``desc`` (``default`` when absent); anything else is a 400."""
+    order = params.get("order", default)
+    if order == "asc":
+        return "asc"
+    if order == "desc":
+        return "desc"
+    raise BadRequest("'order': must be 'asc' or 'desc'", param="order")

@@ -438,7 +438,9 @@ class BackgroundRuns:
             yield frame
 
 
-def _json_error(dialect: Dialect, exc: Exception, headers: dict[str, str]) -> Response:
+def error_response(dialect: Dialect, exc: Exception, headers: dict[str, str]) -> Response:
+    """A failure answered in ``dialect``'s error JSON (an unexpected one as an internal error,
+    logged); the routes of stored responses all answer through it."""
     err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, headers["x-request-id"])
     reply = error_reply(dialect, err, headers)
     return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=JSON)
@@ -472,7 +474,7 @@ def routes(state: ResponseState, runs: BackgroundRuns, dialect: Dialect) -> list
                 return Response(row.response, headers=headers, media_type=JSON)
             events = await runs.stream(row, int(after_text))
         except Exception as exc:
-            return _json_error(dialect, exc, headers)
+            return error_response(dialect, exc, headers)
         return StreamingResponse(events, headers={**headers, **_SSE_HEADERS}, media_type=_SSE)
 
     async def cancel(request: Request) -> Response:
@@ -481,7 +483,7 @@ def routes(state: ResponseState, runs: BackgroundRuns, dialect: Dialect) -> list
             row, _ = await state.stored(request)
             return Response(await runs.cancel(row), headers=headers, media_type=JSON)
         except Exception as exc:
-            return _json_error(dialect, exc, headers)
+            return error_response(dialect, exc, headers)
 
     return [
         Route("/v1/responses/{response_id}", retrieve, methods=["GET"]),

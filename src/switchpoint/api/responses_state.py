@@ -35,12 +35,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from switchpoint.api import responses_background
-from switchpoint.api.chat import JSON, error_reply, internal_error, request_id
+from switchpoint.api.chat import JSON, request_id
 from switchpoint.api.dialect import Dialect
-from switchpoint.api.paging import openai_limit
+from switchpoint.api.paging import openai_limit, openai_order
 from switchpoint.api.responses import ResponsesRequest, read_items
 from switchpoint.canonical import ChatRequest
-from switchpoint.errors import BadRequest, NotFound, SwitchpointError
+from switchpoint.errors import BadRequest, NotFound
 from switchpoint.governance.principal import Principal
 from switchpoint.store import responses as store
 
@@ -199,9 +199,7 @@ def _guarded(
         try:
             return Response(await handle(request), headers=headers, media_type=JSON)
         except Exception as exc:
-            err = exc if isinstance(exc, SwitchpointError) else internal_error(exc, headers["x-request-id"])
-            reply = error_reply(dialect, err, headers)
-            return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=JSON)
+            return responses_background.error_response(dialect, exc, headers)
 
     return guarded
 
@@ -218,9 +216,7 @@ def routes(state: ResponseState, dialect: Dialect) -> list[Route]:
     async def input_items(request: Request) -> bytes:
         q = request.query_params
         limit = openai_limit(q, default=20, most=100)
-        order = q.get("order", "desc")
-        if order not in ("asc", "desc"):
-            raise BadRequest("'order': must be 'asc' or 'desc'", param="order")
+        order = openai_order(q, default="desc")
         row, _ = await state.stored(request)
         items = [item_resource(item, row.id, i) for i, item in enumerate(row.input_items)]
         if order == "desc":
